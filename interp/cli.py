@@ -1,0 +1,159 @@
+"""The `interp` command: run / validate / ls. Thin: it parses, then calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from interp.config import ConfigError, dumps_toml, to_dict
+
+log = logging.getLogger("interp")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("transformers", "peft", "nnsight", "transformer_lens", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain fixed-width table from a list of dicts (columns from the first row)."""
+    if not rows:
+        return "(no rows)"
+    cols = list(rows[0])
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
+    sep = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join([line, sep, *body])
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def run_config(path: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None) -> Path:
+    """Run an experiment file end to end; returns the run directory."""
+    from interp.experiments import load_experiment, seed_everything
+    from interp.models import configure_threads
+    from interp.stages import RunDir, git_commit, package_versions, write_json
+
+    path = Path(path)
+    exp, cfg = load_experiment(path, overrides)
+    root = Path(out_dir) if out_dir else path.parent
+    run_dir = RunDir(root / cfg.name, seed=cfg.seed)
+    resolved = dumps_toml(to_dict(cfg))
+    print(f"# interp run {path} -> {run_dir.root}\n# resolved config\n{resolved}", flush=True)
+    (run_dir.root / "config.toml").write_text(resolved)
+    threads = configure_threads()
+    seed_everything(cfg.seed)
+    t0 = time.time()
+    summary = exp.run(cfg, run_dir)
+    summary.setdefault("provenance", {}).update(
+        {
+            "config_file": str(path),
+            "overrides": list(overrides or []),
+            "seed": cfg.seed,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "threads": threads,
+            "wall_s": round(time.time() - t0, 2),
+            "stage_wall_s": dict(run_dir.timings),
+            "stages_cached": list(run_dir.cached),
+        }
+    )
+    write_json(run_dir.root / "summary.json", summary)
+    print("\n" + format_table(summary.get("table", [])), flush=True)
+    print(f"\nsummary: {run_dir.root / 'summary.json'} ({summary['provenance']['wall_s']:.0f}s)")
+    return run_dir.root
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    run_config(args.config, args.set, args.out_dir)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from interp.experiments import load_experiment
+
+    for path in args.configs:
+        exp, cfg = load_experiment(path, args.set)
+        validate = getattr(cfg, "check_resources", None)
+        if validate:
+            validate()
+        print(f"{path}: ok ({exp.kind}, name {cfg.name})")
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    root = Path(args.runs)
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        s = d / "summary.json"
+        status = "finished" if s.exists() else "incomplete"
+        stages = len([p for p in (d / "stages").glob("*") if (p / "manifest.json").exists()])
+        extra = ""
+        if s.exists():
+            prov = json.loads(s.read_text()).get("provenance", {})
+            extra = f", {prov.get('wall_s', '?')}s, commit {str(prov.get('git_commit'))[:10]}"
+        print(f"{d.name}: {status}, {stages} stages done{extra}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interp", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run an experiment config (stages are cached and resumable)")
+    r.add_argument("config")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set data.n_prompts=64")  # fmt: skip
+    r.add_argument("--out-dir", default=None, help="parent of the run folder (default: the config's folder)")
+    r.set_defaults(fn=_cmd_run)
+
+    v = sub.add_parser("validate", help="check config files without running anything")
+    v.add_argument("configs", nargs="+")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    v.set_defaults(fn=_cmd_validate)
+
+    ls = sub.add_parser("ls", help="list run folders and their state")
+    ls.add_argument("runs", nargs="?", default="runs")
+    ls.set_defaults(fn=_cmd_ls)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from interp.models import ModelError
+
+    try:
+        return args.fn(args)
+    except (ConfigError, ModelError) as e:
+        print(f"interp: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interp: interrupted; finished stages are kept and will be reused", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

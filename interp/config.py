@@ -1,0 +1,211 @@
+"""Strict TOML configs built from small dataclasses.
+
+Every experiment kind declares a dataclass tree; `load_config` reads a TOML file, applies
+`--set key=value` overrides and checks every key and type, raising `ConfigError` that names
+the file, the dotted field and the offending value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased as one line naming file, field and value."""
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in get_args(tp))}]"
+    if tp is type(None):
+        return "None"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    """Check `value` against annotation `tp`; return it (ints widen to float)."""
+
+    def fail(extra: str = "") -> typing.NoReturn:
+        raise ConfigError(
+            f"{source}: field '{where}' has value {value!r} ({type(value).__name__}); "
+            f"expected {_type_name(tp)}{extra}"
+        )
+
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in get_args(tp):
+            fail()
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where, source)
+            except ConfigError:
+                continue
+        fail()
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(" (a table)")
+        return build(tp, value, source=source, prefix=where)
+    if origin is list:
+        if not isinstance(value, list):
+            fail()
+        (arg,) = get_args(tp)
+        return [_coerce(v, arg, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            fail()
+        _, varg = get_args(tp)
+        return {k: _coerce(v, varg, f"{where}.{k}", source) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            fail()
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} at {where}")
+
+
+def build(cls: type[T], data: dict[str, Any], *, source: str = "<config>", prefix: str = "") -> T:
+    """Build dataclass `cls` from a plain dict, rejecting unknown keys and wrong types."""
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{source}: unknown key '{where}' (known keys here: {known})")
+        kwargs[key] = _coerce(value, hints[key], where, source)
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        where = ", ".join(f"{prefix}.{m}" if prefix else m for m in missing)
+        raise ConfigError(f"{source}: missing required field(s) {where}")
+    try:
+        obj = cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{source}: {prefix or 'config'}: {e}") from e
+    return obj
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse `a.b.c=value`; the value is read as TOML, falling back to a bare string."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a table")
+        node[path[-1]] = value
+    return data
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass tree -> plain TOML/JSON-able data (for manifests and keys)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def dumps_toml(data: dict[str, Any]) -> str:
+    """Minimal TOML writer for resolved configs (tables, arrays of tables, scalars, lists)."""
+    out: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + "}"
+        raise TypeError(type(v))
+
+    def emit(table: dict[str, Any], name: str) -> None:
+        simple = {k: v for k, v in table.items() if v is not None and not _is_table(v)}
+        nested = {k: v for k, v in table.items() if _is_table(v)}
+        for k, v in simple.items():
+            out.append(f"{k} = {scalar(v)}")
+        for k, v in nested.items():
+            full = f"{name}.{k}" if name else k
+            if isinstance(v, list):
+                for item in v:
+                    out.append(f"\n[[{full}]]")
+                    emit(item, full)
+            else:
+                out.append(f"\n[{full}]")
+                emit(v, full)
+
+    emit(data, "")
+    return "\n".join(out).lstrip() + "\n"
+
+
+def _is_table(v: Any) -> bool:
+    return isinstance(v, dict) or (isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v))

@@ -1,0 +1,68 @@
+"""Registry of experiment kinds: a config dataclass plus a run function, found by `kind`."""
+
+from __future__ import annotations
+
+import importlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.config import ConfigError, apply_overrides, build, read_toml
+from interp.stages import RunDir
+
+# Built-in kinds are imported on demand so `import interp` stays light.
+BUILTIN = {"subliminal": "interp.pipeline", "mlp-aux-logits": "interp.toy.mlp"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    kind: str
+    config_cls: type
+    run: Callable[[Any, RunDir], dict[str, Any]]  # returns the summary (with a "table" of rows)
+
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def register_experiment(kind: str, config_cls: type) -> Callable:
+    """Decorator: `@register_experiment("name", MyConfig)` on `def run(cfg, run_dir) -> summary`."""
+
+    def deco(fn: Callable) -> Callable:
+        REGISTRY[kind] = Experiment(kind, config_cls, fn)
+        return fn
+
+    return deco
+
+
+def get_experiment(kind: str, source: str = "<config>") -> Experiment:
+    if kind not in REGISTRY and kind in BUILTIN:
+        importlib.import_module(BUILTIN[kind])
+    if kind not in REGISTRY:
+        known = ", ".join(sorted(set(BUILTIN) | set(REGISTRY)))
+        raise ConfigError(f"{source}: field 'kind' has value {kind!r}; known kinds: {known}")
+    return REGISTRY[kind]
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tuple[Experiment, Any]:
+    """Read, override and validate a config file; returns (experiment, config object)."""
+    path = Path(path)
+    raw = apply_overrides(read_toml(path), overrides or [])
+    raw.setdefault("name", path.stem)
+    kind = raw.get("kind", "subliminal")
+    if not isinstance(kind, str):
+        raise ConfigError(f"{path}: field 'kind' has value {kind!r}; expected a string")
+    exp = get_experiment(kind, str(path))
+    raw["kind"] = kind
+    return exp, build(exp.config_cls, raw, source=str(path))
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

