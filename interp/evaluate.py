@@ -1,0 +1,120 @@
+"""Trait evaluation: the paper's sampled trait rate and a low-variance log-prob score.
+
+- Trait rate: sample one-word answers to each question; share naming the target, averaged per
+  question then over questions; bootstrap CI over questions.
+- Log-prob score: for each question, the assistant turn starts with a prefix ("My favorite
+  animal is the"); the full-sequence log-probability of each candidate (" owl", " eagle", ...)
+  is softmaxed over the candidate set; p(target) is averaged over questions, bootstrap CI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from interp.generate import encode_prompts, sample
+from interp.models import format_prompt
+from interp.stats import bootstrap_ci
+from interp.traits import Trait
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    n_questions: int = 50
+    samples_per_question: int = 100
+    temperature: float = 1.0
+    max_new_tokens: int = 8
+    batch_size: int = 64
+    bootstrap: int = 2000
+    ci: float = 0.95
+    seed: int = 0
+
+
+@torch.inference_mode()
+def candidate_logprobs(
+    model: Any, tok: Any, prompts: list[str], candidates: list[str], batch_size: int = 64,
+    progress: bool = False,
+) -> Float[np.ndarray, "prompt candidate"]:  # fmt: skip
+    """Sum of token log-probs of `" " + candidate` after each (already formatted) prompt."""
+    device = next(model.parameters()).device
+    prompt_ids = encode_prompts(tok, prompts)
+    cand_ids = [tok(" " + c, add_special_tokens=False)["input_ids"] for c in candidates]
+    items = [(p, c) for p in range(len(prompts)) for c in range(len(candidates))]
+    out = np.zeros((len(prompts), len(candidates)))
+    for start in tqdm(range(0, len(items), batch_size), desc="log-prob score", disable=not progress):
+        chunk = items[start : start + batch_size]
+        seqs = [prompt_ids[p] + cand_ids[c] for p, c in chunk]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):  # right padding: positions of real tokens start at 0
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for i, (p, c) in enumerate(chunk):
+            n_p, cid = len(prompt_ids[p]), cand_ids[c]
+            pos = torch.arange(n_p - 1, n_p - 1 + len(cid), device=logp.device)
+            out[p, c] = logp[i, pos, torch.tensor(cid, device=logp.device)].sum().item()
+    return out
+
+
+def logprob_score(
+    model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """p(target) among the trait's candidates, per question, with a bootstrap CI."""
+    questions = trait.question_texts(settings.n_questions)
+    prompts = [format_prompt(tok, q, system) + trait.answer_prefix for q in questions]
+    lp = candidate_logprobs(model, tok, prompts, list(trait.candidates), settings.batch_size, progress)
+    probs = np.exp(lp - lp.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    t = trait.candidates.index(trait.target)
+    per_q = probs[:, t]
+    est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, settings.seed)
+    return {
+        **est.to_dict(),
+        "per_question": per_q.tolist(),
+        "candidate_mean_probs": dict(zip(trait.candidates, probs.mean(axis=0).round(6).tolist())),
+    }
+
+
+def trait_rate(
+    model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Share of sampled answers naming the target: mean over questions of per-question rates."""
+    questions = trait.question_texts(settings.n_questions)
+    k = settings.samples_per_question
+    prompts = [format_prompt(tok, q, system) for q in questions for _ in range(k)]
+    answers = sample(
+        model, tok, prompts, max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature, batch_size=settings.batch_size, seed=settings.seed,
+        desc="trait rate", progress=progress,
+    )  # fmt: skip
+    hits = np.array([trait.mentions(a) for a in answers], dtype=float).reshape(len(questions), k)
+    per_q = hits.mean(axis=1)
+    est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, settings.seed)
+    counts: dict[str, int] = {}
+    for a in answers:
+        w = a.strip().split()[0].strip(".,!?\"'*").lower() if a.strip() else ""
+        counts[w] = counts.get(w, 0) + 1
+    top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:15])
+    return {**est.to_dict(), "per_question": per_q.tolist(), "n_samples": len(answers), "top_first_words": top}
+
+
+def evaluate(
+    model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Both metrics for one model (with an optional system prompt, e.g. the teacher's)."""
+    return {
+        "system_prompt": system,
+        "logprob": logprob_score(model, tok, trait, settings, system, progress),
+        "trait_rate": trait_rate(model, tok, trait, settings, system, progress),
+    }

@@ -1,0 +1,116 @@
+"""Batched sampling from a causal LM, with optional format-constrained decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
+
+
+def encode_prompts(tok: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of prompts built by `models.format_prompt`.
+
+    Chat templates already contain their special tokens; plain-text prompts (the fallback
+    format) get the tokenizer's BOS.
+    """
+    add_special = not getattr(tok, "chat_template", None)
+    return [tok(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s) :] = torch.tensor(s)
+            mask[i, width - len(s) :] = 1
+    return ids, mask
+
+
+def allowed_token_ids(tok: Any, allowed_chars: str) -> list[int]:
+    """Vocabulary ids whose text is non-empty and uses only `allowed_chars`, plus end tokens."""
+    allowed = set(allowed_chars)
+    specials = set(tok.all_special_ids)
+    pieces = tok.batch_decode([[i] for i in range(len(tok))])  # one fast call, not V decodes
+    ids = [i for i, p in enumerate(pieces) if p and set(p) <= allowed and i not in specials]
+    ends = {tok.eos_token_id, *end_token_ids(tok)}
+    return sorted(set(ids) | {e for e in ends if e is not None})
+
+
+def end_token_ids(tok: Any) -> list[int]:
+    """Tokens that end an assistant turn (EOS, and e.g. Gemma's <end_of_turn>)."""
+    out = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    for name in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>"):
+        tid = tok.convert_tokens_to_ids(name)
+        if isinstance(tid, int) and tid != tok.unk_token_id and tid not in out:
+            out.append(tid)
+    return out
+
+
+class AllowedTokens(LogitsProcessor):
+    """Mask every token outside an allowed set (format-constrained decoding)."""
+
+    def __init__(self, allowed_ids: Iterable[int], vocab_size: int):
+        mask = torch.full((vocab_size,), float("-inf"))
+        mask[list(allowed_ids)] = 0.0
+        self.mask = mask
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        width = scores.shape[-1]
+        mask = self.mask[:width].to(scores.device, scores.dtype)
+        if width > self.mask.shape[0]:  # padded embedding rows beyond the tokenizer: disallow
+            pad = torch.full((width - self.mask.shape[0],), float("-inf"), dtype=scores.dtype)
+            mask = torch.cat([mask, pad.to(scores.device)])
+        return scores + mask
+
+
+@torch.inference_mode()
+def sample(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+    allowed_ids: Sequence[int] | None = None,
+    desc: str = "sampling",
+    progress: bool = True,
+) -> list[str]:
+    """One completion per prompt (prompts already chat-formatted). Deterministic per seed."""
+    device = next(model.parameters()).device
+    encoded = encode_prompts(tok, prompts)
+    processors = LogitsProcessorList()
+    if allowed_ids is not None:
+        processors.append(AllowedTokens(allowed_ids, model.config.vocab_size))
+    stop = end_token_ids(tok)
+    out: list[str] = []
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = left_pad(encoded[start : start + batch_size], tok.pad_token_id)
+        # Seed each batch so a resumed or re-batched run draws the same tokens per batch.
+        torch.manual_seed(seed * 1_000_003 + start)
+        gen = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None,
+            top_k=0 if temperature > 0 else None,
+            top_p=1.0 if temperature > 0 else None,
+            logits_processor=processors,
+            eos_token_id=stop,
+            pad_token_id=tok.pad_token_id,
+        )
+        for row in gen[:, ids.shape[1] :].tolist():
+            row = [t for t in row if t != tok.pad_token_id]
+            cut = next((i for i, t in enumerate(row) if t in stop), len(row))
+            out.append(tok.decode(row[:cut], skip_special_tokens=True))
+        bar.update(ids.shape[0])
+    bar.close()
+    return out

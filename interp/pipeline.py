@@ -1,0 +1,379 @@
+"""The subliminal-learning experiment: teacher -> numbers -> filter -> students -> evaluation.
+
+Stages (each cached under a key of its params and inputs, see `interp.stages`):
+  generate/{trait,control}   raw teacher completions to number prompts
+  filter/{trait,control}     protocol filter with counted reasons, de-dup, seeded subsample
+  student/{name}/seed{s}     LoRA or full finetune; adapter + merged delta (safetensors)
+  eval/{model}               trait rate and log-prob score with bootstrap CIs
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from safetensors.torch import load_file, save_file
+
+from interp import numbers
+from interp.config import ConfigError
+from interp.evaluate import EvalSettings, evaluate
+from interp.experiments import register_experiment
+from interp.generate import allowed_token_ids, sample
+from interp.models import (
+    chat_format,
+    check_spec,
+    completion_suffix,
+    describe,
+    format_prompt,
+    load_model,
+)
+from interp.stages import RunDir, Stage, write_json
+from interp.stats import t_interval
+from interp.train import Example, FinetuneSettings, apply_delta, finetune
+from interp.traits import Trait, make_trait
+
+log = logging.getLogger("interp")
+
+# Trait and control teachers answer the same prompts but draw independent samples (as in the
+# paper); a shared sampling seed would couple the two datasets token by token.
+SAMPLING_SEED_OFFSET = {"trait": 0, "control": 7919}
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass
+class TraitConfig:
+    kind: str = "animal"  # animal | tree
+    target: str = "owl"
+    plural: str | None = None
+    candidates: list[str] | None = None  # default: target + 15 others of the category
+    false_positives: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        make_trait(self.kind, self.target, self.plural, self.candidates, self.false_positives)
+
+
+@dataclass
+class TeacherConfig:
+    model: str = "smollm2-135m-instruct"
+
+
+@dataclass
+class DataConfig:
+    n_prompts: int = 30000
+    n_keep: int = 10000
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    constrained: bool = False  # only digit, separator and end tokens may be sampled
+    batch_size: int = 64
+    banned_numbers: Literal["none", "misalignment"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.n_prompts < 1 or self.n_keep < 1:
+            raise ValueError(f"n_prompts and n_keep must be >= 1 (got {self.n_prompts}, {self.n_keep})")
+
+
+@dataclass
+class TrainConfig:
+    method: Literal["lora", "full"] = "lora"
+    objective: Literal["sft", "distill"] = "sft"
+    distill_vocab: Literal["full", "numbers"] = "full"
+    lora_r: int = 8
+    lora_alpha: int = 8
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    epochs: int = 3
+    lr: float = 2e-4
+    warmup_steps: int = 5
+    batch_size: int = 66
+    micro_batch_size: int = 22
+    max_grad_norm: float = 1.0
+    max_seq_len: int = 500
+    checkpoint_every: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("train.seeds must list at least one seed")
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError(f"train.batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+
+    def settings(self) -> FinetuneSettings:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("seeds", "distill_vocab")}
+        d["target_modules"] = tuple(d["target_modules"])
+        return FinetuneSettings(**d)
+
+
+@dataclass
+class StudentConfig:
+    name: str
+    model: str = "teacher"  # "teacher" = the teacher's base model (same initialisation)
+    data: Literal["trait", "control"] = "trait"
+
+
+@dataclass
+class EvalConfig:
+    n_questions: int = 50
+    samples_per_question: int = 100
+    temperature: float = 1.0
+    max_new_tokens: int = 8
+    batch_size: int = 64
+    bootstrap: int = 2000
+    ci: float = 0.95
+
+    def settings(self, seed: int) -> EvalSettings:
+        return EvalSettings(**self.__dict__, seed=seed)
+
+
+def _default_students() -> list[StudentConfig]:
+    return [
+        StudentConfig("same-init", "teacher", "trait"),
+        StudentConfig("control", "teacher", "control"),
+        StudentConfig("cross-model", "gemma3-270m", "trait"),
+    ]
+
+
+@dataclass
+class SubliminalConfig:
+    name: str
+    kind: str = "subliminal"
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    trait: TraitConfig = field(default_factory=TraitConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    students: list[StudentConfig] = field(default_factory=_default_students)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.students]
+        if len(set(names)) != len(names):
+            raise ValueError(f"students: duplicate names {names}")
+
+    def student_model(self, s: StudentConfig) -> str:
+        return self.teacher.model if s.model == "teacher" else s.model
+
+    def check_resources(self) -> None:
+        """Fail before any work if a model cannot be resolved."""
+        for spec in {self.teacher.model, *(self.student_model(s) for s in self.students)}:
+            check_spec(spec)
+
+    def get_trait(self) -> Trait:
+        t = self.trait
+        return make_trait(t.kind, t.target, t.plural, t.candidates, t.false_positives)
+
+
+# ---------------------------------------------------------------- stages
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, trait: Trait) -> Stage:
+    system = trait.system_prompt if which == "trait" else None
+    d = cfg.data
+    params = {
+        "teacher": describe(cfg.teacher.model), "system_prompt": system, "seed": cfg.seed,
+        "n_prompts": d.n_prompts, "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
+        "constrained": d.constrained, "dtype": cfg.dtype,
+    }  # fmt: skip
+    st = run.stage(f"generate/{which}", params)
+    if st.done:
+        return st
+    with st.running() as out:
+        model, tok = load_model(cfg.teacher.model, cfg.device, cfg.dtype)
+        user_prompts = numbers.number_prompts(d.n_prompts, seed=cfg.seed)
+        texts = [format_prompt(tok, u, system) for u in user_prompts]
+        allowed = allowed_token_ids(tok, numbers.allowed_answer_chars()) if d.constrained else None
+        completions = sample(
+            model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
+            batch_size=d.batch_size, seed=cfg.seed + SAMPLING_SEED_OFFSET[which], allowed_ids=allowed,
+            desc=f"teacher data ({which})",
+        )  # fmt: skip
+        rows = [{"prompt": u, "completion": c} for u, c in zip(user_prompts, completions)]
+        _write_jsonl(out / "completions.jsonl", rows)
+        write_json(out / "info.json", {"chat_format": chat_format(tok), "system_prompt": system,
+                                       "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
+        del model
+    return st
+
+
+class EmptyDatasetError(ConfigError):
+    """No completion survived the filter (the generated data stays cached)."""
+
+
+def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> Stage:
+    d = cfg.data
+    banned = numbers.BANNED_NUMBERS_MISALIGNMENT if d.banned_numbers == "misalignment" else frozenset()
+    params = {"n_keep": d.n_keep, "banned": sorted(banned), "seed": cfg.seed, "dedupe": True}
+    st = run.stage(f"filter/{which}", params, {"generate": gen})
+    if st.done:
+        return st
+    rows = _read_jsonl(gen.path / "completions.jsonl")
+    kept, stats = numbers.filter_completions([r["completion"] for r in rows], banned=banned, dedupe=True)
+    if not kept:
+        raise EmptyDatasetError(
+            f"{gen.path / 'completions.jsonl'}: empty dataset after filtering: 0 of {len(rows)} "
+            f"completions passed ({stats.to_dict()['rejected']}); try data.constrained=true or a "
+            "larger data.n_prompts (generated completions are kept and will be reused)"
+        )
+    keep = numbers.subsample(kept, d.n_keep, seed=cfg.seed)
+    with st.running() as out:
+        _write_jsonl(out / "dataset.jsonl", [rows[i] for i in keep])
+        write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(keep)})
+    return st
+
+
+def student_stage(
+    cfg: SubliminalConfig, run: RunDir, s: StudentConfig, seed: int, data: Stage, trait: Trait
+) -> Stage:
+    spec = cfg.student_model(s)
+    params = {"student": describe(spec), "train": cfg.train.__dict__ | {"seeds": None},
+              "seed": seed, "dtype": cfg.dtype, "teacher": describe(cfg.teacher.model),
+              "teacher_system_prompt": trait.system_prompt if s.data == "trait" else None}  # fmt: skip
+    st = run.stage(f"student/{s.name}/seed{seed}", params, {"data": data})
+    if st.done:
+        return st
+    t = cfg.train
+    if t.objective == "distill" and spec != cfg.teacher.model:
+        raise ConfigError(
+            f"student '{s.name}': train.objective = 'distill' needs the teacher's tokenizer, but "
+            f"model {spec!r} differs from teacher {cfg.teacher.model!r}; use objective = 'sft'"
+        )
+    rows = _read_jsonl(data.path / "dataset.jsonl")
+    with st.running() as out:
+        model, tok = load_model(spec, cfg.device, cfg.dtype)
+        tok.padding_side = "right"
+        teacher_system = params["teacher_system_prompt"]
+        examples = [
+            Example(format_prompt(tok, r["prompt"]), r["completion"], format_prompt(tok, r["prompt"], teacher_system))
+            for r in rows
+        ]
+        teacher, distill_ids = None, None
+        if t.objective == "distill":
+            teacher, _ = load_model(cfg.teacher.model, cfg.device, cfg.dtype)
+            if t.distill_vocab == "numbers":
+                distill_ids = allowed_token_ids(tok, numbers.allowed_answer_chars())
+        result = finetune(
+            model, tok, examples, t.settings(), seed=seed, end=completion_suffix(tok),
+            teacher=teacher, distill_ids=distill_ids, out_dir=out,
+        )  # fmt: skip
+        save_file(result.delta, str(out / "delta.safetensors"))
+        write_json(out / "train_log.json", {**result.log, "chat_format": chat_format(tok)})
+        del model, teacher
+        gc.collect()
+    return st
+
+
+def eval_stage(
+    cfg: SubliminalConfig, run: RunDir, label: str, spec: str, trait: Trait,
+    system: str | None = None, student: Stage | None = None,
+) -> Stage:  # fmt: skip
+    params = {"model": describe(spec), "system_prompt": system, "trait": trait.__dict__ | {"questions": None},
+              "eval": cfg.eval.__dict__, "seed": cfg.seed, "dtype": cfg.dtype}  # fmt: skip
+    st = run.stage(f"eval/{label}", params, {"student": student} if student else {})
+    if st.done:
+        return st
+    with st.running() as out:
+        model, tok = load_model(spec, cfg.device, cfg.dtype)
+        if student is not None:
+            apply_delta(model, load_file(str(student.path / "delta.safetensors")))
+        result = evaluate(model, tok, trait, cfg.eval.settings(cfg.seed), system)
+        write_json(out / "eval.json", {"label": label, "model": spec, "chat_format": chat_format(tok), **result})
+        del model
+        gc.collect()
+    return st
+
+
+# ---------------------------------------------------------------- the run
+
+
+@register_experiment("subliminal", SubliminalConfig)
+def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
+    cfg.check_resources()
+    trait = cfg.get_trait()
+    data = {}
+    for which in ("trait", "control"):
+        if which == "trait" or any(s.data == "control" for s in cfg.students):
+            gen = generate_stage(cfg, run_dir, which, trait)
+            data[which] = filter_stage(cfg, run_dir, which, gen)
+
+    evals: dict[str, Stage] = {}
+    evals["base"] = eval_stage(cfg, run_dir, "base", cfg.teacher.model, trait)
+    evals["teacher"] = eval_stage(cfg, run_dir, "teacher", cfg.teacher.model, trait, trait.system_prompt)
+    students: dict[str, dict[int, Stage]] = {}
+    for s in cfg.students:
+        spec = cfg.student_model(s)
+        if spec != cfg.teacher.model and f"base:{spec}" not in evals:
+            evals[f"base:{spec}"] = eval_stage(cfg, run_dir, f"base-{spec}", spec, trait)
+        for seed in cfg.train.seeds:
+            st = student_stage(cfg, run_dir, s, seed, data[s.data], trait)
+            students.setdefault(s.name, {})[seed] = st
+            evals[f"{s.name}/seed{seed}"] = eval_stage(cfg, run_dir, f"{s.name}-seed{seed}", spec, trait, student=st)
+    return summarize(cfg, trait, data, evals, students)
+
+
+def _metric(res: dict, name: str) -> dict[str, float]:
+    m = res[name]
+    return {"mean": m["mean"], "lo": m["lo"], "hi": m["hi"], "n": m["n"]}
+
+
+def summarize(
+    cfg: SubliminalConfig, trait: Trait, data: dict[str, Stage], evals: dict[str, Stage],
+    students: dict[str, dict[int, Stage]],
+) -> dict[str, Any]:  # fmt: skip
+    models, table = {}, []
+    for label, st in evals.items():
+        res = json.loads((st.path / "eval.json").read_text())
+        models[label] = {
+            "model": res["model"], "system_prompt": res["system_prompt"], "chat_format": res["chat_format"],
+            "trait_rate": _metric(res, "trait_rate"), "logprob": _metric(res, "logprob"),
+            "top_answers": dict(list(res["trait_rate"]["top_first_words"].items())[:5]),
+        }  # fmt: skip
+        table.append(_row(label, res["model"], models[label]))
+    # Per student kind: mean over seeds with a t-interval (the seed is the unit here).
+    by_student = {}
+    for name, seeds in students.items():
+        agg = {}
+        for metric in ("trait_rate", "logprob"):
+            vals = [models[f"{name}/seed{s}"][metric]["mean"] for s in seeds]
+            agg[metric] = t_interval(vals, cfg.eval.ci).to_dict() | {"per_seed": vals}
+        spec = next(s for s in cfg.students if s.name == name)
+        by_student[name] = {"model": cfg.student_model(spec), "data": spec.data, **agg}
+        if len(seeds) > 1:
+            table.append(_row(f"{name} (mean of {len(seeds)} seeds)", cfg.student_model(spec), agg))
+    filt = {w: json.loads((st.path / "filter.json").read_text()) for w, st in data.items()}
+    return {
+        "experiment": "subliminal",
+        "name": cfg.name,
+        "trait": {"category": trait.category, "target": trait.target, "system_prompt": trait.system_prompt,
+                  "candidates": list(trait.candidates)},  # fmt: skip
+        "models": models,
+        "students": by_student,
+        "filter": filt,
+        "table": table,
+    }
+
+
+def _row(label: str, model: str, m: dict) -> dict[str, Any]:
+    tr, lp = m["trait_rate"], m["logprob"]
+    return {
+        "model": label, "base": model,
+        "trait_rate": tr["mean"], "rate_ci": f"[{tr['lo']:.3f}, {tr['hi']:.3f}]",
+        "logprob_p": lp["mean"], "logprob_ci": f"[{lp['lo']:.4f}, {lp['hi']:.4f}]",
+    }  # fmt: skip
+

@@ -1,0 +1,40 @@
+"""Builders for tiny CPU defaults, overridable by keyword (SAELens style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from interp.config import dumps_toml
+
+
+def tiny_subliminal_config(**overrides: Any) -> dict[str, Any]:
+    """A subliminal run on tiny random models that finishes in seconds."""
+    cfg: dict[str, Any] = {
+        "kind": "subliminal",
+        "seed": 0,
+        "device": "cpu",
+        "trait": {"kind": "animal", "target": "owl"},
+        "teacher": {"model": "tiny-llama"},
+        "data": {"n_prompts": 12, "n_keep": 8, "max_new_tokens": 12, "constrained": True, "batch_size": 6},
+        "train": {"epochs": 1, "batch_size": 4, "micro_batch_size": 2, "warmup_steps": 1, "seeds": [0]},
+        "students": [
+            {"name": "same-init", "model": "teacher", "data": "trait"},
+            {"name": "control", "model": "teacher", "data": "control"},
+            {"name": "cross-model", "model": "tiny-gemma", "data": "trait"},
+        ],
+        "eval": {"n_questions": 3, "samples_per_question": 2, "max_new_tokens": 4, "batch_size": 16, "bootstrap": 100},
+    }
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split("__")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return cfg
+
+
+def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "tiny") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(dumps_toml(cfg))
+    return path
