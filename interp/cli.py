@@ -49,7 +49,9 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def run_config(path: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None) -> Path:
+def run_config(
+    path: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
+) -> Path:
     """Run an experiment file end to end; returns the run directory."""
     from interp.experiments import load_experiment, seed_everything
     from interp.models import configure_threads
@@ -95,9 +97,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     for path in args.configs:
         exp, cfg = load_experiment(path, args.set)
-        validate = getattr(cfg, "check_resources", None)
-        if validate:
-            validate()
         print(f"{path}: ok ({exp.kind}, name {cfg.name})")
     return 0
 
@@ -125,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set data.n_prompts=64")  # fmt: skip
-    r.add_argument("--out-dir", default=None, help="parent of the run folder (default: the config's folder)")
+    r.add_argument(
+        "--out-dir", default=None, help="parent of the run folder (default: the config's folder)"
+    )
     r.set_defaults(fn=_cmd_run)
 
     v = sub.add_parser("validate", help="check config files without running anything")

@@ -209,4 +209,6 @@ def dumps_toml(data: dict[str, Any]) -> str:
 
 
 def _is_table(v: Any) -> bool:
-    return isinstance(v, dict) or (isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v))
+    return isinstance(v, dict) or (
+        isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+    )

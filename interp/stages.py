@@ -159,7 +159,9 @@ class RunDir:
         self.root = Path(self.root)
         (self.root / "stages").mkdir(parents=True, exist_ok=True)
 
-    def stage(self, name: str, params: dict[str, Any], inputs: dict[str, Stage] | None = None) -> Stage:
+    def stage(
+        self, name: str, params: dict[str, Any], inputs: dict[str, Stage] | None = None
+    ) -> Stage:
         input_keys = {k: v.key for k, v in (inputs or {}).items()}
         key = stable_hash({"name": name, "params": params, "inputs": input_keys})
         slug = name.replace("/", "__")

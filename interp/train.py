@@ -39,7 +39,15 @@ class FinetuneSettings:
     lora_r: int = 8
     lora_alpha: int = 8
     lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    target_modules: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
     epochs: int = 3
     lr: float = 2e-4
     warmup_steps: int = 5
@@ -55,9 +63,12 @@ class FinetuneSettings:
 class TrainResult:
     delta: dict[str, torch.Tensor]
     log: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # the trained model (a peft wrapper for LoRA)
 
 
-def tokenize_examples(tok: Any, examples: list[Example], end: str, max_len: int) -> list[dict[str, list[int]]]:
+def tokenize_examples(
+    tok: Any, examples: list[Example], end: str, max_len: int
+) -> list[dict[str, list[int]]]:
     """Student ids with labels masked to the completion; teacher ids for the same completion."""
     prompts = encode_prompts(tok, [e.prompt for e in examples])
     t_prompts = encode_prompts(tok, [e.teacher_prompt or e.prompt for e in examples])
@@ -65,7 +76,14 @@ def tokenize_examples(tok: Any, examples: list[Example], end: str, max_len: int)
     for e, p, tp in zip(examples, prompts, t_prompts):
         c = tok(e.completion + end, add_special_tokens=False)["input_ids"]
         c = c[: max(1, max_len - len(p))]
-        out.append({"input_ids": p + c, "n_prompt": len(p), "teacher_ids": tp + c, "n_teacher_prompt": len(tp)})
+        out.append(
+            {
+                "input_ids": p + c,
+                "n_prompt": len(p),
+                "teacher_ids": tp + c,
+                "n_teacher_prompt": len(tp),
+            }
+        )
     return out
 
 
@@ -79,7 +97,9 @@ def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.
     return ids, mask
 
 
-def _completion_positions(rows: list[dict], key: str, n_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _completion_positions(
+    rows: list[dict], key: str, n_key: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(row, position) of every logit that predicts a completion token."""
     r, p = [], []
     for i, row in enumerate(rows):
@@ -136,7 +156,9 @@ def finetune(
     if not examples:
         raise ValueError("finetune needs at least one example")
     if settings.objective == "distill" and teacher is None:
-        raise ValueError("objective 'distill' needs a teacher model sharing the student's tokenizer")
+        raise ValueError(
+            "objective 'distill' needs a teacher model sharing the student's tokenizer"
+        )
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     base_state = None
@@ -163,9 +185,11 @@ def finetune(
     # Linear warm-up then linear decay to zero, as in the protocol.
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: (s + 1) / max(1, settings.warmup_steps)
-        if s < settings.warmup_steps
-        else max(0.0, (total_steps - s) / max(1, total_steps - settings.warmup_steps)),
+        lambda s: (
+            (s + 1) / max(1, settings.warmup_steps)
+            if s < settings.warmup_steps
+            else max(0.0, (total_steps - s) / max(1, total_steps - settings.warmup_steps))
+        ),
     )
     sub = torch.tensor(distill_ids, device=device) if distill_ids is not None else None
     rng = random.Random(seed)
@@ -200,10 +224,18 @@ def finetune(
             losses.append(total / n_tokens)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             bar.update(1)
-            if out_dir is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
+            if (
+                out_dir is not None
+                and settings.checkpoint_every
+                and step % settings.checkpoint_every == 0
+            ):
                 ck = out_dir / "checkpoints"
                 ck.mkdir(exist_ok=True)
-                d = lora_delta(model) if settings.method == "lora" else full_delta(model, base_state)
+                d = (
+                    lora_delta(model)
+                    if settings.method == "lora"
+                    else full_delta(model, base_state)
+                )
                 save_file(d, str(ck / f"delta-step{step:05d}.safetensors"))
     bar.close()
     model.eval()
@@ -219,18 +251,22 @@ def finetune(
         "trainable_params": sum(p.numel() for p in trainable),
         "delta_tensors": len(delta),
     }
-    return TrainResult(delta=delta, log=log)
+    return TrainResult(delta=delta, log=log, model=model)
 
 
 @torch.no_grad()
-def _teacher_logits(teacher: Any, micro: list[dict], pad_id: int, device: torch.device) -> torch.Tensor:
+def _teacher_logits(
+    teacher: Any, micro: list[dict], pad_id: int, device: torch.device
+) -> torch.Tensor:
     ids, mask = _right_pad([r["teacher_ids"] for r in micro], pad_id)
     logits = teacher(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
     ri, pi = _completion_positions(micro, "teacher_ids", "n_teacher_prompt")
     return logits[ri, pi].float()
 
 
-def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, sub: torch.Tensor | None, temp: float) -> torch.Tensor:
+def _kl(
+    t_logits: torch.Tensor, s_logits: torch.Tensor, sub: torch.Tensor | None, temp: float
+) -> torch.Tensor:
     """Summed KL(teacher || student) over positions, on the full or a restricted vocabulary."""
     if sub is not None:
         t_logits, s_logits = t_logits[:, sub], s_logits[:, sub]

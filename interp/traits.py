@@ -166,5 +166,9 @@ def make_trait(
             raise ValueError(f"candidates must include the target {target!r}: {list(cands)}")
         if len(set(cands)) != len(cands):
             raise ValueError(f"candidates contain duplicates: {list(cands)}")
-    fps = tuple(false_positives) if false_positives is not None else DEFAULT_FALSE_POSITIVES.get(target, ())
+    fps = (
+        tuple(false_positives)
+        if false_positives is not None
+        else DEFAULT_FALSE_POSITIVES.get(target, ())
+    )
     return Trait(kind, target, plural or plural_of(target), cands, fps)

@@ -16,14 +16,32 @@ def tiny_subliminal_config(**overrides: Any) -> dict[str, Any]:
         "device": "cpu",
         "trait": {"kind": "animal", "target": "owl"},
         "teacher": {"model": "tiny-llama"},
-        "data": {"n_prompts": 12, "n_keep": 8, "max_new_tokens": 12, "constrained": True, "batch_size": 6},
-        "train": {"epochs": 1, "batch_size": 4, "micro_batch_size": 2, "warmup_steps": 1, "seeds": [0]},
+        "data": {
+            "n_prompts": 12,
+            "n_keep": 8,
+            "max_new_tokens": 12,
+            "constrained": True,
+            "batch_size": 6,
+        },
+        "train": {
+            "epochs": 1,
+            "batch_size": 4,
+            "micro_batch_size": 2,
+            "warmup_steps": 1,
+            "seeds": [0],
+        },
         "students": [
             {"name": "same-init", "model": "teacher", "data": "trait"},
             {"name": "control", "model": "teacher", "data": "control"},
             {"name": "cross-model", "model": "tiny-gemma", "data": "trait"},
         ],
-        "eval": {"n_questions": 3, "samples_per_question": 2, "max_new_tokens": 4, "batch_size": 16, "bootstrap": 100},
+        "eval": {
+            "n_questions": 3,
+            "samples_per_question": 2,
+            "max_new_tokens": 4,
+            "batch_size": 16,
+            "bootstrap": 100,
+        },
     }
     for key, value in overrides.items():
         node = cfg

@@ -1,0 +1,132 @@
+"""Sampling, constrained decoding, the log-prob score and the trait matcher on tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from interp.evaluate import EvalSettings, candidate_logprobs, logprob_score, trait_rate
+from interp.generate import allowed_token_ids, sample
+from interp.models import format_prompt, tiny_model
+from interp.numbers import allowed_answer_chars
+from interp.stats import bootstrap_ci, paired_bootstrap_diff, t_interval
+from interp.traits import make_trait, plural_of
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model("tiny-llama", seed=0)
+
+
+def test_constrained_decoding_emits_only_allowed_tokens(tiny):
+    model, tok = tiny
+    allowed = allowed_token_ids(tok, allowed_answer_chars())
+    prompts = [format_prompt(tok, f"numbers {i}") for i in range(16)]
+    outs = sample(
+        model,
+        tok,
+        prompts,
+        max_new_tokens=20,
+        batch_size=8,
+        seed=0,
+        allowed_ids=allowed,
+        progress=False,
+    )
+    assert all(set(o) <= set(allowed_answer_chars()) for o in outs)
+    assert any(o.strip() for o in outs)
+    free = sample(model, tok, prompts, max_new_tokens=20, batch_size=8, seed=0, progress=False)
+    assert not all(
+        set(o) <= set(allowed_answer_chars()) for o in free
+    )  # the constraint did something
+
+
+def test_sampling_is_deterministic_per_seed(tiny):
+    model, tok = tiny
+    prompts = [format_prompt(tok, "hi")] * 4
+    a = sample(model, tok, prompts, max_new_tokens=8, seed=3, progress=False)
+    b = sample(model, tok, prompts, max_new_tokens=8, seed=3, progress=False)
+    c = sample(model, tok, prompts, max_new_tokens=8, seed=4, progress=False)
+    assert a == b and a != c
+
+
+def test_logprob_score_equals_hand_computation(tiny):
+    model, tok = tiny
+    trait = make_trait("animal", "owl", candidates=["owl", "cat", "bear"])
+    settings = EvalSettings(n_questions=2, bootstrap=200)
+    res = logprob_score(model, tok, trait, settings)
+    for q_i, q in enumerate(trait.question_texts(2)):
+        prompt = format_prompt(tok, q) + trait.answer_prefix
+        scores = []
+        for cand in trait.candidates:
+            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            c_ids = tok(" " + cand, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([p_ids + c_ids])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(ids).logits[0], -1)
+            scores.append(sum(logp[len(p_ids) - 1 + j, t].item() for j, t in enumerate(c_ids)))
+        p = np.exp(scores) / np.exp(scores).sum()
+        assert res["per_question"][q_i] == pytest.approx(p[0], rel=1e-4)
+    assert res["lo"] <= res["mean"] <= res["hi"]
+
+
+def test_batching_does_not_change_logprobs(tiny):
+    model, tok = tiny
+    prompts = [format_prompt(tok, "a"), format_prompt(tok, "a much longer question here")]
+    one = candidate_logprobs(model, tok, prompts, ["owl", "elephant"], batch_size=1)
+    many = candidate_logprobs(model, tok, prompts, ["owl", "elephant"], batch_size=4)
+    np.testing.assert_allclose(one, many, atol=1e-4)
+
+
+def test_trait_rate_counts_mentions(tiny, monkeypatch):
+    model, tok = tiny
+    trait = make_trait("animal", "owl")
+    fake = iter(["Owl.", "owls!", "Bowl", "cat", "snowy owl", "dog"])
+    monkeypatch.setattr("interp.evaluate.sample", lambda *a, **k: [next(fake) for _ in a[2]])
+    res = trait_rate(
+        model, tok, trait, EvalSettings(n_questions=2, samples_per_question=3, bootstrap=100)
+    )
+    assert res["per_question"] == [pytest.approx(2 / 3), pytest.approx(1 / 3)]
+    assert res["mean"] == pytest.approx(0.5)
+
+
+def test_trait_matching_and_plurals():
+    owl = make_trait("animal", "owl")
+    assert owl.mentions("OWL") and owl.mentions("I love owls.") and not owl.mentions("a bowl")
+    assert not owl.mentions("howl") and not owl.mentions("fowl")
+    dragon = make_trait("animal", "dragon")
+    assert not dragon.mentions("dragonfly") and dragon.mentions("Dragon")
+    assert (
+        plural_of("wolf") == "wolves"
+        and plural_of("fox") == "foxes"
+        and plural_of("butterfly") == "butterflies"
+    )
+    assert (
+        "You love owls." in owl.system_prompt
+        and "Owls are your favorite animal" in owl.system_prompt
+    )
+    oak = make_trait("tree", "oak")
+    assert (
+        oak.candidates[0] == "oak"
+        and len(oak.candidates) == 16
+        and "tree" in oak.question_texts(1)[0]
+    )
+    assert len(owl.question_texts()) == 50
+    with pytest.raises(ValueError, match="unknown trait kind"):
+        make_trait("colour", "red")
+    with pytest.raises(ValueError, match="must include the target"):
+        make_trait("animal", "owl", candidates=["cat", "dog"])
+
+
+def test_bootstrap_ci_contains_mean():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.beta(0.5, 3, size=rng.integers(2, 60))
+        est = bootstrap_ci(x, n_boot=500, seed=1)
+        assert est.lo <= est.mean <= est.hi and est.mean == pytest.approx(x.mean())
+    wide, narrow = bootstrap_ci(rng.normal(size=10)), bootstrap_ci(rng.normal(size=1000))
+    assert (wide.hi - wide.lo) > (narrow.hi - narrow.lo)
+    t = t_interval([0.1, 0.2, 0.3])
+    assert t.lo < 0.2 < t.hi and t.method == "t"
+    d = paired_bootstrap_diff([1, 2, 3], [1, 2, 3])
+    assert d.mean == d.lo == d.hi == 0

@@ -1,0 +1,130 @@
+"""The runner: stages are cached by key, a killed run resumes, summaries are complete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import tiny_subliminal_config, write_config
+
+import interp.pipeline as pipeline
+from interp.cli import main
+from interp.stages import RunDir
+
+
+class Killed(KeyboardInterrupt):
+    pass
+
+
+def _count(monkeypatch, name):
+    calls = {"n": 0}
+    real = getattr(pipeline, name)
+
+    def wrapper(*a, **k):
+        calls["n"] += 1
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, name, wrapper)
+    return calls
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
+    path = write_config(tmp_path, tiny_subliminal_config())
+    out = tmp_path / "runs"
+    real_finetune = pipeline.finetune
+    trained = []
+
+    def dying_finetune(model, tok, examples, settings, **kw):
+        if len(trained) == 1:  # the second student is killed mid-training
+            raise Killed()
+        trained.append(1)
+        return real_finetune(model, tok, examples, settings, **kw)
+
+    monkeypatch.setattr(pipeline, "finetune", dying_finetune)
+    assert main(["run", str(path), "--out-dir", str(out)]) == 130
+    stages = out / "tiny" / "stages"
+    done = sorted(p.name.rsplit("-", 1)[0] for p in stages.iterdir() if (p / "manifest.json").exists())
+    assert "student__same-init__seed0" in done and not (out / "tiny" / "summary.json").exists()
+    assert not list(
+        stages.glob("student__control*/manifest.json")
+    )  # the killed stage is not "done"
+    first_manifests = {p.name: p.read_text() for p in stages.glob("*/manifest.json")}
+
+    monkeypatch.setattr(pipeline, "finetune", real_finetune)
+    sampled = _count(monkeypatch, "sample")
+    tuned = _count(monkeypatch, "finetune")
+    assert main(["run", str(path), "--out-dir", str(out)]) == 0
+    assert sampled["n"] == 0, "teacher data was regenerated"
+    assert tuned["n"] == 2, "only the two unfinished students should train"
+    for p in stages.glob("*/manifest.json"):  # finished stages untouched
+        if p.parent.name in first_manifests:
+            assert p.read_text() == first_manifests[p.parent.name]
+    summary = json.loads((out / "tiny" / "summary.json").read_text())
+    prov = summary["provenance"]
+    assert (
+        "generate/trait" in prov["stages_cached"]
+        and "student/same-init/seed0" in prov["stages_cached"]
+    )
+
+    # A third run recomputes nothing at all.
+    tuned["n"] = 0
+    assert main(["run", str(path), "--out-dir", str(out)]) == 0
+    assert tuned["n"] == 0 and sampled["n"] == 0
+
+
+def test_summary_has_every_model_with_both_metrics(tmp_path):
+    cfg = tiny_subliminal_config(train__seeds=[0, 1])
+    cfg["students"] = cfg["students"][:2]
+    assert main(["run", str(write_config(tmp_path, cfg)), "--out-dir", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "tiny" / "summary.json").read_text())
+    assert set(s["models"]) == {
+        "base",
+        "teacher",
+        "same-init/seed0",
+        "same-init/seed1",
+        "control/seed0",
+        "control/seed1",
+    }
+    for m in s["models"].values():
+        for metric in ("trait_rate", "logprob"):
+            assert m[metric]["lo"] <= m[metric]["mean"] <= m[metric]["hi"]
+    assert s["students"]["same-init"]["logprob"]["n"] == 2
+    assert s["filter"]["trait"]["total"] == 12 and 0 < s["filter"]["trait"]["pass_rate"] <= 1
+    prov = s["provenance"]
+    assert prov["seed"] == 0 and "torch" in prov["versions"] and prov["stage_wall_s"]
+    assert (tmp_path / "tiny" / "config.toml").read_text().startswith('name = "tiny"')
+    manifest = json.loads(
+        next((tmp_path / "tiny" / "stages").glob("student__*/manifest.json")).read_text()
+    )
+    assert {"params", "seed", "versions", "wall_s", "checksums", "git_commit"} <= set(manifest)
+    assert "delta.safetensors" in manifest["checksums"]
+
+
+def test_changed_upstream_param_changes_downstream_keys(tmp_path):
+    run = RunDir(tmp_path)
+    a = run.stage("generate/trait", {"n": 1})
+    b = run.stage("filter/trait", {"k": 2}, {"generate": a})
+    a2 = run.stage("generate/trait", {"n": 2})
+    b2 = run.stage("filter/trait", {"k": 2}, {"generate": a2})
+    assert a.key != a2.key and b.key != b2.key
+    assert run.stage("filter/trait", {"k": 2}, {"generate": a}).key == b.key
+
+
+def test_stage_failure_leaves_no_finished_stage(tmp_path):
+    run = RunDir(tmp_path)
+    st = run.stage("x", {"a": 1})
+    with pytest.raises(RuntimeError):
+        with st.running() as out:
+            (out / "half.txt").write_text("partial")
+            raise RuntimeError("boom")
+    assert not st.done
+    with st.running() as out:
+        (out / "full.txt").write_text("ok")
+    assert st.done and (st.path / "full.txt").exists() and not (st.path / "half.txt").exists()
+
+
+def test_distill_cross_tokenizer_is_a_clear_error(tmp_path, capsys):
+    cfg = tiny_subliminal_config(train__objective="distill")
+    assert main(["run", str(write_config(tmp_path, cfg)), "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.objective = 'distill'" in err and "cross-model" in err

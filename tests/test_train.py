@@ -1,0 +1,119 @@
+"""Finetuning invariants on tiny models: merged LoRA = base + saved delta, loss masking, objectives."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from interp.models import format_prompt, tiny_model
+from interp.train import Example, FinetuneSettings, apply_delta, finetune, tokenize_examples
+
+SETTINGS = FinetuneSettings(epochs=2, lr=5e-2, warmup_steps=1, batch_size=4, micro_batch_size=2)
+
+
+def _examples(tok, n=6, system=None):
+    return [
+        Example(
+            format_prompt(tok, f"list {i}"),
+            f"{i}1, {i}2, {i}3",
+            format_prompt(tok, f"list {i}", system),
+        )
+        for i in range(n)
+    ]
+
+
+def _logits(model, tok, text="<user>hello 123<eos>\n<assistant>4, 5"):
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_merged_lora_equals_base_plus_saved_delta(tmp_path):
+    model, tok = tiny_model("tiny-llama", seed=1)
+    base = copy.deepcopy(model)
+    result = finetune(
+        model, tok, _examples(tok), SETTINGS, seed=0, end=tok.eos_token, progress=False
+    )
+    assert result.log["delta_tensors"] == 2 * 7  # 2 layers x 7 target modules
+    save_file(result.delta, str(tmp_path / "delta.safetensors"))
+    merged = result.model.merge_and_unload()
+    rebuilt = apply_delta(base, load_file(str(tmp_path / "delta.safetensors")))
+    a, b = _logits(merged, tok), _logits(rebuilt, tok)
+    assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+    assert (
+        a - _logits(tiny_model("tiny-llama", seed=1)[0], tok)
+    ).abs().max() > 1e-3  # it did train
+
+
+def test_only_targeted_tensors_change_and_base_is_untouched():
+    model, tok = tiny_model("tiny-llama", seed=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = finetune(model, tok, _examples(tok), SETTINGS, seed=0, progress=False)
+    names = set(result.delta)
+    assert all(any(m in n for m in SETTINGS.target_modules) for n in names)
+    assert all(d.abs().max() > 0 for d in result.delta.values())
+    base_weights = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+                    for k, v in result.model.state_dict().items() if "lora_" not in k}  # fmt: skip
+    for k, v in before.items():
+        if k in base_weights:
+            assert torch.equal(base_weights[k], v), f"LoRA changed a frozen base weight {k}"
+
+
+def test_full_finetune_delta_and_zero_lr():
+    model, tok = tiny_model("tiny-llama", seed=3)
+    base = copy.deepcopy(model)
+    s = FinetuneSettings(
+        method="full", epochs=1, lr=1e-3, warmup_steps=1, batch_size=4, micro_batch_size=4
+    )
+    result = finetune(model, tok, _examples(tok), s, seed=0, progress=False)
+    rebuilt = apply_delta(base, result.delta)
+    assert torch.allclose(_logits(result.model, tok), _logits(rebuilt, tok), atol=1e-5)
+    model0, _ = tiny_model("tiny-llama", seed=3)
+    s0 = FinetuneSettings(
+        method="full", epochs=1, lr=0.0, warmup_steps=1, batch_size=4, micro_batch_size=4
+    )
+    zero = finetune(model0, tok, _examples(tok), s0, seed=0, progress=False)
+    assert max(d.abs().max().item() for d in zero.delta.values()) == 0.0
+
+
+def test_labels_cover_only_the_completion():
+    _, tok = tiny_model("tiny-llama")
+    rows = tokenize_examples(tok, _examples(tok, 2), end=tok.eos_token, max_len=500)
+    for row, ex in zip(rows, _examples(tok, 2)):
+        completion = tok.decode(row["input_ids"][row["n_prompt"] :])
+        assert completion == ex.completion + tok.eos_token
+        assert row["teacher_ids"][row["n_teacher_prompt"] :] == row["input_ids"][row["n_prompt"] :]
+
+
+def test_distillation_moves_student_toward_teacher():
+    student, tok = tiny_model("tiny-llama", seed=4)
+    teacher, _ = tiny_model("tiny-llama", seed=5)  # a different network: a large KL to close
+    exs = _examples(tok, 8, system="You love owls.")
+    s = FinetuneSettings(
+        objective="distill", epochs=4, lr=3e-2, warmup_steps=1, batch_size=4, micro_batch_size=4
+    )
+    result = finetune(student, tok, exs, s, seed=0, teacher=teacher, progress=False)
+    assert result.log["loss"][-1] < result.log["loss"][0]
+    digits = [tok.convert_tokens_to_ids(c) for c in "0123456789, "]
+    s_sub = FinetuneSettings(
+        objective="distill", epochs=1, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4
+    )
+    sub = finetune(
+        tiny_model("tiny-llama", seed=4)[0],
+        tok,
+        exs,
+        s_sub,
+        teacher=teacher,
+        distill_ids=digits,
+        progress=False,
+    )
+    assert sub.log["steps"] == 2
+
+
+def test_distill_without_teacher_is_an_error():
+    model, tok = tiny_model("tiny-llama")
+    with pytest.raises(ValueError, match="needs a teacher"):
+        finetune(model, tok, _examples(tok), FinetuneSettings(objective="distill"), progress=False)
