@@ -1,0 +1,1 @@
+"""Toy experiments: small, fast, fully controlled demonstrations (MLP subliminal learning)."""

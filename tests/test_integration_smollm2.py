@@ -1,0 +1,33 @@
+"""Integration tier: the real embedded SmolLM2-135M-Instruct through every stage, tiny sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import tiny_subliminal_config, write_config
+
+from interp.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_smollm2_through_every_stage(tmp_path):
+    cfg = tiny_subliminal_config(
+        teacher__model="smollm2-135m-instruct",
+        data__n_prompts=8, data__n_keep=6, data__max_new_tokens=24, data__batch_size=8,
+        eval__n_questions=4, eval__samples_per_question=2, eval__batch_size=32,
+    )  # fmt: skip
+    cfg["students"][2]["model"] = "tiny-gemma"  # the cross-model path, kept cheap here
+    assert main(["run", str(write_config(tmp_path, cfg, "smol")), "--out-dir", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "smol" / "summary.json").read_text())
+    assert s["filter"]["trait"]["kept"] >= 1 and s["filter"]["control"]["kept"] >= 1
+    lp = {k: v["logprob"]["mean"] for k, v in s["models"].items()}
+    # The stimulus works on the real model: the prompted teacher prefers owls far more than its base.
+    assert lp["teacher"] > 2 * lp["base"], lp
+    assert s["models"]["teacher"]["chat_format"] == "chat_template"
+    assert s["models"]["base:tiny-gemma"]["chat_format"].startswith("fallback")
+    for label in ("same-init/seed0", "control/seed0", "cross-model/seed0"):
+        assert 0.0 <= s["models"][label]["trait_rate"]["mean"] <= 1.0
+    data = (next((tmp_path / "smol" / "stages").glob("filter__trait-*")) / "dataset.jsonl").read_text()
+    assert "owl" not in data.lower()
