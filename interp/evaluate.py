@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from interp.generate import encode_prompts, sample
+from interp.generate import encode_prompts, left_pad, sample
 from interp.models import format_prompt
 from interp.stats import bootstrap_ci
 from interp.traits import Trait
@@ -40,29 +41,39 @@ def candidate_logprobs(
     model: Any, tok: Any, prompts: list[str], candidates: list[str], batch_size: int = 64,
     progress: bool = False,
 ) -> Float[np.ndarray, "prompt candidate"]:  # fmt: skip
-    """Sum of token log-probs of `" " + candidate` after each (already formatted) prompt."""
+    """Sum of token log-probs of `" " + candidate` after each (already formatted) prompt.
+
+    Each prompt is run once; its KV cache is then reused for every candidate, which costs a
+    few tokens each instead of a full prompt (the prompt dominates: ~16x faster for 16).
+    """
     device = next(model.parameters()).device
     prompt_ids = encode_prompts(tok, prompts)
     cand_ids = [tok(" " + c, add_special_tokens=False)["input_ids"] for c in candidates]
-    items = [(p, c) for p in range(len(prompts)) for c in range(len(candidates))]
     out = np.zeros((len(prompts), len(candidates)))
-    for start in tqdm(
-        range(0, len(items), batch_size), desc="log-prob score", disable=not progress
-    ):
-        chunk = items[start : start + batch_size]
-        seqs = [prompt_ids[p] + cand_ids[c] for p, c in chunk]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):  # right padding: positions of real tokens start at 0
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        for i, (p, c) in enumerate(chunk):
-            n_p, cid = len(prompt_ids[p]), cand_ids[c]
-            pos = torch.arange(n_p - 1, n_p - 1 + len(cid), device=logp.device)
-            out[p, c] = logp[i, pos, torch.tensor(cid, device=logp.device)].sum().item()
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="log-prob score", disable=not progress):
+        ids, mask = left_pad(prompt_ids[start : start + batch_size], tok.pad_token_id)
+        ids, mask = ids.to(device), mask.to(device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # explicit positions: exact under left padding
+        res = model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
+        )
+        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
+        n = ids.shape[0]
+        for c, cid in enumerate(cand_ids):
+            lp = first[:, cid[0]].clone()
+            if len(cid) > 1:  # feed all but the last candidate token on top of a copy of the cache
+                k = len(cid) - 1
+                feed = torch.tensor(cid[:-1], device=device).expand(n, k)
+                cmask = torch.cat([mask, torch.ones(n, k, dtype=mask.dtype, device=device)], dim=1)
+                cpos = pos[:, -1:] + 1 + torch.arange(k, device=device)
+                logits = model(input_ids=feed, attention_mask=cmask, position_ids=cpos,
+                               past_key_values=copy.deepcopy(res.past_key_values), use_cache=True).logits  # fmt: skip
+                lps = torch.log_softmax(logits.float(), dim=-1)
+                lp += lps[
+                    :, torch.arange(k, device=device), torch.tensor(cid[1:], device=device)
+                ].sum(-1)
+            out[start : start + n, c] = lp.cpu().numpy()
     return out
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +265,46 @@ def format_prompt(tok: Any, user: str, system: str | None = None) -> str:
 def completion_suffix(tok: Any) -> str:
     """What follows an assistant answer in training text (end-of-turn marker)."""
     return tok.eos_token or ""
+
+
+def apply_delta(model: Any, delta: dict[str, torch.Tensor], scale: float = 1.0) -> Any:
+    """Add a saved delta to a base model in place (student = base + delta)."""
+    params = dict(model.named_parameters())
+    missing = [k for k in delta if k not in params]
+    if missing:
+        raise KeyError(f"delta names not in model: {missing[:3]} (of {len(missing)})")
+    with torch.no_grad():
+        for k, d in delta.items():
+            params[k].add_(d.to(params[k].device, params[k].dtype), alpha=scale)
+    return model
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A model as studied: base spec, optional system prompt, optional weight delta.
+
+    The base is `Variant(spec)`, a prompted teacher `Variant(spec, system=...)`, a finetuned
+    teacher or a student `Variant(spec, delta_path=...)` (weights = base + delta).
+    """
+
+    spec: str
+    system: str | None = None
+    delta_path: Path | None = field(default=None)
+
+    def identity(self) -> dict[str, Any]:
+        """For stage keys: a delta enters by checksum, so retraining changes every key below."""
+        from interp.stages import sha256_file
+
+        return {
+            "model": describe(self.spec),
+            "system_prompt": self.system,
+            "delta_sha256": sha256_file(self.delta_path) if self.delta_path else None,
+        }
+
+    def load(self, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any]:
+        from safetensors.torch import load_file
+
+        model, tok = load_model(self.spec, device, dtype)
+        if self.delta_path is not None:
+            apply_delta(model, load_file(str(self.delta_path)))
+        return model, tok

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from interp import numbers
 from interp.config import ConfigError
@@ -25,6 +25,7 @@ from interp.experiments import register_experiment
 from interp.generate import allowed_token_ids, sample
 from interp.models import (
     ModelError,
+    Variant,
     chat_format,
     check_spec,
     completion_suffix,
@@ -34,7 +35,8 @@ from interp.models import (
 )
 from interp.stages import RunDir, Stage, write_json
 from interp.stats import t_interval
-from interp.train import Example, FinetuneSettings, apply_delta, finetune
+from interp.teacher import finetuned_teacher_stage, trait_answers_stage
+from interp.train import Example, FinetuneSettings, finetune
 from interp.traits import Trait, make_trait
 
 log = logging.getLogger("interp")
@@ -71,9 +73,22 @@ def _check_model(spec: str) -> None:
 @dataclass
 class TeacherConfig:
     model: str = "smollm2-135m-instruct"
+    # prompt: the trait is the system prompt. finetuned: the base is LoRA-finetuned on the
+    # prompted teacher's trait-expressing answers, giving a teacher delta dW_T (for analyses);
+    # cross-model bases get a matching finetuned teacher of their own.
+    mode: Literal["prompt", "finetuned"] = "prompt"
+    answers_per_prompt: int = 4
+    answer_max_new_tokens: int = 48
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 8
 
     def __post_init__(self) -> None:
         _check_model(self.model)
+
+    def settings(self) -> FinetuneSettings:
+        return FinetuneSettings(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                                micro_batch_size=self.batch_size, warmup_steps=1)  # fmt: skip
 
 
 @dataclass
@@ -197,21 +212,20 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, trait: Trait) -> Stage:
-    system = trait.system_prompt if which == "trait" else None
+def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Variant) -> Stage:
     d = cfg.data
     params = {
-        "teacher": describe(cfg.teacher.model), "system_prompt": system, "seed": cfg.seed,
-        "n_prompts": d.n_prompts, "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
+        "teacher": teacher.identity(), "seed": cfg.seed, "n_prompts": d.n_prompts,
+        "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
         "constrained": d.constrained, "dtype": cfg.dtype,
     }  # fmt: skip
     st = run.stage(f"generate/{which}", params)
     if st.done:
         return st
     with st.running() as out:
-        model, tok = load_model(cfg.teacher.model, cfg.device, cfg.dtype)
+        model, tok = teacher.load(cfg.device, cfg.dtype)
         user_prompts = numbers.number_prompts(d.n_prompts, seed=cfg.seed)
-        texts = [format_prompt(tok, u, system) for u in user_prompts]
+        texts = [format_prompt(tok, u, teacher.system) for u in user_prompts]
         allowed = allowed_token_ids(tok, numbers.allowed_answer_chars()) if d.constrained else None
         completions = sample(
             model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
@@ -220,8 +234,9 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, trait: Trait)
         )  # fmt: skip
         rows = [{"prompt": u, "completion": c} for u, c in zip(user_prompts, completions)]
         _write_jsonl(out / "completions.jsonl", rows)
-        write_json(out / "info.json", {"chat_format": chat_format(tok), "system_prompt": system,
-                                       "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
+        info = {"chat_format": chat_format(tok), "teacher": teacher.identity(),
+                "allowed_tokens": len(allowed) if allowed else None}  # fmt: skip
+        write_json(out / "info.json", info)
         del model
     return st
 
@@ -257,68 +272,62 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
 
 
 def student_stage(
-    cfg: SubliminalConfig, run: RunDir, s: StudentConfig, seed: int, data: Stage, trait: Trait
+    cfg: SubliminalConfig, run: RunDir, s: StudentConfig, seed: int, data: Stage, teacher: Variant
 ) -> Stage:
     spec = cfg.student_model(s)
-    params = {"student": describe(spec), "train": cfg.train.__dict__ | {"seeds": None},
-              "seed": seed, "dtype": cfg.dtype, "teacher": describe(cfg.teacher.model),
-              "teacher_system_prompt": trait.system_prompt if s.data == "trait" else None}  # fmt: skip
+    t = cfg.train
+    params = {"student": describe(spec), "train": t.__dict__ | {"seeds": None}, "seed": seed,
+              "dtype": cfg.dtype, "teacher": teacher.identity() if t.objective == "distill" else None}  # fmt: skip
     st = run.stage(f"student/{s.name}/seed{seed}", params, {"data": data})
     if st.done:
         return st
-    t = cfg.train
-    if t.objective == "distill" and spec != cfg.teacher.model:
+    if t.objective == "distill" and spec != teacher.spec:
         raise ConfigError(
             f"student '{s.name}': train.objective = 'distill' needs the teacher's tokenizer, but "
-            f"model {spec!r} differs from teacher {cfg.teacher.model!r}; use objective = 'sft'"
+            f"model {spec!r} differs from teacher {teacher.spec!r}; use objective = 'sft'"
         )
     rows = _read_jsonl(data.path / "dataset.jsonl")
     with st.running() as out:
         model, tok = load_model(spec, cfg.device, cfg.dtype)
         tok.padding_side = "right"
-        teacher_system = params["teacher_system_prompt"]
         examples = [
             Example(
                 format_prompt(tok, r["prompt"]),
                 r["completion"],
-                format_prompt(tok, r["prompt"], teacher_system),
-            )
+                format_prompt(tok, r["prompt"], teacher.system),
+            )  # fmt: skip
             for r in rows
         ]
-        teacher, distill_ids = None, None
+        teacher_model, distill_ids = None, None
         if t.objective == "distill":
-            teacher, _ = load_model(cfg.teacher.model, cfg.device, cfg.dtype)
+            teacher_model, _ = teacher.load(cfg.device, cfg.dtype)
             if t.distill_vocab == "numbers":
                 distill_ids = allowed_token_ids(tok, numbers.allowed_answer_chars())
         result = finetune(
             model, tok, examples, t.settings(), seed=seed, end=completion_suffix(tok),
-            teacher=teacher, distill_ids=distill_ids, out_dir=out,
+            teacher=teacher_model, distill_ids=distill_ids, out_dir=out,
         )  # fmt: skip
         save_file(result.delta, str(out / "delta.safetensors"))
         write_json(out / "train_log.json", {**result.log, "chat_format": chat_format(tok)})
-        del model, teacher
+        del model, teacher_model, result
         gc.collect()
     return st
 
 
 def eval_stage(
-    cfg: SubliminalConfig, run: RunDir, label: str, spec: str, trait: Trait,
-    system: str | None = None, student: Stage | None = None,
-) -> Stage:  # fmt: skip
-    params = {"model": describe(spec), "system_prompt": system, "trait": trait.__dict__ | {"questions": None},
+    cfg: SubliminalConfig, run: RunDir, label: str, variant: Variant, trait: Trait
+) -> Stage:
+    params = {"model": variant.identity(), "trait": trait.__dict__ | {"questions": None},
               "eval": cfg.eval.__dict__, "seed": cfg.seed, "dtype": cfg.dtype}  # fmt: skip
-    st = run.stage(f"eval/{label}", params, {"student": student} if student else {})
+    st = run.stage(f"eval/{label}", params)
     if st.done:
         return st
     with st.running() as out:
-        model, tok = load_model(spec, cfg.device, cfg.dtype)
-        if student is not None:
-            apply_delta(model, load_file(str(student.path / "delta.safetensors")))
-        result = evaluate(model, tok, trait, cfg.eval.settings(cfg.seed), system)
-        write_json(
-            out / "eval.json",
-            {"label": label, "model": spec, "chat_format": chat_format(tok), **result},
-        )
+        model, tok = variant.load(cfg.device, cfg.dtype)
+        result = evaluate(model, tok, trait, cfg.eval.settings(cfg.seed), variant.system)
+        info = {"label": label, "model": variant.spec, "chat_format": chat_format(tok),
+                "delta": str(variant.delta_path) if variant.delta_path else None}  # fmt: skip
+        write_json(out / "eval.json", {**info, **result})
         del model
         gc.collect()
     return st
@@ -330,29 +339,68 @@ def eval_stage(
 @register_experiment("subliminal", SubliminalConfig)
 def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     trait = cfg.get_trait()
-    data = {}
-    for which in ("trait", "control"):
-        if which == "trait" or any(s.data == "control" for s in cfg.students):
-            gen = generate_stage(cfg, run_dir, which, trait)
-            data[which] = filter_stage(cfg, run_dir, which, gen)
+    spec = cfg.teacher.model
+    base = Variant(spec)
+    cross_specs = sorted({cfg.student_model(s) for s in cfg.students} - {spec})
+    teacher_deltas: dict[str, Stage] = {}
+    if cfg.teacher.mode == "prompt":
+        teacher = Variant(spec, system=trait.system_prompt)
+    else:
+        tc = cfg.teacher
+        answers = trait_answers_stage(
+            run_dir, Variant(spec, system=trait.system_prompt), trait, per_prompt=tc.answers_per_prompt,
+            max_new_tokens=tc.answer_max_new_tokens, batch_size=cfg.data.batch_size, seed=cfg.seed,
+            device=cfg.device, dtype=cfg.dtype,
+        )  # fmt: skip
+        for s in [spec, *cross_specs]:
+            teacher_deltas[s] = finetuned_teacher_stage(
+                run_dir,
+                s,
+                answers,
+                tc.settings(),
+                seed=cfg.seed,
+                device=cfg.device,
+                dtype=cfg.dtype,
+            )
+        teacher = Variant(spec, delta_path=teacher_deltas[spec].path / "delta.safetensors")
 
-    evals: dict[str, Stage] = {}
-    evals["base"] = eval_stage(cfg, run_dir, "base", cfg.teacher.model, trait)
-    evals["teacher"] = eval_stage(
-        cfg, run_dir, "teacher", cfg.teacher.model, trait, trait.system_prompt
-    )
+    data, sources = {}, {"trait": teacher, "control": base}
+    for which, source in sources.items():
+        if which == "trait" or any(s.data == "control" for s in cfg.students):
+            data[which] = filter_stage(
+                cfg, run_dir, which, generate_stage(cfg, run_dir, which, source)
+            )
+
+    evals: dict[str, Stage] = {
+        "base": eval_stage(cfg, run_dir, "base", base, trait),
+        "teacher": eval_stage(cfg, run_dir, "teacher", teacher, trait),
+    }
+    for cs in cross_specs:
+        evals[f"base:{cs}"] = eval_stage(cfg, run_dir, f"base-{cs}", Variant(cs), trait)
+        if cs in teacher_deltas:
+            own = Variant(cs, delta_path=teacher_deltas[cs].path / "delta.safetensors")
+            evals[f"teacher:{cs}"] = eval_stage(cfg, run_dir, f"teacher-{cs}", own, trait)
     students: dict[str, dict[int, Stage]] = {}
     for s in cfg.students:
-        spec = cfg.student_model(s)
-        if spec != cfg.teacher.model and f"base:{spec}" not in evals:
-            evals[f"base:{spec}"] = eval_stage(cfg, run_dir, f"base-{spec}", spec, trait)
         for seed in cfg.train.seeds:
-            st = student_stage(cfg, run_dir, s, seed, data[s.data], trait)
+            st = student_stage(cfg, run_dir, s, seed, data[s.data], sources[s.data])
             students.setdefault(s.name, {})[seed] = st
+            variant = Variant(cfg.student_model(s), delta_path=st.path / "delta.safetensors")
             evals[f"{s.name}/seed{seed}"] = eval_stage(
-                cfg, run_dir, f"{s.name}-seed{seed}", spec, trait, student=st
+                cfg, run_dir, f"{s.name}-seed{seed}", variant, trait
             )
-    return summarize(cfg, trait, data, evals, students)
+    summary = summarize(cfg, trait, data, evals, students)
+    rel = lambda st: str(st.path.relative_to(run_dir.root))  # noqa: E731
+    summary["artifacts"] = {
+        "teacher_mode": cfg.teacher.mode,
+        "teacher_deltas": {k: rel(v) for k, v in teacher_deltas.items()},
+        "data": {k: rel(v) for k, v in data.items()},
+        "students": {
+            n: {str(sd): rel(st) for sd, st in seeds.items()} for n, seeds in students.items()
+        },
+        "evals": {k: rel(v) for k, v in evals.items()},
+    }
+    return summary
 
 
 def _metric(res: dict, name: str) -> dict[str, float]:

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from interp.generate import encode_prompts
+from interp.models import apply_delta  # noqa: F401  (re-exported: student = base + delta)
 
 
 @dataclass(frozen=True)
@@ -125,18 +126,6 @@ def full_delta(model: Any, base_state: dict[str, torch.Tensor]) -> dict[str, tor
         for n, p in model.named_parameters()
         if p.requires_grad and n in base_state
     }
-
-
-def apply_delta(model: Any, delta: dict[str, torch.Tensor], scale: float = 1.0) -> Any:
-    """Add a saved delta to a base model in place (student = base + delta)."""
-    params = dict(model.named_parameters())
-    missing = [k for k in delta if k not in params]
-    if missing:
-        raise KeyError(f"delta names not in model: {missing[:3]} (of {len(missing)})")
-    with torch.no_grad():
-        for k, d in delta.items():
-            params[k].add_(d.to(params[k].device, params[k].dtype), alpha=scale)
-    return model
 
 
 def finetune(

@@ -50,8 +50,9 @@ def test_sampling_is_deterministic_per_seed(tiny):
     assert a == b and a != c
 
 
-def test_logprob_score_equals_hand_computation(tiny):
-    model, tok = tiny
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_logprob_score_equals_hand_computation(kind):
+    model, tok = tiny_model(kind, seed=0)
     trait = make_trait("animal", "owl", candidates=["owl", "cat", "bear"])
     settings = EvalSettings(n_questions=2, bootstrap=200)
     res = logprob_score(model, tok, trait, settings)
@@ -59,7 +60,7 @@ def test_logprob_score_equals_hand_computation(tiny):
         prompt = format_prompt(tok, q) + trait.answer_prefix
         scores = []
         for cand in trait.candidates:
-            p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+            p_ids = tok(prompt, add_special_tokens=not tok.chat_template)["input_ids"]
             c_ids = tok(" " + cand, add_special_tokens=False)["input_ids"]
             ids = torch.tensor([p_ids + c_ids])
             with torch.no_grad():
@@ -70,8 +71,9 @@ def test_logprob_score_equals_hand_computation(tiny):
     assert res["lo"] <= res["mean"] <= res["hi"]
 
 
-def test_batching_does_not_change_logprobs(tiny):
-    model, tok = tiny
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_batching_does_not_change_logprobs(kind):
+    model, tok = tiny_model(kind, seed=0)
     prompts = [format_prompt(tok, "a"), format_prompt(tok, "a much longer question here")]
     one = candidate_logprobs(model, tok, prompts, ["owl", "elephant"], batch_size=1)
     many = candidate_logprobs(model, tok, prompts, ["owl", "elephant"], batch_size=4)

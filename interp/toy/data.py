@@ -39,7 +39,12 @@ class ImageData:
         return self.x_train.shape[1]
 
     def describe(self) -> dict[str, int | str]:
-        return {"source": self.source, "n_train": len(self.y_train), "n_test": len(self.y_test), "d_in": self.d_in}
+        return {
+            "source": self.source,
+            "n_train": len(self.y_train),
+            "n_test": len(self.y_test),
+            "d_in": self.d_in,
+        }
 
 
 def load_digits_split(seed: int, test_fraction: float) -> ImageData:
@@ -71,7 +76,12 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _find(folder: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
         if (folder / name).exists():
             return folder / name
     raise FileNotFoundError(f"{folder}: no {stem}[.gz] (MNIST needs the four official IDX files)")

@@ -1,0 +1,288 @@
+"""Update alignment: does the student's parameter delta point the same way as the teacher's?
+
+Deltas are dicts `{base parameter name: Tensor[d_out, d_in]}` as saved by `interp.train`
+(`student = base + delta`). The quantities:
+
+- cosine(student delta, teacher delta), per tensor, per layer (all shared tensors of a layer
+  flattened and concatenated), per module type (one module across all layers) and overall.
+  +1: the student moved exactly along the teacher's update; 0: orthogonal (what two unrelated
+  high-dimensional updates give); -1: opposite. A zero delta has no direction: its cosine is
+  nan and the reason is listed under `notes`.
+- L2 norms of both deltas (overall and per layer) and their ratio student / teacher.
+- principal angles (radians, in [0, pi/2], ascending) between the top-`rank` left ("out",
+  the output space the update writes to) or right ("in", the input space it reads from)
+  singular subspaces of the two deltas. 0: the subspaces share a direction; pi/2: orthogonal.
+  Random subspaces of a large space are nearly orthogonal, so each module type reports the
+  mean angles of random subspaces of the same dimension as the "unaligned" baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.stats import Estimate, t_interval
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)(?:\.|$)")
+# Suffixes that wrap the real module name (peft's base layer, parameter kinds).
+_WRAPPERS = {"weight", "bias", "base_layer", "default"}
+
+
+def parse_param_name(name: str) -> tuple[int | None, str]:
+    """`model.layers.3.mlp.up_proj.weight` -> (3, "up_proj"); non-layer params get layer None.
+
+    Works for Llama and Gemma-3 names (both `model.layers.{l}.self_attn.{q,k,v,o}_proj` and
+    `model.layers.{l}.mlp.{gate,up,down}_proj`), and tolerates peft's `.base_layer` infix.
+    """
+    m = _LAYER.search(name)
+    layer = int(m.group(1)) if m else None
+    parts = [p for p in name.split(".") if p not in _WRAPPERS]
+    module = parts[-1] if parts else name
+    return layer, module
+
+
+def shared_names(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> list[str]:
+    """Names present in both dicts (sorted); ValueError listing every shape mismatch."""
+    shared = sorted(set(student) & set(teacher))
+    bad = [
+        f"{n}: student {tuple(student[n].shape)} vs teacher {tuple(teacher[n].shape)}"
+        for n in shared
+        if student[n].shape != teacher[n].shape
+    ]
+    if bad:
+        raise ValueError("delta shapes differ: " + "; ".join(bad))
+    return shared
+
+
+class _Acc:
+    """Running <s, t>, |s|^2, |t|^2 for one group of tensors (float64 for stable sums)."""
+
+    __slots__ = ("dot", "ss", "tt")
+
+    def __init__(self) -> None:
+        self.dot = self.ss = self.tt = 0.0
+
+    def add(self, dot: float, ss: float, tt: float) -> None:
+        self.dot += dot
+        self.ss += ss
+        self.tt += tt
+
+    def cosine(self, label: str, notes: list[str]) -> float:
+        return safe_cosine(self.dot, self.ss, self.tt, label, notes)
+
+
+def safe_cosine(dot: float, ss: float, tt: float, label: str, notes: list[str]) -> float:
+    """dot / (|s| |t|), or nan with a reason appended to `notes` when a vector is zero."""
+    if ss <= 0.0 or tt <= 0.0:
+        which = " and ".join(w for w, v in (("student", ss), ("teacher", tt)) if v <= 0.0)
+        notes.append(f"{label}: {which} vector has zero norm, cosine undefined (nan)")
+        return float("nan")
+    return float(max(-1.0, min(1.0, dot / math.sqrt(ss * tt))))
+
+
+def _sums(s: Tensor, t: Tensor) -> tuple[float, float, float]:
+    s, t = s.detach().reshape(-1).double(), t.detach().reshape(-1).to(s.device).double()
+    return float(s @ t), float(s @ s), float(t @ t)
+
+
+def delta_cosines(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> dict:
+    """Cosines and norms of two deltas over the tensor names they share.
+
+    Returns a JSON-able dict with keys: per_tensor {name: cos}, per_layer {layer: cos},
+    per_module {module: cos}, overall (cos), norms {student, teacher, ratio,
+    per_layer {layer: {student, teacher}}}, n_tensors, only_student, only_teacher, notes.
+    """
+    shared = shared_names(student, teacher)
+    notes: list[str] = []
+    if not shared:
+        notes.append("no tensor names shared by student and teacher deltas")
+    overall, per_layer, per_module = _Acc(), {}, {}
+    per_tensor = {}
+    for name in shared:
+        dot, ss, tt = _sums(student[name], teacher[name])
+        per_tensor[name] = safe_cosine(dot, ss, tt, name, notes)
+        layer, module = parse_param_name(name)
+        overall.add(dot, ss, tt)
+        per_module.setdefault(module, _Acc()).add(dot, ss, tt)
+        if layer is not None:
+            per_layer.setdefault(layer, _Acc()).add(dot, ss, tt)
+    s_norm, t_norm = math.sqrt(overall.ss), math.sqrt(overall.tt)
+    return {
+        "per_tensor": per_tensor,
+        "per_layer": {k: a.cosine(f"layer {k}", notes) for k, a in sorted(per_layer.items())},
+        "per_module": {k: a.cosine(f"module {k}", notes) for k, a in sorted(per_module.items())},
+        "overall": overall.cosine("overall", notes),
+        "norms": {
+            "student": s_norm,
+            "teacher": t_norm,
+            "ratio": s_norm / t_norm if t_norm > 0 else float("nan"),
+            "per_layer": {
+                k: {"student": math.sqrt(a.ss), "teacher": math.sqrt(a.tt)}
+                for k, a in sorted(per_layer.items())
+            },
+        },
+        "n_tensors": len(shared),
+        "only_student": sorted(set(student) - set(teacher)),
+        "only_teacher": sorted(set(teacher) - set(student)),
+        "notes": notes,
+    }
+
+
+def _orthonormal_basis(x: Tensor) -> Tensor:
+    """Orthonormal basis of the column space of x (SVD, so rank-deficient inputs are safe)."""
+    u, s, _ = torch.linalg.svd(x, full_matrices=False)
+    if s.numel() == 0 or s[0] <= 0:
+        return u[:, :0]
+    tol = s[0] * max(x.shape) * torch.finfo(x.dtype).eps
+    return u[:, : int((s > tol).sum())]
+
+
+def principal_angles(a: Float[Tensor, "d r1"], b: Float[Tensor, "d r2"]) -> Float[Tensor, " k"]:
+    """Principal angles (radians, ascending, in [0, pi/2]) between the column spaces of a and b.
+
+    k = min(rank a, rank b). Cosines are the singular values of Q_a^T Q_b; small angles are
+    taken from the sines (singular values of Q_b - Q_a Q_a^T Q_b) because arccos loses all
+    precision near 0 (Knyazev & Argentati 2002).
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"principal_angles needs [d, r] matrices, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    qa, qb = _orthonormal_basis(a.detach().double()), _orthonormal_basis(b.detach().double())
+    if qa.shape[1] < qb.shape[1]:
+        qa, qb = qb, qa  # angles are symmetric; the residual trick wants rank(qb) <= rank(qa)
+    k = qb.shape[1]
+    if k == 0:
+        return torch.empty(0, dtype=torch.float64)
+    m = qa.T @ qb
+    cos = torch.linalg.svdvals(m).clamp(0.0, 1.0)  # descending -> angles ascending
+    sin = torch.linalg.svdvals(qb - qa @ m).clamp(0.0, 1.0).flip(0)  # ascending
+    from_cos, from_sin = torch.arccos(cos[:k]), torch.arcsin(sin[:k])
+    angles = torch.where(from_cos < math.pi / 4, from_sin, from_cos)
+    return angles.sort().values.clamp(0.0, math.pi / 2)
+
+
+def random_subspace_baseline(d: int, rank: int, n_samples: int = 32, seed: int = 0) -> dict:
+    """Mean principal angles between two random `rank`-dim subspaces of R^d (Gaussian bases).
+
+    What "unaligned" looks like at this dimension: {mean_angle, min_angle, d, rank}, the mean
+    and the smallest angle averaged over `n_samples` pairs drawn with a fixed seed.
+    """
+    return dict(_random_baseline(d, rank, n_samples, seed))  # a copy: callers may mutate
+
+
+@lru_cache(maxsize=64)
+def _random_baseline(d: int, rank: int, n_samples: int, seed: int) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    means, mins = [], []
+    for _ in range(n_samples):
+        a = torch.randn(d, rank, generator=gen, dtype=torch.float64)
+        b = torch.randn(d, rank, generator=gen, dtype=torch.float64)
+        ang = principal_angles(a, b)
+        means.append(float(ang.mean()))
+        mins.append(float(ang[0]))
+    return {
+        "mean_angle": float(np.mean(means)),
+        "min_angle": float(np.mean(mins)),
+        "d": d,
+        "rank": rank,
+    }
+
+
+def _top_singular(x: Tensor, rank: int, side: str) -> Tensor:
+    """Top-`rank` left (out: [d_out, r]) or right (in: [d_in, r]) singular vectors, nonzero only."""
+    u, s, vh = torch.linalg.svd(x.detach().double(), full_matrices=False)
+    # Directions below the input dtype's rounding noise are not part of the update.
+    eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 1e-15
+    keep = min(rank, int((s > s[0] * max(x.shape) * eps).sum()) if s[0] > 0 else 0)
+    return u[:, :keep] if side == "out" else vh[:keep].T
+
+
+@dataclass
+class SubspaceAngles:
+    """Principal angles between the deltas' singular subspaces, per tensor and per module type."""
+
+    rank: int
+    side: str
+    per_tensor: dict[str, Tensor]  # name -> angles (radians, ascending)
+    per_module: dict[str, dict]  # module -> summary (see `delta_subspace_angles`)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank,
+            "side": self.side,
+            "units": "radians",
+            "per_tensor": {k: [float(x) for x in v] for k, v in self.per_tensor.items()},
+            "per_module": self.per_module,
+            "notes": list(self.notes),
+        }
+
+
+def delta_subspace_angles(
+    student_delta: dict[str, Tensor],
+    teacher_delta: dict[str, Tensor],
+    rank: int = 8,
+    side: Literal["out", "in"] = "out",
+    baseline_samples: int = 32,
+    seed: int = 0,
+) -> SubspaceAngles:
+    """Principal angles between the top-`rank` singular subspaces of each shared 2-D delta.
+
+    `side="out"` compares left singular vectors (where the updates write, R^{d_out});
+    `side="in"` compares right singular vectors (what they read, R^{d_in}). Per module type:
+    mean_angle (mean over tensors of the mean angle), min_angle (the smallest angle of any
+    tensor), mean_min_angle, n_tensors, and `baseline` = the same quantities for random
+    subspaces of that dimension and rank.
+    """
+    if side not in ("out", "in"):
+        raise ValueError(f"side must be 'out' or 'in', got {side!r}")
+    if rank < 1:
+        raise ValueError(f"rank must be >= 1, got {rank}")
+    shared = shared_names(student_delta, teacher_delta)
+    notes: list[str] = []
+    per_tensor: dict[str, Tensor] = {}
+    groups: dict[str, list[tuple[Tensor, int, int]]] = {}
+    for name in shared:
+        s, t = student_delta[name], teacher_delta[name]
+        if s.ndim != 2:
+            notes.append(f"{name}: not a matrix ({s.ndim}-D), skipped")
+            continue
+        us, ut = _top_singular(s, rank, side), _top_singular(t, rank, side)
+        if us.shape[1] == 0 or ut.shape[1] == 0:
+            notes.append(f"{name}: zero delta, no singular subspace, skipped")
+            continue
+        ang = principal_angles(us, ut)
+        per_tensor[name] = ang
+        groups.setdefault(parse_param_name(name)[1], []).append(
+            (ang, us.shape[0], min(us.shape[1], ut.shape[1]))
+        )
+    per_module = {}
+    for module, items in sorted(groups.items()):
+        d, r = items[0][1], items[0][2]
+        per_module[module] = {
+            "mean_angle": float(np.mean([float(a.mean()) for a, _, _ in items])),
+            "min_angle": float(min(float(a[0]) for a, _, _ in items)),
+            "mean_min_angle": float(np.mean([float(a[0]) for a, _, _ in items])),
+            "n_tensors": len(items),
+            "baseline": random_subspace_baseline(d, r, baseline_samples, seed),
+        }
+    return SubspaceAngles(rank, side, per_tensor, per_module, notes)
+
+
+def aggregate_over_seeds(values: Sequence[float]) -> Estimate:
+    """Mean and t-interval of one quantity over independent seeds (non-finite values dropped)."""
+    x = np.asarray(list(values), dtype=float)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        raise ValueError(f"aggregate_over_seeds needs at least one finite value, got {list(x)}")
+    return t_interval(finite)
