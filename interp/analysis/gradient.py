@@ -245,7 +245,7 @@ def descent_alignment(
         dots, g_sq = {}, {}
         for n in names:
             g = grad[n].detach().double()
-            dots[n] = float((g * teacher_delta[n].to(g.device).double()).sum())
+            dots[n] = -float((g * teacher_delta[n].to(g.device).double()).sum())
             g_sq[n] = float(g.pow(2).sum())
             if pooled:
                 g_sum[n] = g_sum[n] + g.cpu() if n in g_sum else g.cpu().clone()
