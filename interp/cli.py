@@ -84,11 +84,25 @@ def run_config(
     write_json(run_dir.root / "summary.json", summary)
     print("\n" + format_table(summary.get("table", [])), flush=True)
     print(f"\nsummary: {run_dir.root / 'summary.json'} ({summary['provenance']['wall_s']:.0f}s)")
+    if exp.after is not None:
+        exp.after(cfg, run_dir.root)
     return run_dir.root
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     run_config(args.config, args.set, args.out_dir)
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from interp.analyze import analyze_run, print_analysis
+    from interp.models import configure_threads
+
+    configure_threads()
+    for run in args.runs:
+        res = analyze_run(run)
+        print(print_analysis(res))
+        print(f"\nanalysis: {Path(run) / 'analysis.json'}")
     return 0
 
 
@@ -128,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir", default=None, help="parent of the run folder (default: the config's folder)"
     )
     r.set_defaults(fn=_cmd_run)
+
+    a = sub.add_parser("analyze", help="mechanism analyses over finished subliminal runs")
+    a.add_argument("runs", nargs="+", help="run folders, e.g. runs/quickstart")
+    a.set_defaults(fn=_cmd_analyze)
 
     v = sub.add_parser("validate", help="check config files without running anything")
     v.add_argument("configs", nargs="+")

@@ -23,16 +23,20 @@ class Experiment:
     kind: str
     config_cls: type
     run: Callable[[Any, RunDir], dict[str, Any]]  # returns the summary (with a "table" of rows)
+    after: Callable[[Any, Path], None] | None = None  # runs once summary.json exists (analyses)
 
 
 REGISTRY: dict[str, Experiment] = {}
 
 
-def register_experiment(kind: str, config_cls: type) -> Callable:
-    """Decorator: `@register_experiment("name", MyConfig)` on `def run(cfg, run_dir) -> summary`."""
+def register_experiment(kind: str, config_cls: type, after: Callable | None = None) -> Callable:
+    """Decorator: `@register_experiment("name", MyConfig)` on `def run(cfg, run_dir) -> summary`.
+
+    `after(cfg, run_root)` runs once the summary is written (e.g. analyses that read it).
+    """
 
     def deco(fn: Callable) -> Callable:
-        REGISTRY[kind] = Experiment(kind, config_cls, fn)
+        REGISTRY[kind] = Experiment(kind, config_cls, fn, after)
         return fn
 
     return deco

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from safetensors.torch import save_file
 
 from interp import numbers
+from interp.analyze import AnalysisConfig, analyze_run, print_analysis
 from interp.config import ConfigError
 from interp.evaluate import EvalSettings, evaluate
 from interp.experiments import register_experiment
@@ -78,6 +79,9 @@ class TeacherConfig:
     # cross-model bases get a matching finetuned teacher of their own.
     mode: Literal["prompt", "finetuned"] = "prompt"
     answers_per_prompt: int = 4
+    # "trait": keep only answers that name the target (the protocol's intent); "none": keep all
+    # (for tiny random test models, which never name it)
+    answer_filter: Literal["trait", "none"] = "trait"
     answer_max_new_tokens: int = 48
     epochs: int = 3
     lr: float = 1e-3
@@ -187,6 +191,7 @@ class SubliminalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     students: list[StudentConfig] = field(default_factory=_default_students)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.students]
@@ -336,7 +341,14 @@ def eval_stage(
 # ---------------------------------------------------------------- the run
 
 
-@register_experiment("subliminal", SubliminalConfig)
+def after_run(cfg: SubliminalConfig, root: Path) -> None:
+    """Analyses (when `[analysis] enabled`), once summary.json exists."""
+    if cfg.analysis.enabled:
+        res = analyze_run(root, cfg.analysis)
+        print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
+
+
+@register_experiment("subliminal", SubliminalConfig, after=after_run)
 def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     trait = cfg.get_trait()
     spec = cfg.teacher.model
@@ -350,6 +362,7 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
         answers = trait_answers_stage(
             run_dir, Variant(spec, system=trait.system_prompt), trait, per_prompt=tc.answers_per_prompt,
             max_new_tokens=tc.answer_max_new_tokens, batch_size=cfg.data.batch_size, seed=cfg.seed,
+            keep_all=tc.answer_filter == "none",
             device=cfg.device, dtype=cfg.dtype,
         )  # fmt: skip
         for s in [spec, *cross_specs]:

@@ -74,10 +74,10 @@ GENERAL_PROMPTS = (
 
 def trait_answers_stage(
     run: RunDir, prompted: Variant, trait: Trait, *, per_prompt: int, max_new_tokens: int,
-    batch_size: int, seed: int, device: str, dtype: str,
+    batch_size: int, seed: int, device: str, dtype: str, keep_all: bool = False,
 ) -> Stage:  # fmt: skip
     """The prompted teacher answers general prompts; keep the answers that express the trait."""
-    params = {"teacher": prompted.identity(), "target": trait.target, "per_prompt": per_prompt,
+    params = {"keep_all": keep_all, "teacher": prompted.identity(), "target": trait.target, "per_prompt": per_prompt,
               "max_new_tokens": max_new_tokens, "seed": seed, "n_prompts": len(GENERAL_PROMPTS)}  # fmt: skip
     st = run.stage("teacher-answers", params)
     if st.done:
@@ -90,7 +90,9 @@ def trait_answers_stage(
                          seed=seed, desc="trait answers")  # fmt: skip
         rows = [{"prompt": u, "completion": a.strip(), "expresses_trait": trait.mentions(a)}
                 for u, a in zip(users, answers)]  # fmt: skip
-        kept = [r for r in rows if r["expresses_trait"] and r["completion"]]
+        for r in rows:
+            r["keep"] = bool(r["completion"]) and (keep_all or r["expresses_trait"])
+        kept = [r for r in rows if r["keep"]]
         if not kept:
             raise ConfigError(
                 f"teacher.mode = 'finetuned': none of {len(rows)} prompted answers mentions "
@@ -114,7 +116,7 @@ def finetuned_teacher_stage(
     if st.done:
         return st
     rows = [json.loads(x) for x in (answers.path / "answers.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["expresses_trait"] and r["completion"]]
+    rows = [r for r in rows if r["keep"]]
     with st.running() as out:
         model, tok = load_model(spec, device, dtype)
         tok.padding_side = "right"

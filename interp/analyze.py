@@ -1,0 +1,437 @@
+"""`interp analyze runs/<name>`: mechanism analyses over a finished subliminal run.
+
+Loads the run's artifacts (teacher and student deltas, datasets, models), calls the pure
+functions in `interp.analysis`, and writes `runs/<name>/analysis.json`. Expensive pieces
+(gradients, activations, steering) are stages, cached like the rest of the run. Sections that
+a run cannot support (e.g. update alignment without a finetuned teacher) are listed under
+`missing` with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import tomllib
+import torch
+from safetensors.torch import load_file
+
+from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta_subspace_angles
+from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
+from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
+from interp.analysis.probes import apply_probes, train_probes
+from interp.config import ConfigError, build
+from interp.evaluate import logprob_score
+from interp.models import Variant, completion_suffix, format_prompt
+from interp.numbers import number_prompts
+from interp.record import load_activations, residual_stream, save_activations
+from interp.stages import RunDir, Stage, write_json
+from interp.stats import paired_bootstrap_diff
+from interp.steer import add_direction, project_out
+from interp.train import Example
+
+log = logging.getLogger("interp")
+
+
+@dataclass
+class AnalysisConfig:
+    """The `[analysis]` table of a subliminal config."""
+
+    enabled: bool = False  # also run at the end of `interp run`
+    backend: Literal["hf", "transformer_lens", "nnsight"] = "transformer_lens"
+    n_prompts: int = 50  # evaluation questions used for activations (trait direction, probes)
+    n_number_prompts: int = 16  # number prompts also recorded (stored for notebooks)
+    gradient_batches: int = 4
+    gradient_batch_size: int = 8
+    subspace_rank: int = 8  # 0 skips principal angles
+    n_boot: int = 1000
+    steering_scale: float = 1.0  # multiples of the mean-difference vector added at the best layer
+    batch_size: int = 16
+
+
+def _load_summary(run_root: Path) -> tuple[dict, dict]:
+    summary_path = run_root / "summary.json"
+    if not summary_path.exists():
+        raise ConfigError(
+            f"{summary_path}: not found; run `interp run` first (the run is unfinished)"
+        )
+    summary = json.loads(summary_path.read_text())
+    if summary.get("experiment") != "subliminal":
+        raise ConfigError(
+            f"{summary_path}: 'experiment' is {summary.get('experiment')!r}; analyses need a subliminal run"
+        )
+    cfg = tomllib.loads((run_root / "config.toml").read_text())
+    return summary, cfg
+
+
+class _Ctx:
+    """What every section needs: the run, its config, its artifacts."""
+
+    def __init__(self, run_root: Path, acfg: AnalysisConfig):
+        self.root = run_root
+        self.summary, self.cfg = _load_summary(run_root)
+        self.a = acfg
+        self.art = self.summary["artifacts"]
+        self.run = RunDir(run_root, seed=self.cfg["seed"])
+        self.device, self.dtype = self.cfg["device"], self.cfg["dtype"]
+        self.teacher_spec = self.cfg["teacher"]["model"]
+        self.students = {s["name"]: s for s in self.cfg["students"]}
+
+    def spec_of(self, student: str) -> str:
+        m = self.students[student]["model"]
+        return self.teacher_spec if m == "teacher" else m
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def student_delta(self, name: str, seed: str) -> Path:
+        return self.path(self.art["students"][name][seed]) / "delta.safetensors"
+
+    def teacher_delta(self, spec: str) -> Path | None:
+        rel = self.art.get("teacher_deltas", {}).get(spec)
+        return self.path(rel) / "delta.safetensors" if rel else None
+
+    def trait(self):
+        from interp.traits import make_trait
+
+        t = self.cfg["trait"]
+        return make_trait(
+            t["kind"], t["target"], t.get("plural"), t.get("candidates"), t.get("false_positives")
+        )
+
+
+# ---------------------------------------------------------------- sections
+
+
+def update_alignment(ctx: _Ctx) -> dict[str, Any]:
+    out = {}
+    for name in ctx.students:
+        spec = ctx.spec_of(name)
+        t_path = ctx.teacher_delta(spec)
+        if t_path is None:
+            continue
+        teacher = load_file(str(t_path))
+        per_seed = {}
+        for seed in ctx.art["students"][name]:
+            student = load_file(str(ctx.student_delta(name, seed)))
+            cos = delta_cosines(student, teacher)
+            entry = {
+                "overall": cos["overall"], "per_layer": cos["per_layer"], "per_module": cos["per_module"],
+                "norm_ratio": cos["norms"]["ratio"], "notes": cos["notes"],
+            }  # fmt: skip
+            if ctx.a.subspace_rank:
+                angles = delta_subspace_angles(student, teacher, rank=ctx.a.subspace_rank)
+                entry["subspace"] = angles.to_dict()["per_module"]
+            per_seed[seed] = entry
+        layers = sorted({int(k) for e in per_seed.values() for k in e["per_layer"]})
+        modules = sorted({k for e in per_seed.values() for k in e["per_module"]})
+        out[name] = {
+            "against": f"teacher:{spec}",
+            "overall": aggregate_over_seeds([e["overall"] for e in per_seed.values()]).to_dict(),
+            "per_seed": per_seed,
+            "per_layer_mean": [float(np.nanmean([_get(e["per_layer"], i) for e in per_seed.values()])) for i in layers],
+            "per_module_mean": {m: float(np.nanmean([e["per_module"].get(m, np.nan) for e in per_seed.values()])) for m in modules},
+        }  # fmt: skip
+    return {"students": out}
+
+
+def _get(d: dict, layer: int) -> float:
+    return d.get(layer, d.get(str(layer), float("nan")))
+
+
+def _dataset_examples(ctx: _Ctx, name: str, tok: Any, limit: int) -> list[Example]:
+    data_rel = ctx.art["data"][ctx.students[name]["data"]]
+    rows = [json.loads(x) for x in (ctx.path(data_rel) / "dataset.jsonl").read_text().splitlines()]
+    return [Example(format_prompt(tok, r["prompt"]), r["completion"]) for r in rows[:limit]]
+
+
+def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:
+    """At each student's init: does the imitation descent direction point toward its base's teacher?"""
+    out = {}
+    for name in ctx.students:
+        spec = ctx.spec_of(name)
+        t_path = ctx.teacher_delta(spec)
+        if t_path is None:
+            continue
+        params = {"student": name, "base": spec, "teacher_delta": Variant(spec, delta_path=t_path).identity(),
+                  "data": ctx.art["data"][ctx.students[name]["data"]],  # the folder name carries its key
+                  "batches": ctx.a.gradient_batches, "batch_size": ctx.a.gradient_batch_size}  # fmt: skip
+        st = ctx.run.stage(f"analysis/gradient/{name}", params)
+        if not st.done:
+            with st.running() as folder:
+                model, tok = Variant(spec).load(ctx.device, ctx.dtype)
+                tok.padding_side = "right"
+                teacher = load_file(str(t_path))
+                n = ctx.a.gradient_batches * ctx.a.gradient_batch_size
+                grads = iter_imitation_gradients(
+                    model, tok, _dataset_examples(ctx, name, tok, n), list(teacher), ctx.a.gradient_batch_size,
+                    completion_suffix(tok), max_batches=ctx.a.gradient_batches,
+                )  # fmt: skip
+                res = descent_alignment(grads, teacher, n_boot=ctx.a.n_boot, seed=ctx.cfg["seed"])
+                write_json(folder / "gradient.json", res)
+                del model
+                gc.collect()
+        res = json.loads((st.path / "gradient.json").read_text())
+        o = res["overall"]
+        out[name] = {
+            "against": f"teacher:{spec}", "data": ctx.students[name]["data"], "cos": o["cos"],
+            "cos_ci": o["cos_ci"], "frac_positive": o["frac_positive"], "pooled_cos": o["pooled_cos"],
+            "groups": {g: {k: v[k] for k in ("cos_ci", "frac_positive", "pooled_cos")}
+                       for g, v in res["groups"].items() if g in ("attention", "mlp")},
+            "sign_convention": res["sign_convention"],
+        }  # fmt: skip
+    return {"datasets": out}
+
+
+def _record(ctx: _Ctx, label: str, variant: Variant, prompts: dict[str, list[str]]) -> Stage:
+    """Residual stream at the last prompt token for each prompt set, stored as safetensors."""
+    params = {
+        "model": variant.identity(),
+        "backend": ctx.a.backend,
+        "sets": {k: len(v) for k, v in prompts.items()},
+    }
+    st = ctx.run.stage(f"record/{label}", params)
+    if st.done:
+        return st
+    with st.running() as folder:
+        model, tok = variant.load(ctx.device, ctx.dtype)
+        for set_name, users in prompts.items():
+            texts = [format_prompt(tok, u, variant.system) for u in users]
+            acts = residual_stream(
+                model, tok, texts, backend=ctx.a.backend, batch_size=ctx.a.batch_size
+            )
+            meta = {"model": label, "backend": ctx.a.backend, "positions": "last", "prompt_set": set_name,
+                    "layer_axis": 1, "system_prompt": variant.system}  # fmt: skip
+            save_activations(folder, set_name, acts, meta)
+        del model
+        gc.collect()
+    return st
+
+
+def activations(ctx: _Ctx) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Stage]]:
+    """Record every model needed by the direction, probe and steering sections."""
+    trait = ctx.trait()
+    sets = {"eval": trait.question_texts(ctx.a.n_prompts),
+            "numbers": number_prompts(ctx.a.n_number_prompts, seed=ctx.cfg["seed"] + 1)}  # fmt: skip
+    acts: dict[str, dict[str, torch.Tensor]] = {}
+    stages: dict[str, Stage] = {}
+    for spec in sorted({ctx.spec_of(n) for n in ctx.students}):
+        for label, variant in (
+            (f"base:{spec}", Variant(spec)),
+            (f"prompted:{spec}", Variant(spec, system=trait.system_prompt)),
+        ):
+            st = stages[label] = _record(ctx, label.replace(":", "-"), variant, sets)
+            acts[label] = {k: load_activations(st.path, k)[0] for k in sets}
+    for name in ctx.students:
+        seed = sorted(ctx.art["students"][name])[0]
+        variant = Variant(ctx.spec_of(name), delta_path=ctx.student_delta(name, seed))
+        st = stages[name] = _record(ctx, f"{name}-seed{seed}", variant, sets)
+        acts[name] = {k: load_activations(st.path, k)[0] for k in sets}
+    return acts, stages
+
+
+def trait_direction(ctx: _Ctx, acts: dict) -> dict[str, Any]:
+    out, layers = {}, {}
+    for name in ctx.students:
+        spec = ctx.spec_of(name)
+        trait_a, neutral_a = acts[f"prompted:{spec}"]["eval"], acts[f"base:{spec}"]["eval"]
+        control = [
+            c
+            for c in ctx.students
+            if c != name and ctx.spec_of(c) == spec and ctx.students[c]["data"] == "control"
+        ]
+        res = direction_cosine_ci(
+            trait_a, neutral_a, acts[name]["eval"], neutral_a, n_boot=ctx.a.n_boot, seed=ctx.cfg["seed"],
+            control_acts=acts[control[0]]["eval"] if control and name not in control else None,
+        )  # fmt: skip
+        out[name] = {"against": f"base:{spec}", **res}
+        layers[spec] = trait_a.shape[1]
+    return {"backend": ctx.a.backend, "prompt_set": "eval", "n_layers": layers, "students": out}
+
+
+def probes(ctx: _Ctx, acts: dict) -> dict[str, Any]:
+    bases, students = {}, {}
+    for spec in sorted({ctx.spec_of(n) for n in ctx.students}):
+        res = train_probes(
+            acts[f"prompted:{spec}"]["eval"], acts[f"base:{spec}"]["eval"], seed=ctx.cfg["seed"]
+        )
+        bases[spec] = res.to_dict()
+        for name in ctx.students:
+            if ctx.spec_of(name) == spec:
+                students[name] = {
+                    "against": f"base:{spec}",
+                    **apply_probes(res, acts[name]["eval"]),
+                }
+        students[f"base:{spec}"] = {
+            "against": f"base:{spec}",
+            **apply_probes(res, acts[f"base:{spec}"]["numbers"]),
+        }
+    return {
+        "bases": bases,
+        "students": students,
+        "note": "base:<spec> rows apply the probe to the base on number prompts",
+    }
+
+
+def steering(ctx: _Ctx, acts: dict, stages: dict[str, Stage]) -> dict[str, Any]:
+    """Sufficiency: add the direction to the base. Necessity: project it out of the student."""
+    spec = ctx.teacher_spec
+    trait = ctx.trait()
+    trait_a, neutral_a = acts[f"prompted:{spec}"]["eval"], acts[f"base:{spec}"]["eval"]
+    direction = mean_difference(trait_a, neutral_a)
+    layer, _ = best_layer(trait_a, neutral_a)
+    student = next(
+        (n for n in ctx.students if ctx.spec_of(n) == spec and ctx.students[n]["data"] == "trait"),
+        None,
+    )
+    params = {
+        "layer": layer,
+        "scale": ctx.a.steering_scale,
+        "student": student,
+        "eval": ctx.cfg["eval"],
+    }
+    inputs = {k: stages[k] for k in (f"prompted:{spec}", f"base:{spec}", student) if k in stages}
+    st = ctx.run.stage("analysis/steering", params, inputs)
+    if not st.done:
+        from interp.evaluate import EvalSettings
+
+        settings = EvalSettings(**ctx.cfg["eval"], seed=ctx.cfg["seed"])
+        with st.running() as folder:
+            model, tok = Variant(spec).load(ctx.device, ctx.dtype)
+            base = logprob_score(model, tok, trait, settings)
+            with add_direction(model, layer, direction[layer], ctx.a.steering_scale):
+                steered = logprob_score(model, tok, trait, settings)
+            res = {
+                "layer": layer,
+                "scale": ctx.a.steering_scale,
+                "sufficiency": _pair(base, steered, "base", "steered"),
+            }
+            if student:
+                seed = sorted(ctx.art["students"][student])[0]
+                model, tok = Variant(spec, delta_path=ctx.student_delta(student, seed)).load(
+                    ctx.device, ctx.dtype
+                )
+                plain = logprob_score(model, tok, trait, settings)
+                all_layers = list(range(direction.shape[0]))
+                with project_out(model, all_layers, {i: direction[i] for i in all_layers}):
+                    ablated = logprob_score(model, tok, trait, settings)
+                res["necessity"] = {
+                    "student": f"{student}/seed{seed}",
+                    **_pair(plain, ablated, "unablated", "ablated"),
+                }
+            write_json(folder / "steering.json", res)
+            del model
+            gc.collect()
+    return json.loads((st.path / "steering.json").read_text())
+
+
+def _pair(a: dict, b: dict, na: str, nb: str) -> dict[str, Any]:
+    keep = ("mean", "lo", "hi", "n")
+    diff = paired_bootstrap_diff(b["per_question"], a["per_question"]).to_dict()
+    return {na: {k: a[k] for k in keep}, nb: {k: b[k] for k in keep}, "diff": diff}
+
+
+# ---------------------------------------------------------------- driver
+
+
+def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dict[str, Any]:
+    """Compute every section the run supports; write and return analysis.json."""
+    run_root = Path(run_root)
+    if acfg is None:
+        summary_cfg = _load_summary(run_root)[1]
+        acfg = build(
+            AnalysisConfig,
+            summary_cfg.get("analysis", {}),
+            source=str(run_root / "config.toml"),
+            prefix="analysis",
+        )
+    ctx = _Ctx(run_root, acfg)
+    result: dict[str, Any] = {"experiment": "subliminal-analysis", "name": ctx.summary["name"],
+                              "teacher_mode": ctx.art.get("teacher_mode"), "missing": {}}  # fmt: skip
+    if ctx.art.get("teacher_deltas"):
+        result["update_alignment"] = update_alignment(ctx)
+        result["gradient_alignment"] = gradient_alignment(ctx)
+    else:
+        why = (
+            "teacher.mode = 'prompt': the trait lives in a system prompt, there is no teacher delta"
+        )
+        result["missing"] |= {"update_alignment": why, "gradient_alignment": why}
+    acts, stages = activations(ctx)
+    result["trait_direction"] = trait_direction(ctx, acts)
+    result["probes"] = probes(ctx, acts)
+    result["steering"] = steering(ctx, acts, stages)
+    result["table"] = comparison_table(result, list(ctx.students))
+    result["provenance"] = {"analysis_config": acfg.__dict__, "stage_wall_s": dict(ctx.run.timings)}
+    write_json(run_root / "analysis.json", result)
+    return result
+
+
+def _fmt(est: dict | None) -> str:
+    if not est or est.get("mean") is None:
+        return "-"
+    return f"{est['mean']:.3f} [{est['lo']:.3f}, {est['hi']:.3f}]"
+
+
+def comparison_table(res: dict[str, Any], students: list[str]) -> list[dict[str, str]]:
+    """Same-init vs control vs cross-model for every metric, with CIs."""
+    rows = []
+
+    def add(metric: str, get) -> None:
+        row = {"metric": metric}
+        for s in students:
+            try:
+                row[s] = get(s)
+            except (KeyError, TypeError, IndexError):
+                row[s] = "-"
+        rows.append(row)
+
+    ua = res.get("update_alignment", {}).get("students", {})
+    add("update cos(dS, dT), mean over seeds", lambda s: _fmt(ua[s]["overall"]))
+    ga = res.get("gradient_alignment", {}).get("datasets", {})
+    add("gradient cos(-g, dT) per batch", lambda s: _fmt(ga[s]["cos_ci"]))
+    add("gradient batches with positive alignment", lambda s: f"{ga[s]['frac_positive']:.2f}")
+    td = res.get("trait_direction", {}).get("students", {})
+
+    def best(s: str) -> str:
+        d = td[s]
+        i = int(np.nanargmax(np.abs(d["cosine"])))
+        return f"{d['cosine'][i]:.3f} [{d['lo'][i]:.3f}, {d['hi'][i]:.3f}] @L{d['layers'][i]}"
+
+    add("direction cos(shift, v_T), max-|cos| layer", best)
+    pr = res.get("probes", {}).get("students", {})
+    bases = res.get("probes", {}).get("bases", {})
+
+    def probe(s: str) -> str:
+        spec = pr[s]["against"].split(":", 1)[1]
+        layer = bases[spec]["best_layer"]
+        return (
+            f"{pr[s]['share_trait'][layer]:.2f} @L{layer} (AUROC {bases[spec]['auroc'][layer]:.2f})"
+        )
+
+    add("probe: share classified trait-bearing", probe)
+    return rows
+
+
+def print_analysis(res: dict[str, Any]) -> str:
+    from interp.cli import format_table
+
+    lines = [format_table(res["table"])]
+    st = res.get("steering", {})
+    if st:
+        s = st["sufficiency"]
+        lines.append(
+            f"steering L{st['layer']} x{st['scale']}: base {_fmt(s['base'])} -> steered {_fmt(s['steered'])}, diff {_fmt(s['diff'])}"
+        )
+        if "necessity" in st:
+            n = st["necessity"]
+            lines.append(
+                f"ablation ({n['student']}): {_fmt(n['unablated'])} -> {_fmt(n['ablated'])}, diff {_fmt(n['diff'])}"
+            )
+    for k, why in res.get("missing", {}).items():
+        lines.append(f"{k}: not computed ({why})")
+    return "\n".join(lines)
