@@ -1,0 +1,105 @@
+"""`interp analyze` over a real (tiny-model) run: every section, and honest `missing` entries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import tiny_subliminal_config, write_config
+
+from interp.analysis.alignment import delta_subspace_angles
+from interp.cli import main
+
+ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_batches": 2,
+            "gradient_batch_size": 2, "n_boot": 100, "backend": "nnsight"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finetuned_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("an")
+    cfg = tiny_subliminal_config()
+    cfg["teacher"].update(
+        {
+            "mode": "finetuned",
+            "answers_per_prompt": 1,
+            "answer_filter": "none",
+            "answer_max_new_tokens": 12,
+        }
+    )
+    cfg["analysis"] = ANALYSIS
+    assert main(["run", str(write_config(tmp, cfg, "an")), "--out-dir", str(tmp)]) == 0
+    return tmp / "an"
+
+
+def test_every_section_with_cis(finetuned_run):
+    res = json.loads((finetuned_run / "analysis.json").read_text())
+    assert res["missing"] == {} and res["teacher_mode"] == "finetuned"
+    students = ["same-init", "control", "cross-model"]
+    ua = res["update_alignment"]["students"]
+    assert set(ua) == set(students)
+    assert ua["cross-model"]["against"] == "teacher:tiny-gemma"  # its own base's teacher
+    for s in students:
+        o = ua[s]["overall"]
+        assert o["lo"] <= o["mean"] <= o["hi"] and -1 <= o["mean"] <= 1
+        g = res["gradient_alignment"]["datasets"][s]
+        assert 1 <= len(g["cos"]) <= 2 and 0 <= g["frac_positive"] <= 1  # at most gradient_batches
+        d = res["trait_direction"]["students"][s]
+        assert len(d["cosine"]) == 2 and all(
+            lo <= c <= hi for lo, c, hi in zip(d["lo"], d["cosine"], d["hi"])
+        )
+        assert all(0 <= x <= 1 for x in res["probes"]["students"][s]["share_trait"])
+    assert res["trait_direction"]["students"]["same-init"]["control"] is not None
+    st = res["steering"]
+    assert st["sufficiency"]["diff"]["mean"] == pytest.approx(
+        st["sufficiency"]["steered"]["mean"] - st["sufficiency"]["base"]["mean"]
+    )
+    assert st["necessity"]["student"] == "same-init/seed0"
+    assert [r["metric"] for r in res["table"]][0].startswith("update cos")
+    idx = json.loads(
+        next((finetuned_run / "stages").glob("record__same-init-seed0-*/index.json")).read_text()
+    )
+    assert (
+        idx["entries"]["eval"]["shape"] == [12, 2, 64]
+        and idx["entries"]["eval"]["backend"] == "nnsight"
+    )
+
+
+def test_reanalysis_is_cached(finetuned_run, capsys):
+    before = json.loads((finetuned_run / "analysis.json").read_text())
+    assert main(["analyze", str(finetuned_run)]) == 0
+    after = json.loads((finetuned_run / "analysis.json").read_text())
+    assert (
+        after["update_alignment"] == before["update_alignment"]
+        and after["steering"] == before["steering"]
+    )
+    assert "update cos" in capsys.readouterr().out
+
+
+def test_prompt_teacher_reports_missing_sections(tmp_path):
+    cfg = tiny_subliminal_config()
+    cfg["students"] = cfg["students"][:1]
+    cfg["analysis"] = ANALYSIS | {"backend": "hf"}
+    assert main(["run", str(write_config(tmp_path, cfg, "p")), "--out-dir", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "p" / "analysis.json").read_text())
+    assert (
+        "no teacher delta" in res["missing"]["update_alignment"] and "update_alignment" not in res
+    )
+    assert "trait_direction" in res and "probes" in res
+
+
+def test_analyze_unfinished_run_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "half").mkdir()
+    assert main(["analyze", str(tmp_path / "half")]) == 2
+    assert "summary.json: not found" in capsys.readouterr().err
+
+
+def test_lowrank_subspace_angles_match_full_svd():
+    torch.manual_seed(0)
+    b, a = torch.randn(300, 8), torch.randn(8, 200)
+    d = {"model.layers.0.mlp.up_proj.weight": b @ a}
+    same = delta_subspace_angles(d, d, rank=8)
+    assert max(same.per_tensor["model.layers.0.mlp.up_proj.weight"]) < 1e-4
+    other = {"model.layers.0.mlp.up_proj.weight": torch.randn(300, 8) @ a}
+    ang = delta_subspace_angles(d, other, rank=8).per_tensor["model.layers.0.mlp.up_proj.weight"]
+    assert min(ang) > 0.3  # random 8-dim subspaces of R^300 are far apart
