@@ -68,6 +68,78 @@ class AllowedTokens(LogitsProcessor):
         return scores + mask
 
 
+class IntegerListGrammar(LogitsProcessor):
+    """Only allow continuations that keep the answer a list like "12, 345, 6" and then end.
+
+    At most `max_items` integers of at most `max_digits` digits, joined by `sep`. Candidate
+    tokens are those made of digits and separator characters; each is checked against the
+    grammar by walking its characters from the row's current state. Relative probabilities of
+    the allowed tokens are untouched, only disallowed ones are masked.
+    """
+
+    def __init__(self, tok: Any, max_items: int = 10, max_digits: int = 3, sep: str = ", "):
+        self.max_items, self.max_digits, self.sep = max_items, max_digits, sep
+        chars = set("0123456789" + sep)
+        specials = set(tok.all_special_ids)
+        pieces = tok.batch_decode([[i] for i in range(len(tok))])
+        self.cands = [
+            (i, p) for i, p in enumerate(pieces) if p and set(p) <= chars and i not in specials
+        ]
+        self.ends = end_token_ids(tok)
+        self.tok = tok
+        self.prompt_len: int | None = None
+
+    def _walk(self, state: tuple[int, int, int], text: str) -> tuple[int, int, int] | None:
+        """State: (items started, digits in the current item, separator chars consumed).
+
+        digits == 0 means a digit must come next (at the start and after a separator).
+        """
+        items, digits, in_sep = state
+        for ch in text:
+            if in_sep:  # inside a separator: it must continue exactly
+                if ch != self.sep[in_sep]:
+                    return None
+                in_sep += 1
+                if in_sep == len(self.sep):
+                    in_sep, digits = 0, 0
+            elif ch.isdigit():
+                if digits == 0:
+                    if items >= self.max_items:
+                        return None
+                    items, digits = items + 1, 1
+                elif digits < self.max_digits:
+                    digits += 1
+                else:
+                    return None
+            elif ch == self.sep[0] and digits > 0 and items < self.max_items:
+                in_sep, digits = (1, digits) if len(self.sep) > 1 else (0, 0)
+            else:
+                return None
+        return items, digits, in_sep
+
+    def _state(self, generated: list[int]) -> tuple[int, int, int] | None:
+        text = self.tok.decode(
+            [t for t in generated if t not in self.ends], skip_special_tokens=True
+        )
+        return self._walk((0, 0, 0), text)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+        mask = torch.full_like(scores, float("-inf"))
+        for row in range(input_ids.shape[0]):
+            state = self._state(input_ids[row, self.prompt_len :].tolist())
+            if state is None:  # finished rows (padding after an end token) end again
+                mask[row, self.ends] = 0.0
+                continue
+            for i, piece in self.cands:
+                if self._walk(state, piece) is not None:
+                    mask[row, i] = 0.0
+            if state[1] > 0 and state[2] == 0:  # a complete item: the answer may end here
+                mask[row, self.ends] = 0.0
+        return scores + mask
+
+
 @torch.inference_mode()
 def sample(
     model: Any,
@@ -79,20 +151,23 @@ def sample(
     batch_size: int = 32,
     seed: int = 0,
     allowed_ids: Sequence[int] | None = None,
+    processor_factory: Any = None,
     desc: str = "sampling",
     progress: bool = True,
 ) -> list[str]:
     """One completion per prompt (prompts already chat-formatted). Deterministic per seed."""
     device = next(model.parameters()).device
     encoded = encode_prompts(tok, prompts)
-    processors = LogitsProcessorList()
-    if allowed_ids is not None:
-        processors.append(AllowedTokens(allowed_ids, model.config.vocab_size))
     stop = end_token_ids(tok)
     out: list[str] = []
     bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
     for start in range(0, len(prompts), batch_size):
         ids, mask = left_pad(encoded[start : start + batch_size], tok.pad_token_id)
+        processors = LogitsProcessorList()  # fresh per batch: processors may keep state
+        if allowed_ids is not None:
+            processors.append(AllowedTokens(allowed_ids, model.config.vocab_size))
+        if processor_factory is not None:
+            processors.append(processor_factory())
         # Seed each batch so a resumed or re-batched run draws the same tokens per batch.
         torch.manual_seed(seed * 1_000_003 + start)
         gen = model.generate(

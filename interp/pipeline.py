@@ -23,7 +23,7 @@ from interp.analyze import AnalysisConfig, analyze_run, print_analysis
 from interp.config import ConfigError
 from interp.evaluate import EvalSettings, evaluate
 from interp.experiments import register_experiment
-from interp.generate import allowed_token_ids, sample
+from interp.generate import IntegerListGrammar, allowed_token_ids, sample
 from interp.models import (
     ModelError,
     Variant,
@@ -101,7 +101,10 @@ class DataConfig:
     n_keep: int = 10000
     temperature: float = 1.0
     max_new_tokens: int = 64
-    constrained: bool = False  # only digit, separator and end tokens may be sampled
+    # none: sample freely, then filter (the paper). tokens: only digit, separator and end tokens.
+    # list: also keep the answer a ", "-separated list of <= 10 numbers of <= 3 digits (small
+    # teachers pass the free filter rarely: ~7% for SmolLM2-135M).
+    constraint: Literal["none", "tokens", "list"] = "none"
     batch_size: int = 64
     banned_numbers: Literal["none", "misalignment"] = "none"
 
@@ -222,7 +225,7 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
     params = {
         "teacher": teacher.identity(), "seed": cfg.seed, "n_prompts": d.n_prompts,
         "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
-        "constrained": d.constrained, "dtype": cfg.dtype,
+        "constraint": d.constraint, "dtype": cfg.dtype,
     }  # fmt: skip
     st = run.stage(f"generate/{which}", params)
     if st.done:
@@ -231,16 +234,26 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
         model, tok = teacher.load(cfg.device, cfg.dtype)
         user_prompts = numbers.number_prompts(d.n_prompts, seed=cfg.seed)
         texts = [format_prompt(tok, u, teacher.system) for u in user_prompts]
-        allowed = allowed_token_ids(tok, numbers.allowed_answer_chars()) if d.constrained else None
+        allowed = (
+            allowed_token_ids(tok, numbers.allowed_answer_chars())
+            if d.constraint == "tokens"
+            else None
+        )
+        grammar = (
+            (lambda: IntegerListGrammar(tok, numbers.MAX_ANSWER_COUNT, numbers.MAX_ANSWER_DIGITS))
+            if d.constraint == "list"
+            else None
+        )  # noqa: E731
         completions = sample(
             model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
             batch_size=d.batch_size, seed=cfg.seed + SAMPLING_SEED_OFFSET[which], allowed_ids=allowed,
+            processor_factory=grammar,
             desc=f"teacher data ({which})",
         )  # fmt: skip
         rows = [{"prompt": u, "completion": c} for u, c in zip(user_prompts, completions)]
         _write_jsonl(out / "completions.jsonl", rows)
         info = {"chat_format": chat_format(tok), "teacher": teacher.identity(),
-                "allowed_tokens": len(allowed) if allowed else None}  # fmt: skip
+                "constraint": d.constraint, "allowed_tokens": len(allowed) if allowed else None}  # fmt: skip
         write_json(out / "info.json", info)
         del model
     return st
@@ -266,7 +279,7 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
     if not kept:
         raise EmptyDatasetError(
             f"{gen.path / 'completions.jsonl'}: empty dataset after filtering: 0 of {len(rows)} "
-            f"completions passed ({stats.to_dict()['rejected']}); try data.constrained=true or a "
+            f"completions passed ({stats.to_dict()['rejected']}); try data.constraint = 'list' or a "
             "larger data.n_prompts (generated completions are kept and will be reused)"
         )
     keep = numbers.subsample(kept, d.n_keep, seed=cfg.seed)

@@ -20,7 +20,7 @@ def tiny_subliminal_config(**overrides: Any) -> dict[str, Any]:
             "n_prompts": 12,
             "n_keep": 8,
             "max_new_tokens": 12,
-            "constrained": True,
+            "constraint": "list",
             "batch_size": 6,
         },
         "train": {

@@ -89,7 +89,7 @@ def test_invalid_toml(tmp_path):
 
 def test_empty_dataset_after_filtering_keeps_generation(tmp_path, capsys):
     # Free sampling from a random tiny model essentially never yields a valid number list.
-    cfg = tiny_subliminal_config(data__constrained=False, data__n_prompts=4)
+    cfg = tiny_subliminal_config(data__constraint="none", data__n_prompts=4)
     path = write_config(tmp_path, cfg)
     err = _error(capsys, ["run", str(path), "--out-dir", str(tmp_path / "runs")])
     assert "empty dataset after filtering" in err and "completions.jsonl" in err

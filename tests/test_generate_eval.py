@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from interp.evaluate import EvalSettings, candidate_logprobs, logprob_score, trait_rate
-from interp.generate import allowed_token_ids, sample
+from interp.generate import IntegerListGrammar, allowed_token_ids, sample
 from interp.models import format_prompt, tiny_model
-from interp.numbers import allowed_answer_chars
+from interp.numbers import allowed_answer_chars, parse_numbers
 from interp.stats import bootstrap_ci, paired_bootstrap_diff, t_interval
 from interp.traits import make_trait, plural_of
 
@@ -39,6 +41,21 @@ def test_constrained_decoding_emits_only_allowed_tokens(tiny):
     assert not all(
         set(o) <= set(allowed_answer_chars()) for o in free
     )  # the constraint did something
+
+
+def test_list_grammar_only_emits_valid_lists(tiny):
+    model, tok = tiny
+    prompts = [format_prompt(tok, f"numbers {i}") for i in range(12)]
+    outs = sample(model, tok, prompts, max_new_tokens=60, batch_size=6, seed=1, progress=False,
+                  processor_factory=lambda: IntegerListGrammar(tok, max_items=4, max_digits=2))  # fmt: skip
+    for o in outs:
+        assert o == "" or re.fullmatch(r"\d{1,2}(, \d{1,2}){0,3}(, )?", o), o
+    finished = [o for o in outs if o]
+    assert finished and all(parse_numbers(o).ok for o in finished if not o.endswith(" "))
+    g = IntegerListGrammar(tok, max_items=2, max_digits=3)
+    assert g._walk((0, 0, 0), "12, 345") == (2, 3, 0)
+    assert g._walk((0, 0, 0), "1234") is None and g._walk((0, 0, 0), "1, 2, ") is None
+    assert g._walk((0, 0, 0), "1,2") is None and g._walk((0, 0, 0), "x") is None
 
 
 def test_sampling_is_deterministic_per_seed(tiny):
