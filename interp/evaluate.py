@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from interp.generate import encode_prompts, left_pad, sample
+from interp.generate import encode_prompts, left_pad, sample_repeated
 from interp.models import format_prompt
 from interp.stats import bootstrap_ci
 from interp.traits import Trait
@@ -106,9 +106,9 @@ def trait_rate(
     """Share of sampled answers naming the target: mean over questions of per-question rates."""
     questions = trait.question_texts(settings.n_questions)
     k = settings.samples_per_question
-    prompts = [format_prompt(tok, q, system) for q in questions for _ in range(k)]
-    answers = sample(
-        model, tok, prompts, max_new_tokens=settings.max_new_tokens,
+    prompts = [format_prompt(tok, q, system) for q in questions]
+    answers = sample_repeated(
+        model, tok, prompts, k, max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature, batch_size=settings.batch_size, seed=settings.seed,
         desc="trait rate", progress=progress,
     )  # fmt: skip

@@ -189,3 +189,68 @@ def sample(
         bar.update(ids.shape[0])
     bar.close()
     return out
+
+
+@torch.inference_mode()
+def sample_repeated(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    k: int,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    batch_size: int = 32,
+    seed: int = 0,
+    desc: str = "sampling",
+    progress: bool = True,
+) -> list[str]:
+    """k completions per prompt (prompt-major order), prefilling each prompt only once.
+
+    For short answers to long prompts (evaluation questions) the prefill dominates; its KV
+    cache is repeated k times and the answers are sampled token by token from it.
+    """
+    device = next(model.parameters()).device
+    encoded = encode_prompts(tok, prompts)
+    stop = torch.tensor(end_token_ids(tok), device=device)
+    per_batch = max(1, batch_size // k)
+    out: list[str] = []
+    bar = tqdm(total=len(prompts) * k, desc=desc, disable=not progress, unit="sample")
+    for start in range(0, len(prompts), per_batch):
+        ids, mask = left_pad(encoded[start : start + per_batch], tok.pad_token_id)
+        ids, mask = ids.to(device), mask.to(device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        res = model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
+        )
+        cache = res.past_key_values
+        cache.batch_repeat_interleave(k)
+        logits = res.logits[:, -1].float().repeat_interleave(k, dim=0)
+        mask, last = mask.repeat_interleave(k, dim=0), pos[:, -1].repeat_interleave(k)
+        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
+        done = torch.zeros(logits.shape[0], dtype=torch.bool, device=device)
+        tokens = []
+        for _ in range(max_new_tokens):
+            if temperature > 0:
+                nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen)[
+                    :, 0
+                ]
+            else:
+                nxt = logits.argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, tok.pad_token_id), nxt)
+            tokens.append(nxt)
+            done |= torch.isin(nxt, stop)
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            last = last + 1
+            logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
+                           past_key_values=cache, use_cache=True).logits[:, -1].float()  # fmt: skip
+        rows = torch.stack(tokens, dim=1).tolist()
+        stops = set(stop.tolist())
+        for row in rows:
+            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+            out.append(tok.decode(row[:cut], skip_special_tokens=True))
+        bar.update(len(rows))
+    bar.close()
+    return out

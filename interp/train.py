@@ -110,6 +110,29 @@ def _completion_positions(
     return torch.tensor(r), torch.tensor(p)
 
 
+def completion_logits(
+    model: Any, rows: list[dict], pad_id: int, device: torch.device,
+    key: str = "input_ids", n_key: str = "n_prompt",
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Logits at every position that predicts a completion token, and those tokens.
+
+    The LM head only runs from the first completion position on (`logits_to_keep`): prompt
+    positions carry no loss, and for a 262k-token vocabulary (Gemma-3) the head costs more
+    than the transformer body.
+    """
+    ids, mask = _right_pad([r[key] for r in rows], pad_id)
+    ri, pi = _completion_positions(rows, key, n_key)
+    first = int(pi.min())
+    keep = torch.arange(first, ids.shape[1], device=device)
+    logits = model(
+        input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=keep
+    ).logits
+    out = logits[ri.to(device), (pi - first).to(device)]
+    if out.dtype in (torch.float16, torch.bfloat16):
+        out = out.float()  # losses in float32; float64 models keep their precision
+    return out, ids[ri, pi + 1].to(device)
+
+
 def lora_delta(model: Any) -> dict[str, torch.Tensor]:
     """Merged LoRA update per targeted weight, keyed by the base model's parameter name."""
     out = {}
@@ -193,12 +216,8 @@ def finetune(
             total = 0.0
             for m in range(0, len(batch), settings.micro_batch_size):
                 micro = batch[m : m + settings.micro_batch_size]
-                ids, mask = _right_pad([r["input_ids"] for r in micro], tok.pad_token_id)
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                ri, pi = _completion_positions(micro, "input_ids", "n_prompt")
-                s_logits = logits[ri, pi].float()
+                s_logits, targets = completion_logits(model, micro, tok.pad_token_id, device)
                 if settings.objective == "sft":
-                    targets = ids[ri, pi + 1].to(device)
                     loss = F.cross_entropy(s_logits, targets, reduction="sum")
                 else:
                     t_logits = _teacher_logits(teacher, micro, tok.pad_token_id, device)
@@ -247,10 +266,9 @@ def finetune(
 def _teacher_logits(
     teacher: Any, micro: list[dict], pad_id: int, device: torch.device
 ) -> torch.Tensor:
-    ids, mask = _right_pad([r["teacher_ids"] for r in micro], pad_id)
-    logits = teacher(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    ri, pi = _completion_positions(micro, "teacher_ids", "n_teacher_prompt")
-    return logits[ri, pi].float()
+    return completion_logits(teacher, micro, pad_id, device, "teacher_ids", "n_teacher_prompt")[
+        0
+    ].float()
 
 
 def _kl(

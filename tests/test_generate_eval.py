@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interp.evaluate import EvalSettings, candidate_logprobs, logprob_score, trait_rate
-from interp.generate import IntegerListGrammar, allowed_token_ids, sample
+from interp.generate import IntegerListGrammar, allowed_token_ids, sample, sample_repeated
 from interp.models import format_prompt, tiny_model
 from interp.numbers import allowed_answer_chars, parse_numbers
 from interp.stats import bootstrap_ci, paired_bootstrap_diff, t_interval
@@ -58,6 +58,23 @@ def test_list_grammar_only_emits_valid_lists(tiny):
     assert g._walk((0, 0, 0), "1,2") is None and g._walk((0, 0, 0), "x") is None
 
 
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_repeated_sampling_matches_the_model_distribution(kind):
+    """Greedy answers from the shared-prefill sampler equal HF generate's greedy answers."""
+    model, tok = tiny_model(kind, seed=2)
+    prompts = [format_prompt(tok, q) for q in ("a", "a longer question", "mid one")]
+    fast = sample_repeated(
+        model, tok, prompts, 3, max_new_tokens=6, temperature=0, batch_size=4, progress=False
+    )
+    slow = sample(
+        model, tok, prompts, max_new_tokens=6, temperature=0, batch_size=2, progress=False
+    )
+    assert fast == [s for s in slow for _ in range(3)]
+    a = sample_repeated(model, tok, prompts, 4, max_new_tokens=6, seed=5, progress=False)
+    assert a == sample_repeated(model, tok, prompts, 4, max_new_tokens=6, seed=5, progress=False)
+    assert len(set(a)) > 3  # temperature 1 gives different answers to the same prompt
+
+
 def test_sampling_is_deterministic_per_seed(tiny):
     model, tok = tiny
     prompts = [format_prompt(tok, "hi")] * 4
@@ -101,7 +118,10 @@ def test_trait_rate_counts_mentions(tiny, monkeypatch):
     model, tok = tiny
     trait = make_trait("animal", "owl")
     fake = iter(["Owl.", "owls!", "Bowl", "cat", "snowy owl", "dog"])
-    monkeypatch.setattr("interp.evaluate.sample", lambda *a, **k: [next(fake) for _ in a[2]])
+    monkeypatch.setattr(
+        "interp.evaluate.sample_repeated",
+        lambda m, t, prompts, k, **kw: [next(fake) for _ in range(len(prompts) * k)],
+    )
     res = trait_rate(
         model, tok, trait, EvalSettings(n_questions=2, samples_per_question=3, bootstrap=100)
     )

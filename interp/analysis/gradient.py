@@ -30,7 +30,7 @@ from torch import Tensor
 
 from interp.analysis.alignment import parse_param_name, safe_cosine, shared_names
 from interp.stats import bootstrap_ci
-from interp.train import Example, _completion_positions, _right_pad, tokenize_examples
+from interp.train import Example, completion_logits, tokenize_examples
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
@@ -41,15 +41,9 @@ SIGN_CONVENTION = (
 
 
 def _sum_loss(model: Any, tok: Any, rows: list[dict], device: torch.device) -> tuple[Tensor, int]:
-    """Summed completion-token cross-entropy of one micro-batch and its token count."""
-    ids, mask = _right_pad([r["input_ids"] for r in rows], tok.pad_token_id)
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    ri, pi = _completion_positions(rows, "input_ids", "n_prompt")
-    s_logits = logits[ri, pi]
-    if s_logits.dtype in (torch.float16, torch.bfloat16):
-        s_logits = s_logits.float()  # as in train; float64 models keep their precision
-    targets = ids[ri, pi + 1].to(device)
-    return F.cross_entropy(s_logits, targets, reduction="sum"), int(targets.numel())
+    """Summed completion-token cross-entropy of one micro-batch and its token count (as in train)."""
+    logits, targets = completion_logits(model, rows, tok.pad_token_id, device)
+    return F.cross_entropy(logits, targets, reduction="sum"), int(targets.numel())
 
 
 def _chunks(xs: list, size: int) -> Iterator[list]:
