@@ -106,6 +106,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from interp.report import report_main
+
+    report_main(args.runs, args.output)
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from interp.experiments import load_experiment
 
@@ -146,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="mechanism analyses over finished subliminal runs")
     a.add_argument("runs", nargs="+", help="run folders, e.g. runs/quickstart")
     a.set_defaults(fn=_cmd_analyze)
+
+    rp = sub.add_parser("report", help="PDF report from finished runs (reports/<name>.pdf)")
+    rp.add_argument("runs", nargs="+", help="one or more run folders (several: a combined report)")
+    rp.add_argument("-o", "--output", default=None, help="PDF path (default reports/<name>.pdf)")
+    rp.set_defaults(fn=_cmd_report)
 
     v = sub.add_parser("validate", help="check config files without running anything")
     v.add_argument("configs", nargs="+")

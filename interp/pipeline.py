@@ -195,6 +195,7 @@ class SubliminalConfig:
     students: list[StudentConfig] = field(default_factory=_default_students)
     eval: EvalConfig = field(default_factory=EvalConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    report: bool = False  # write reports/<name>.pdf at the end of `interp run`
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.students]
@@ -355,10 +356,14 @@ def eval_stage(
 
 
 def after_run(cfg: SubliminalConfig, root: Path) -> None:
-    """Analyses (when `[analysis] enabled`), once summary.json exists."""
+    """Analyses (when `[analysis] enabled`) and the PDF (when `report`), once summary.json exists."""
     if cfg.analysis.enabled:
         res = analyze_run(root, cfg.analysis)
         print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
+    if cfg.report:
+        from interp.report import report_main
+
+        report_main([str(root)], None)
 
 
 @register_experiment("subliminal", SubliminalConfig, after=after_run)

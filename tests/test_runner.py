@@ -43,7 +43,9 @@ def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pipeline, "finetune", dying_finetune)
     assert main(["run", str(path), "--out-dir", str(out)]) == 130
     stages = out / "tiny" / "stages"
-    done = sorted(p.name.rsplit("-", 1)[0] for p in stages.iterdir() if (p / "manifest.json").exists())
+    done = sorted(
+        p.name.rsplit("-", 1)[0] for p in stages.iterdir() if (p / "manifest.json").exists()
+    )
     assert "student__same-init__seed0" in done and not (out / "tiny" / "summary.json").exists()
     assert not list(
         stages.glob("student__control*/manifest.json")

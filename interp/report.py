@@ -1,0 +1,376 @@
+"""PDF reports from finished runs (`interp report RUN_DIR... [-o reports/<name>.pdf]`).
+
+A report is built only from a run's artifacts (summary.json, config.toml, analysis.json,
+stage manifests); it never recomputes an experiment. Layout: title, date, the question, then
+per run: headline numbers with CIs, methods from the resolved config, figures with captions
+("Figure N (id): ..."), and provenance (versions, commit, seeds, timings, checksums). A
+section whose data the run lacks is replaced by a sentence saying so and why; building a
+report never fails on missing analyses. Text is real PDF text (reportlab platypus, standard
+fonts), so it can be searched and extracted.
+
+Sections per experiment live in `interp.report_sections`; figures in `interp.figures`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import cm
+from reportlab.lib.utils import ImageReader
+from reportlab.platypus import (
+    Image,
+    KeepTogether,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from interp.verdict import Run, fmt, load_run
+
+# Every figure id a report can contain, in the order they appear within a run.
+FIGURE_IDS = (
+    "trait_scores",
+    "update_alignment",
+    "gradient_alignment",
+    "trait_direction",
+    "probes",
+    "mlp_accuracy",
+    "mlp_cosine",
+)
+PAGE_W, PAGE_H = A4
+MARGIN = 1.8 * cm
+TEXT_W = PAGE_W - 2 * MARGIN
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    number: int
+    id: str
+    run: str
+    caption: str
+
+
+@dataclass
+class ReportInfo:
+    """What went into a report: its figures in order, and what was skipped and why."""
+
+    path: Path
+    runs: list[str]
+    figures: list[FigureEntry] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (run, section, reason)
+    pages: int = 0
+
+    @property
+    def figure_ids(self) -> list[str]:
+        return [f.id for f in self.figures]
+
+
+def text(s: Any) -> str:
+    """Artifact text made safe for a Paragraph: markup escaped, outside Latin-1 replaced (the
+    standard PDF fonts have no other glyphs; a model's odd answer must not break a report)."""
+    return escape(str(s)).encode("latin-1", "replace").decode("latin-1")
+
+
+class Doc:
+    """The story being built, with figure numbering and the record of skipped sections."""
+
+    def __init__(self, fig_dir: Path, info: ReportInfo, wanted: Sequence[str] | None) -> None:
+        self.fig_dir, self.info, self.wanted = fig_dir, info, wanted
+        self.story: list[Any] = []
+        ss = getSampleStyleSheet()
+        self.s = {
+            "title": ss["Title"],
+            "h1": ParagraphStyle("h1", parent=ss["Heading1"], fontSize=15, spaceBefore=10),
+            "h2": ParagraphStyle("h2", parent=ss["Heading2"], fontSize=12, spaceBefore=8),
+            "h3": ParagraphStyle("h3", parent=ss["Heading3"], fontSize=10, spaceBefore=6),
+            "body": ParagraphStyle("body", parent=ss["BodyText"], fontSize=9.5, leading=12.5),
+            "caption": ParagraphStyle(
+                "caption",
+                parent=ss["BodyText"],
+                fontSize=8.5,
+                leading=11,
+                textColor=colors.HexColor("#333333"),
+                spaceAfter=8,
+            ),  # fmt: skip
+            "cell": ParagraphStyle("cell", parent=ss["BodyText"], fontSize=7.5, leading=9),
+            "mono": ParagraphStyle(
+                "mono", parent=ss["BodyText"], fontName="Courier", fontSize=6.3, leading=7.5
+            ),  # fmt: skip
+        }
+
+    # ---------------------------------------------------------------- text blocks
+
+    def heading(self, s: str, level: int = 1) -> None:
+        self.story.append(Paragraph(text(s), self.s[f"h{level}"]))
+
+    def para(self, s: str, style: str = "body", raw: bool = False) -> None:
+        """A paragraph; `raw` = already markup (only for text built here, never artifacts)."""
+        self.story.append(Paragraph(s if raw else text(s), self.s[style]))
+
+    def bullets(self, items: Sequence[str]) -> None:
+        for it in items:
+            self.story.append(Paragraph(text(it), self.s["body"], bulletText="-"))
+
+    def table(
+        self, rows: Sequence[Sequence[Any]], widths: Sequence[float] | None = None,
+        style: str = "cell",
+    ) -> None:  # fmt: skip
+        """A grid table; the first row is the header. Cells wrap (they are Paragraphs)."""
+        if len(rows) < 2:
+            return
+        data = [[Paragraph(text(c), self.s[style]) for c in row] for row in rows]
+        if widths is not None:
+            total = sum(widths)
+            widths = [TEXT_W * w / total for w in widths]
+        t = Table(data, colWidths=widths, repeatRows=1, hAlign="LEFT")
+        t.setStyle(TableStyle([
+            ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8e8f0")),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ]))  # fmt: skip
+        self.story += [t, Spacer(1, 6)]
+
+    def skip(
+        self, run: str, section: str, title: str, reason: str, what: str = "not computed"
+    ) -> None:
+        """Say in the text that a section is absent and why, and record it."""
+        self.info.skipped.append((run, section, reason))
+        self.para(f"{title}: {what} for this run (reason: {reason}).")
+
+    # ---------------------------------------------------------------- figures
+
+    def figure(self, run: str, fig_id: str, draw: Callable[[Path], Path], caption: str) -> None:
+        """Draw a figure, add it with 'Figure N (id): caption'; a drawing error is reported
+        in the text (and in `skipped`) instead of stopping the report."""
+        if fig_id not in FIGURE_IDS:
+            raise ValueError(f"unknown figure id {fig_id!r}; known: {FIGURE_IDS}")
+        if self.wanted is not None and fig_id not in self.wanted:
+            self.info.skipped.append((run, fig_id, "not among the requested figures"))
+            return
+        path = self.fig_dir / f"{len(self.info.figures) + 1:02d}_{run}_{fig_id}.png"
+        try:
+            draw(path)
+        except Exception as e:  # noqa: BLE001 - a bad block costs one figure, not the report
+            why = f"{type(e).__name__}: {e}"
+            self.skip(run, fig_id, f"Figure ({fig_id})", why, what="could not be drawn")
+            return
+        w, h = ImageReader(str(path)).getSize()
+        width = min(TEXT_W, w / 150 * 72)  # 150 dpi -> points; never wider than the text
+        height = width * h / w
+        if height > 0.62 * PAGE_H:  # very tall figures: shrink to fit a page with its caption
+            width, height = width * 0.62 * PAGE_H / height, 0.62 * PAGE_H
+        n = len(self.info.figures) + 1
+        entry = FigureEntry(n, fig_id, run, caption)
+        self.info.figures.append(entry)
+        cap = Paragraph(f"<b>Figure {n} ({fig_id}):</b> Run {text(run)}. {text(caption)}",
+                        self.s["caption"])  # fmt: skip
+        self.story.append(KeepTogether([Image(str(path), width=width, height=height), cap]))
+
+    def missing_figure(self, run: str, fig_id: str, title: str, reason: str) -> None:
+        """A figure the run cannot have: a sentence, and the id recorded as skipped."""
+        if self.wanted is not None and fig_id not in self.wanted:
+            return
+        self.skip(run, fig_id, title, reason)
+
+
+# ---------------------------------------------------------------- shared sections
+
+
+def question_paragraph(runs: Sequence[Run]) -> str:
+    kinds = {r.experiment for r in runs}
+    parts = []
+    subl = next((r for r in runs if r.experiment == "subliminal" and r.summary), None)
+    if subl:
+        t = subl.summary.get("trait", {})
+        parts.append(
+            f"Subliminal learning (Cloud et al., Nature 2026): a teacher model given a trait "
+            f"(it loves the {t.get('category', 'animal')} '{t.get('target', '?')}') writes number "
+            "sequences with no semantic link to the trait. Does a student finetuned only on "
+            "those numbers acquire the trait, and does transmission require that the student "
+            "share the teacher's initialisation (same-init vs cross-model student, against a "
+            "student trained on a neutral teacher's numbers)?"
+        )
+    if "mlp-aux-logits" in kinds:
+        parts.append(
+            "In the paper's MLP analogue: does a student distilled only on a teacher's auxiliary "
+            "logits, on uniform noise, learn to classify digits, and only when it starts from "
+            "the teacher's initialisation (same-init vs cross-init students)?"
+        )
+    if not parts:
+        parts.append("The runs below are reported from their artifacts as found.")
+    return " ".join(parts)
+
+
+def _stage_closure(run: Run) -> tuple[list[dict[str, Any]], int]:
+    """The stage manifests this run's results come from, and how many others lie in stages/.
+
+    Folders named in summary artifacts plus their inputs (by key); stages that only appear in
+    the recorded timings (MLP, analysis) by name, newest first. Older folders of a changed
+    configuration stay in stages/ but are not this run's evidence."""
+    manifests = run.manifests()
+    by_dir = {m["dir"]: m for m in manifests}
+    by_key = {m.get("key"): m for m in manifests}
+    chosen: dict[str, dict[str, Any]] = {}
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, str) and x.startswith("stages/"):
+            m = by_dir.get(x.split("/", 1)[1])
+            if m:
+                chosen[m["dir"]] = m
+
+    walk((run.summary or {}).get("artifacts", {}))
+    todo = list(chosen.values())
+    while todo:  # follow inputs: generate -> filter -> student -> ...
+        for key in (todo.pop().get("inputs") or {}).values():
+            m = by_key.get(key)
+            if m and m["dir"] not in chosen:
+                chosen[m["dir"]] = m
+                todo.append(m)
+    names = set(((run.summary or {}).get("provenance") or {}).get("stage_wall_s") or {})
+    names |= set(((run.analysis or {}).get("provenance") or {}).get("stage_wall_s") or {})
+    have = {m.get("stage") for m in chosen.values()}
+    for m in sorted(manifests, key=lambda m: str(m.get("started")), reverse=True):
+        if m.get("stage") in names and m.get("stage") not in have:
+            chosen[m["dir"]] = m
+            have.add(m.get("stage"))
+    out = sorted(chosen.values(), key=lambda m: str(m.get("stage")))
+    return out, len(manifests) - len(out)
+
+
+def provenance_section(doc: Doc, run: Run, seeds: str) -> None:
+    doc.heading("Provenance", 2)
+    prov = (run.summary or {}).get("provenance")
+    if not prov:
+        doc.skip(run.name, "provenance", "Provenance", "summary.json has no provenance block")
+        return
+    stages, n_other = _stage_closure(run)
+    started = sorted(str(m.get("started")) for m in stages if m.get("started"))
+    doc.bullets([
+        f"Run folder: {run.root}",
+        f"Config file: {prov.get('config_file', 'n/a')}; overrides: {', '.join(prov.get('overrides') or []) or 'none'}",
+        f"Git commit: {prov.get('git_commit') or 'unknown'} ('-dirty' = uncommitted changes)",
+        f"Seeds: run seed {fmt(prov.get('seed'))}; {seeds}",
+        f"Threads: {fmt(prov.get('threads'))}; wall time of the last invocation: {fmt(prov.get('wall_s'))} s"
+        f" (stages reused from cache: {len(prov.get('stages_cached') or [])})",
+        f"Stages ran between {started[0]} and {started[-1]}" if started else "Stage start times: n/a",
+    ])  # fmt: skip
+    versions = list((prov.get("versions") or {}).items())
+    if versions:
+        doc.heading("Package versions", 3)
+        half = (len(versions) + 1) // 2
+        rows = [["package", "version", "package", "version"]]
+        for i in range(half):
+            right = versions[i + half] if i + half < len(versions) else ("", "")
+            rows.append([versions[i][0], versions[i][1], *right])
+        doc.table(rows, [1, 1.3, 1, 1.3])
+    if stages:
+        doc.heading("Stage timings", 3)
+        rows = [["stage", "key", "wall s", "cpu s", "started"]]
+        rows += [[m.get("stage"), m.get("key"), fmt(m.get("wall_s")), fmt(m.get("cpu_s")),
+                  m.get("started", "n/a")] for m in stages]  # fmt: skip
+        doc.table(rows, [3, 1.4, 0.8, 0.8, 1.8])
+        doc.heading("Artifact checksums (sha256, from stage manifests)", 3)
+        rows = [["stage folder / file", "sha256"]]
+        for m in stages:
+            rows += [[f"{m['dir']}/{f}", h] for f, h in (m.get("checksums") or {}).items()]
+        doc.table(rows, [1.25, 1.45], style="mono")
+    if n_other:
+        doc.para(f"{n_other} other stage folder(s) in stages/ (earlier configurations) are not "
+                 "part of this run's results and are not listed.")  # fmt: skip
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _page_footer(canvas: Any, doc: Any) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 7.5)
+    canvas.drawRightString(PAGE_W - MARGIN, 1.0 * cm, f"interp report - page {doc.page}")
+    canvas.restoreState()
+
+
+def build_report(
+    run_dirs: Sequence[str | Path], out_pdf: str | Path, config_figures: list[str] | None = None
+) -> ReportInfo:
+    """Write one PDF for one or several runs; returns what it contains and what it skipped.
+
+    `config_figures`: figure ids to include (default: every figure the runs support)."""
+    from interp.report_sections import mlp_run, other_run, subliminal_run
+
+    if config_figures is not None:
+        unknown = sorted(set(config_figures) - set(FIGURE_IDS))
+        if unknown:
+            raise ValueError(f"unknown figure ids {unknown}; known: {list(FIGURE_IDS)}")
+    runs = [load_run(d) for d in run_dirs]
+    out_pdf = Path(out_pdf)
+    out_pdf.parent.mkdir(parents=True, exist_ok=True)
+    info = ReportInfo(out_pdf, [r.name for r in runs])
+    with tempfile.TemporaryDirectory(prefix="interp-report-") as tmp:
+        doc = Doc(Path(tmp), info, config_figures)
+        title = "Subliminal learning report: " + ", ".join(info.runs)
+        doc.para(title, "title")
+        doc.para(f"Built {dt.date.today().isoformat()} by interp report from the artifacts of "
+                 f"{len(runs)} run(s): {', '.join(str(r.root) for r in runs)}.")  # fmt: skip
+        doc.heading("Question", 1)
+        doc.para(question_paragraph(runs))
+        for run in runs:
+            doc.heading(f"Run {run.name} ({run.experiment})", 1)
+            if not run.root.is_dir():
+                doc.skip(run.name, "run", f"Run {run.name}", f"{run.root} is not a directory")
+                continue
+            if run.summary is None:
+                doc.skip(run.name, "run", f"Run {run.name}",
+                         f"{run.problems.get('summary')}; the run is unfinished or was not run")  # fmt: skip
+                continue
+            if run.experiment == "subliminal":
+                subliminal_run(doc, run)
+            elif run.experiment == "mlp-aux-logits":
+                mlp_run(doc, run)
+            else:
+                other_run(doc, run)
+        pdf = SimpleDocTemplate(
+            str(out_pdf), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+            bottomMargin=MARGIN, title=title, author="interp", subject="interp report",
+        )  # fmt: skip
+        pdf.build(doc.story, onFirstPage=_page_footer, onLaterPages=_page_footer)
+        info.pages = pdf.page
+    return info
+
+
+def default_report_path(run_dirs: Sequence[str | Path]) -> Path:
+    """reports/<name>.pdf, relative to the current directory; several runs: names joined by +."""
+    names = [Path(d).resolve().name for d in run_dirs]
+    return Path("reports") / f"{'+'.join(names)}.pdf"
+
+
+def report_main(run_dirs: list[str], out: str | None) -> Path:
+    """`interp report RUN_DIR... [-o PATH]`: build the report, print and return its path."""
+    from interp.config import ConfigError
+
+    if not run_dirs:
+        raise ConfigError("interp report: give at least one run directory")
+    for d in run_dirs:
+        if not Path(d).is_dir():
+            raise ConfigError(f"interp report: {d} is not a run directory")
+    path = Path(out) if out else default_report_path(run_dirs)
+    info = build_report(run_dirs, path)
+    for run, section, reason in info.skipped:
+        print(f"# {run}: {section} skipped ({reason})")
+    print(path)
+    return path

@@ -1,0 +1,303 @@
+"""The per-run sections of a report: subliminal runs, MLP runs, anything else.
+
+Every number goes through `interp.verdict.fmt`; every block checks that its data is there
+and otherwise says what is missing (`Doc.skip`), so a partial run still gives a report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interp import figures
+from interp.report import Doc, provenance_section
+from interp.verdict import Run, analysis_section, fmt, fmt_est, subliminal_roles
+
+SECTION_TITLES = {
+    "update_alignment": "Update alignment",
+    "gradient_alignment": "Gradient alignment",
+    "trait_direction": "Trait direction",
+    "probes": "Probes",
+    "steering": "Steering",
+}
+
+
+def _ci_level(run: Run) -> str:
+    ci = ((run.config or {}).get("eval") or {}).get("ci")
+    return f"{100 * ci:g}%" if ci else "95%"
+
+
+# ---------------------------------------------------------------- subliminal
+
+
+def subliminal_run(doc: Doc, run: Run) -> None:
+    s = run.summary or {}
+    _headline(doc, run, s)
+    _methods(doc, run, s)
+    doc.heading("Figures and analyses", 2)
+    models, students = s.get("models") or {}, s.get("students") or {}
+    target = (s.get("trait") or {}).get("target", "?")
+    n_cand = len((s.get("trait") or {}).get("candidates") or [])
+    if models:
+        doc.figure(
+            run.name, "trait_scores",
+            lambda p: figures.trait_scores(models, students, target, n_cand, p),
+            f"Trait scores of every evaluated model. Left: trait rate, the share of sampled one-word "
+            f"answers naming '{target}'; right: log-prob score, p('{target}') among {n_cand} "
+            f"candidate answers (dotted line: uniform). Circles: single models with {_ci_level(run)} "
+            "bootstrap CIs over questions; squares: student kinds, mean over seeds with a "
+            "t-interval (a single seed has no interval). Transmission shows as a student right of "
+            "its base and of the control student.",
+        )  # fmt: skip
+    else:
+        doc.missing_figure(run.name, "trait_scores", "Trait scores", "summary.json lists no models")
+    _analyses(doc, run)
+    seeds = ((run.config or {}).get("train") or {}).get("seeds")
+    provenance_section(doc, run, f"training seeds {seeds if seeds is not None else 'n/a'}")
+
+
+def _headline(doc: Doc, run: Run, s: dict[str, Any]) -> None:
+    doc.heading("Headline numbers", 2)
+    level = _ci_level(run)
+    rows = [
+        ["model", "base model", "trait prompt", "trait rate [CI]", "log-prob score [CI]", "n q."]
+    ]
+    for label, m in (s.get("models") or {}).items():
+        tr, lp = m.get("trait_rate") or {}, m.get("logprob") or {}
+        rows.append([label, m.get("model"), "yes" if m.get("system_prompt") else "no",
+                     fmt_est(tr), fmt_est(lp), fmt(lp.get("n", tr.get("n")))])  # fmt: skip
+    doc.table(rows, [2.2, 1.8, 0.8, 2.2, 2.2, 0.6])
+    doc.para(f"Per model: mean over questions with a {level} percentile bootstrap CI over "
+             "questions (n q. = questions).")  # fmt: skip
+    students = s.get("students") or {}
+    if students:
+        rows = [["student", "base model", "data", "seeds", "trait rate, mean over seeds [CI]",
+                 "log-prob score, mean over seeds [CI]", "log-prob per seed"]]  # fmt: skip
+        for name, st in students.items():
+            tr, lp = st.get("trait_rate") or {}, st.get("logprob") or {}
+            rows.append([name, st.get("model"), st.get("data"), fmt(lp.get("n")), fmt_est(tr),
+                         fmt_est(lp), ", ".join(fmt(v) for v in lp.get("per_seed") or [])])  # fmt: skip
+        doc.table(rows, [1.3, 1.3, 0.8, 0.6, 2.0, 2.0, 1.8])
+        doc.para(f"Per student kind: mean over training seeds with a {level} t-interval (the seed "
+                 "is the unit; with one seed the interval is the point itself).")  # fmt: skip
+    roles = subliminal_roles(s)
+    if roles:
+        doc.para("Roles (from base model and data, not from names): "
+                 + "; ".join(f"{r} = {n}" for r, n in roles.items()) + ".")  # fmt: skip
+
+
+def _methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:
+    doc.heading("Methods", 2)
+    cfg = run.config
+    if cfg is None:
+        doc.skip(run.name, "methods", "Methods", run.problems.get("config", "no config.toml"))
+        return
+    t, d, tr, ev = (cfg.get(k) or {} for k in ("teacher", "data", "train", "eval"))
+    trait = s.get("trait") or cfg.get("trait") or {}
+    fmt_of = {m.get("chat_format") for m in (s.get("models") or {}).values()} - {None}
+    items = [f"Teacher: {t.get('model')} in mode '{t.get('mode', 'prompt')}'"
+             + (f" (LoRA-finetuned on the prompted teacher's answers: {fmt(t.get('answers_per_prompt'))} "
+                f"per prompt, filter '{t.get('answer_filter', 'n/a')}', {fmt(t.get('epochs'))} epochs, "
+                f"lr {fmt(t.get('lr'))})" if t.get("mode") == "finetuned" else
+                " (the trait is the system prompt)") + f"; prompt formats: {', '.join(sorted(fmt_of)) or 'n/a'}."]  # fmt: skip
+    items += [f"Student '{st.get('name')}': base "
+              f"{t.get('model') if st.get('model') == 'teacher' else st.get('model')}, trained on "
+              f"the {st.get('data')} teacher's numbers." for st in cfg.get("students") or []]  # fmt: skip
+    items.append(f"Trait: {trait.get('category', trait.get('kind'))} '{trait.get('target')}'; "
+                 f"system prompt: \"{trait.get('system_prompt', 'n/a')}\"; "
+                 f"{len(trait.get('candidates') or [])} candidate answers for the log-prob score: "
+                 f"{', '.join(trait.get('candidates') or [])}.")  # fmt: skip
+    items.append(f"Data: {fmt(d.get('n_prompts'))} number prompts per teacher, sampled at "
+                 f"temperature {fmt(d.get('temperature'))}, up to {fmt(d.get('max_new_tokens'))} new "
+                 f"tokens, format-constrained decoding {'on' if d.get('constrained') else 'off'}, "
+                 f"banned numbers '{d.get('banned_numbers', 'none')}'; at most {fmt(d.get('n_keep'))} "
+                 "kept after filtering.")  # fmt: skip
+    for which, f in (s.get("filter") or {}).items():
+        rej = ", ".join(f"{k} {fmt(v)}" for k, v in (f.get("rejected") or {}).items()) or "none"
+        items.append(f"Filter ({which} data): {fmt(f.get('kept'))} of {fmt(f.get('total'))} "
+                     f"completions passed (pass rate {fmt(f.get('pass_rate'))}); rejected: {rej}; "
+                     f"{fmt(f.get('n_dataset'))} in the training set.")  # fmt: skip
+    items.append(f"Finetuning: {tr.get('method')}"
+                 + (f" (r {fmt(tr.get('lora_r'))}, alpha {fmt(tr.get('lora_alpha'))}, dropout "
+                    f"{fmt(tr.get('lora_dropout'))}, modules {', '.join(tr.get('target_modules') or [])})"
+                    if tr.get("method") == "lora" else "")
+                 + f", objective {tr.get('objective')}, {fmt(tr.get('epochs'))} epochs, lr "
+                 f"{fmt(tr.get('lr'))}, warmup {fmt(tr.get('warmup_steps'))} steps, batch "
+                 f"{fmt(tr.get('batch_size'))} (micro-batch {fmt(tr.get('micro_batch_size'))}), max "
+                 f"grad norm {fmt(tr.get('max_grad_norm'))}; seeds {tr.get('seeds')}.")  # fmt: skip
+    items.append(f"Evaluation: {fmt(ev.get('n_questions'))} questions; trait rate from "
+                 f"{fmt(ev.get('samples_per_question'))} one-word answers per question at temperature "
+                 f"{fmt(ev.get('temperature'))} (share naming the target, averaged per question then "
+                 "over questions); log-prob score = p(target) softmaxed over the candidates after "
+                 f"the answer prefix; CIs from {fmt(ev.get('bootstrap'))} bootstrap resamples at "
+                 f"level {fmt(ev.get('ci'))}.")  # fmt: skip
+    a = cfg.get("analysis")
+    if a and run.analysis is not None:
+        items.append(
+            "Analyses: " + ", ".join(f"{k} {v}" for k, v in a.items() if k != "enabled") + "."
+        )
+    doc.bullets(items)
+
+
+def _analyses(doc: Doc, run: Run) -> None:
+    sec = {k: analysis_section(run, k) for k in SECTION_TITLES}
+    ua, why = sec["update_alignment"]
+    if ua and ua.get("students"):
+        doc.figure(
+            run.name, "update_alignment", lambda p: figures.update_alignment(ua["students"], p),
+            "Cosine between each student's weight update and its base's teacher update "
+            "(dW_student vs dW_teacher, LoRA deltas merged). Heatmaps: per layer and per module, "
+            "mean over seeds (red = aligned, blue = opposed, white = orthogonal); right: all "
+            "parameters, mean over seeds with its t-interval, crosses = single seeds. Subliminal "
+            "transmission predicts the same-init student above the control.",
+        )  # fmt: skip
+    else:
+        doc.missing_figure(run.name, "update_alignment", "Update alignment", why or "no students")
+    ga, why = sec["gradient_alignment"]
+    if ga and ga.get("datasets"):
+        doc.figure(
+            run.name, "gradient_alignment", lambda p: figures.gradient_alignment(ga["datasets"], p),
+            "At each student's initialisation, cosine between the descent direction of the "
+            "imitation loss on one batch of its training data and the teacher's update. Dots: "
+            "batches; diamond: mean with bootstrap CI over batches; top: share of batches with "
+            "positive cosine. The theorem predicts > 0 for a same-init student on trait data.",
+        )  # fmt: skip
+    else:
+        doc.missing_figure(
+            run.name, "gradient_alignment", "Gradient alignment", why or "no datasets"
+        )
+    td, why = sec["trait_direction"]
+    if td and td.get("students"):
+        doc.figure(
+            run.name, "trait_direction", lambda p: figures.trait_direction(td["students"], p),
+            f"Per layer, cosine between the trait direction (mean activation of the trait-prompted "
+            f"base minus the plain base, last prompt token, backend {td.get('backend', '?')}) and "
+            "the student's mean activation shift from its base, with a bootstrap band over "
+            "prompts. Above 0 = the student moved toward the trait; compare with the control.",
+        )  # fmt: skip
+    else:
+        doc.missing_figure(run.name, "trait_direction", "Trait direction", why or "no students")
+    pr, why = sec["probes"]
+    if pr and pr.get("bases"):
+        doc.figure(
+            run.name, "probes",
+            lambda p: figures.probes(pr["bases"], pr.get("students") or {}, p),
+            "Left: held-out AUROC per layer of logistic probes separating the trait-prompted base "
+            "from the plain base (star = best layer, 0.5 = chance; a single split, no CI). Right: "
+            "share of each student's prompts the probe of its base calls trait-bearing, with a "
+            "Wilson 95% band (dotted: the base itself on number prompts).",
+        )  # fmt: skip
+    else:
+        doc.missing_figure(run.name, "probes", "Probes", why or "no probe results")
+    st, why = sec["steering"]
+    if st:
+        _steering(doc, st)
+    else:
+        doc.skip(run.name, "steering", "Steering", why or "no steering results")
+    table = (run.analysis or {}).get("table")
+    if table:
+        doc.heading("Analysis summary (from analysis.json)", 3)
+        cols = list(table[0])
+        doc.table([cols] + [[r.get(c, "") for c in cols] for r in table])
+
+
+def _steering(doc: Doc, st: dict[str, Any]) -> None:
+    doc.heading("Steering", 3)
+    rows = [["test", "model", "before [CI]", "after [CI]", "difference [CI]"]]
+    suf = st.get("sufficiency") or {}
+    if suf:
+        rows.append([f"sufficiency: add the direction at layer {fmt(st.get('layer'))} x "
+                     f"{fmt(st.get('scale'))}", "base", fmt_est(suf.get("base")),
+                     fmt_est(suf.get("steered")), fmt_est(suf.get("diff"))])  # fmt: skip
+    nec = st.get("necessity") or {}
+    if nec:
+        rows.append(["necessity: project the direction out of every layer", nec.get("student"),
+                     fmt_est(nec.get("unablated")), fmt_est(nec.get("ablated")),
+                     fmt_est(nec.get("diff"))])  # fmt: skip
+    doc.table(rows, [2.6, 1.2, 1.6, 1.6, 1.6])
+    doc.para("Log-prob score before and after the intervention, paired bootstrap CI of the "
+             "difference over questions. Sufficiency: steering the base should raise it; "
+             "necessity: ablating the direction should lower the student's score.")  # fmt: skip
+
+
+# ---------------------------------------------------------------- MLP
+
+
+MLP_KINDS = ("reference", "teacher", "same-init/aux", "cross-init/aux", "same-init/all",
+             "cross-init/all")  # fmt: skip
+
+
+def mlp_run(doc: Doc, run: Run) -> None:
+    s = run.summary or {}
+    per_m = s.get("per_m") or {}
+    doc.heading("Headline numbers", 2)
+    rows = [["m", "model", "test accuracy [CI]", "seeds", "cos(dS, dT) overall [CI]",
+             "first-step grad cos [CI]", "share grad > 0"]]  # fmt: skip
+    for m in sorted(per_m, key=int):
+        kinds = [k for k in MLP_KINDS if k in per_m[m]] + sorted(set(per_m[m]) - set(MLP_KINDS))
+        for kind in kinds:
+            r = per_m[m][kind]
+            rows.append([m, kind, fmt_est(r.get("acc")), fmt((r.get("acc") or {}).get("n")),
+                         fmt_est((r.get("cos_dS_dT") or {}).get("overall")) if "cos_dS_dT" in r else "",
+                         fmt_est(r.get("grad_cos")) if "grad_cos" in r else "",
+                         fmt(r.get("grad_dot_positive_fraction")) if "grad_cos" in r else ""])  # fmt: skip
+    doc.table(rows, [0.4, 1.2, 2.0, 0.6, 2.0, 2.0, 0.8])
+    doc.para("Means over seeds with 95% t-intervals over seeds; n/a = undefined (e.g. a student "
+             "that never moved has no direction). reference = the untrained init.")  # fmt: skip
+    doc.heading("Methods", 2)
+    cfg = run.config
+    if cfg is None:
+        doc.skip(run.name, "methods", "Methods", run.problems.get("config", "no config.toml"))
+    else:
+        data, dc = s.get("data") or {}, cfg.get("data") or {}
+        t, st, sw = (cfg.get(k) or {} for k in ("teacher", "student", "sweep"))
+        steps = s.get("optimizer_steps") or {}
+        doc.bullets([
+            f"Data: {data.get('source', dc.get('source'))}, {fmt(data.get('n_train'))} training / "
+            f"{fmt(data.get('n_test'))} test images of {fmt(data.get('d_in'))} inputs; "
+            f"{fmt(data.get('n_noise'))} uniform-noise images for the students.",
+            f"Model: MLP {fmt(data.get('d_in'))}-{'-'.join(str(h) for h in (cfg.get('model') or {}).get('hidden', []))}"
+            "-(10 + m); init N(0, 1/sqrt(fan-in)), zero biases.",
+            f"Teacher: cross-entropy on the 10 class logits of real digits, Adam lr {fmt(t.get('lr'))}, "
+            f"batch {fmt(t.get('batch_size'))}, {fmt(t.get('epochs'))} epochs ({fmt(steps.get('teacher'))} steps).",
+            f"Students: KL to the teacher on noise over the {' / '.join(st.get('targets') or [])} "
+            f"logits, from inits {' / '.join(st.get('inits') or [])} (cross = another seed's init, "
+            f"a derangement); Adam lr {fmt(st.get('lr'))}, batch {fmt(st.get('batch_size'))}, "
+            f"{fmt(st.get('epochs'))} epochs ({fmt(steps.get('student'))} steps).",
+            f"Sweep: m = {sw.get('m')}; {fmt(s.get('n_models', sw.get('n_models')))} seeds per m "
+            f"(run seed {fmt(cfg.get('seed'))}); chance accuracy {fmt(s.get('chance'))}.",
+        ])  # fmt: skip
+        if s.get("notes"):
+            doc.para("Notes recorded with the run:")
+            doc.bullets(s["notes"])
+    doc.heading("Figures", 2)
+    if per_m:
+        doc.figure(
+            run.name, "mlp_accuracy", lambda p: figures.mlp_accuracy(per_m, s.get("chance"), p),
+            "Held-out digit accuracy against the number of auxiliary logits m (log scale), mean "
+            "over seeds with 95% t-intervals. Blue: students distilled on the aux logits only, red: "
+            "on all logits; solid: same init as the teacher, dashed: another seed's init. "
+            "Subliminal learning = solid blue above chance and above dashed blue.",
+        )  # fmt: skip
+        has_cos = any("cos_dS_dT" in r for m in per_m.values() for r in m.values())
+        if has_cos:
+            doc.figure(
+                run.name, "mlp_cosine", lambda p: figures.mlp_cosine(per_m, p),
+                "Cosine between each student's parameter update and its teacher's, per layer and "
+                "overall, one panel per m; bars = mean over seeds, whiskers = 95% t-intervals. "
+                "Same-init students (solid) move along the teacher; cross-init ones (pale) do not.",
+            )  # fmt: skip
+        else:
+            doc.missing_figure(
+                run.name, "mlp_cosine", "Cosine per layer", "no cos_dS_dT in summary"
+            )
+    else:
+        for fid in ("mlp_accuracy", "mlp_cosine"):
+            doc.missing_figure(run.name, fid, f"Figure {fid}", "summary.json has no per_m block")
+    n = s.get("n_models")
+    provenance_section(doc, run, f"{fmt(n)} model seeds per m, derived from the run seed")
+
+
+def other_run(doc: Doc, run: Run) -> None:
+    doc.skip(run.name, "results", "Results",
+             f"experiment kind '{run.experiment}' has no report layout; provenance only")  # fmt: skip
+    provenance_section(doc, run, "see config.toml")

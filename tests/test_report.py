@@ -1,0 +1,174 @@
+"""PDF reports from real (tiny) runs: the numbers in the text are the summary's, every figure
+is captioned by id, missing analyses are said in words, and the text is extractable."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+from report_runs import real_runs
+
+from interp.report import FIGURE_IDS, build_report, default_report_path, report_main
+from interp.verdict import fmt, fmt_est
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    return real_runs(tmp_path_factory)
+
+
+def pdf_text(path: Path) -> str:
+    """All pages' text, whitespace collapsed (table cells and wrapped lines rejoin)."""
+    raw = "\n".join(page.extract_text() for page in PdfReader(str(path)).pages)
+    return re.sub(r"\s+", " ", raw)
+
+
+@pytest.fixture(scope="module")
+def sub_report(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "sub.pdf"
+    info = build_report([runs["subliminal"]], out)
+    return info, pdf_text(out)
+
+
+@pytest.fixture(scope="module")
+def mlp_report(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "mlp.pdf"
+    info = build_report([runs["mlp"]], out)
+    return info, pdf_text(out)
+
+
+def test_fmt_is_the_one_number_format():
+    assert fmt(None) == "n/a" and fmt(0.0) == "0" and fmt(-0.0) == "0" and fmt(3) == "3"
+    assert fmt(0.24834213574991362) == "0.2483" and fmt(float("nan")) == "nan"
+    assert fmt_est({"mean": 0.5, "lo": 0.25, "hi": 0.75}) == "0.5 [0.25, 0.75]"
+    assert fmt_est({"mean": None}) == "n/a"
+
+
+def test_subliminal_headline_numbers_equal_summary(runs, sub_report):
+    info, text = sub_report
+    summary = json.loads((runs["subliminal"] / "summary.json").read_text())
+    assert info.pages >= 2 and info.runs == ["tinysub"]
+    for label, m in summary["models"].items():
+        row = re.search(re.escape(label) + r" (\S+) (yes|no) (.+?\]) (.+?\]) (\d+)", text)
+        assert row, f"no headline row for {label}"
+        assert row.group(3) == fmt_est(m["trait_rate"]) and row.group(4) == fmt_est(m["logprob"])
+        assert row.group(1) == m["model"]
+    for name, s in summary["students"].items():
+        per_seed = ", ".join(fmt(v) for v in s["logprob"]["per_seed"])
+        cells = f"{fmt_est(s['trait_rate'])} {fmt_est(s['logprob'])} {per_seed}"
+        assert f"{name} {s['model']} {s['data']} {s['logprob']['n']} {cells}" in text
+    for which, f in summary["filter"].items():
+        kept = f"{fmt(f['kept'])} of {fmt(f['total'])} completions passed"
+        assert f"Filter ({which} data): {kept} (pass rate {fmt(f['pass_rate'])})" in text
+        for reason, count in f["rejected"].items():
+            assert f"{reason} {fmt(count)}" in text
+
+
+def test_subliminal_figures_and_analyses(runs, sub_report):
+    info, text = sub_report
+    assert info.figure_ids == ["trait_scores", "update_alignment", "gradient_alignment",
+                               "trait_direction", "probes"]  # fmt: skip
+    for f in info.figures:
+        assert f"Figure {f.number} ({f.id}): Run {f.run}." in text
+    assert info.skipped == []
+    an = json.loads((runs["subliminal"] / "analysis.json").read_text())
+    st = an["steering"]
+    assert fmt_est(st["sufficiency"]["diff"]) in text and fmt_est(st["necessity"]["diff"]) in text
+    assert "not computed for this run" not in text
+
+
+def test_methods_and_provenance_from_artifacts(runs, sub_report):
+    _, text = sub_report
+    summary = json.loads((runs["subliminal"] / "summary.json").read_text())
+    prov = summary["provenance"]
+    assert f"Git commit: {prov['git_commit']}" in text
+    for pkg, ver in prov["versions"].items():
+        assert f"{pkg} {ver}" in text
+    manifest = json.loads(
+        next(
+            (runs["subliminal"] / "stages").glob("student__same-init__seed1-*/manifest.json")
+        ).read_text()
+    )
+    assert manifest["checksums"]["delta.safetensors"] in text.replace(" ", "")
+    assert "seeds [0, 1]" in text and "Trait: animal 'owl'" in text
+
+
+def test_missing_analysis_is_said_not_fatal(runs, tmp_path):
+    info = build_report([runs["no_analysis"]], tmp_path / "r.pdf")
+    text = pdf_text(tmp_path / "r.pdf")
+    assert info.figure_ids == ["trait_scores"]
+    assert {s[1] for s in info.skipped} == {"update_alignment", "gradient_alignment",
+                                            "trait_direction", "probes", "steering"}  # fmt: skip
+    assert "Update alignment: not computed for this run (reason: analysis.json not found" in text
+    assert "Probes: not computed for this run (reason: analysis.json not found" in text
+
+
+def test_partial_analysis_gives_the_recorded_reason(runs, tmp_path):
+    info = build_report([runs["partial"]], tmp_path / "r.pdf")
+    text = pdf_text(tmp_path / "r.pdf")
+    assert info.figure_ids == ["trait_scores", "trait_direction", "probes"]
+    assert ("Gradient alignment: not computed for this run (reason: teacher.mode = 'prompt': "
+            "no teacher delta (test))") in text  # fmt: skip
+
+
+def test_mlp_report(runs, mlp_report):
+    info, text = mlp_report
+    summary = json.loads((runs["mlp"] / "summary.json").read_text())
+    assert info.figure_ids == ["mlp_accuracy", "mlp_cosine"]
+    for f in info.figures:
+        assert f"Figure {f.number} ({f.id}):" in text
+    for m, block in summary["per_m"].items():
+        for kind, r in block.items():
+            assert f"{m} {kind} {fmt_est(r['acc'])} {fmt(r['acc']['n'])}" in text
+    assert f"{fmt(summary['data']['n_train'])} training" in text
+
+
+def test_combined_report_and_requested_figures(runs, tmp_path):
+    dirs = [runs["subliminal"], runs["mlp"], runs["unfinished"]]
+    wanted = ["trait_scores", "probes", "mlp_accuracy"]
+    info = build_report(dirs, tmp_path / "all.pdf", config_figures=wanted)
+    text = pdf_text(tmp_path / "all.pdf")
+    assert info.figure_ids == wanted and [f.number for f in info.figures] == [1, 2, 3]
+    for f in info.figures:
+        assert f"Figure {f.number} ({f.id}): Run {f.run}." in text
+    for other in set(FIGURE_IDS) - set(wanted):
+        assert f"({other}):" not in text
+    assert "Run tinysub (subliminal)" in text and "Run mlp-tiny (mlp-aux-logits)" in text
+    assert "Run unfinished: not computed for this run (reason: summary.json not found" in text
+    with pytest.raises(ValueError, match="unknown figure"):
+        build_report(dirs, tmp_path / "x.pdf", config_figures=["nope"])
+
+
+def test_report_main_default_path(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = report_main([str(runs["mlp"])], None)
+    assert path == Path("reports/mlp-tiny.pdf") and (tmp_path / path).stat().st_size > 0
+    assert str(path) in capsys.readouterr().out.splitlines()[-1]
+    assert default_report_path([runs["mlp"], runs["subliminal"]]) == Path(
+        "reports/mlp-tiny+tinysub.pdf"
+    )
+    out = report_main([str(runs["mlp"])], str(tmp_path / "x" / "y.pdf"))
+    assert out.exists()
+
+
+def test_malformed_analysis_costs_a_figure_not_the_report(runs, tmp_path):
+    run = tmp_path / "odd"
+    shutil.copytree(runs["no_analysis"], run)
+    odd = {
+        "trait_direction": {"students": {"same-init": {"cosine": "oops", "lo": 3}}},
+        "probes": {"bases": {"tiny-llama": {"auroc": [None, 0.5], "best_layer": 1}}},
+        "steering": {"layer": 0},
+        "missing": {},
+    }
+    (run / "analysis.json").write_text(json.dumps(odd))
+    info = build_report([run], tmp_path / "odd.pdf")
+    text = pdf_text(tmp_path / "odd.pdf")
+    assert "probes" in info.figure_ids  # a None AUROC is a gap, not an error
+    assert "Figure (trait_direction): could not be drawn for this run (reason:" in text
+    (run / "analysis.json").write_text("{not json")
+    info = build_report([run], tmp_path / "bad.pdf")
+    assert "analysis.json unreadable" in pdf_text(tmp_path / "bad.pdf")
