@@ -12,12 +12,12 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import tomllib
 import torch
 from safetensors.torch import load_file
 

@@ -8,12 +8,11 @@ the file, the dotted field and the offending value.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
-
-import tomllib
 
 T = TypeVar("T")
 
