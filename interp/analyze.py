@@ -320,9 +320,16 @@ def steering(ctx: _Ctx, acts: dict, stages: dict[str, Stage]) -> dict[str, Any]:
                 all_layers = list(range(direction.shape[0]))
                 with project_out(model, all_layers, {i: direction[i] for i in all_layers}):
                     ablated = logprob_score(model, tok, trait, settings)
+                # Specificity control: removing any one direction from every layer perturbs the
+                # model; a random direction per layer shows how much of the drop is generic.
+                gen = torch.Generator().manual_seed(ctx.cfg["seed"])
+                rand = {i: torch.randn(direction.shape[1], generator=gen) for i in all_layers}
+                with project_out(model, all_layers, rand):
+                    random_ablated = logprob_score(model, tok, trait, settings)
                 res["necessity"] = {
                     "student": f"{student}/seed{seed}",
                     **_pair(plain, ablated, "unablated", "ablated"),
+                    "random_direction": _pair(plain, random_ablated, "unablated", "ablated"),
                 }
             write_json(folder / "steering.json", res)
             del model
@@ -432,6 +439,11 @@ def print_analysis(res: dict[str, Any]) -> str:
             lines.append(
                 f"ablation ({n['student']}): {_fmt(n['unablated'])} -> {_fmt(n['ablated'])}, diff {_fmt(n['diff'])}"
             )
+            if "random_direction" in n:
+                r = n["random_direction"]
+                lines.append(
+                    f"  random-direction control: -> {_fmt(r['ablated'])}, diff {_fmt(r['diff'])}"
+                )
     for k, why in res.get("missing", {}).items():
         lines.append(f"{k}: not computed ({why})")
     return "\n".join(lines)

@@ -84,15 +84,22 @@ class TeacherConfig:
     answer_filter: Literal["trait", "none"] = "trait"
     answer_max_new_tokens: int = 48
     epochs: int = 3
+    cross_epochs: int | None = None  # epochs for the cross-model bases' teachers (default: epochs)
     lr: float = 1e-3
     batch_size: int = 8
 
     def __post_init__(self) -> None:
         _check_model(self.model)
 
-    def settings(self) -> FinetuneSettings:
-        return FinetuneSettings(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                                micro_batch_size=self.batch_size, warmup_steps=1)  # fmt: skip
+    def settings(self, cross: bool = False) -> FinetuneSettings:
+        epochs = self.cross_epochs if cross and self.cross_epochs is not None else self.epochs
+        return FinetuneSettings(
+            epochs=epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            micro_batch_size=self.batch_size,
+            warmup_steps=1,
+        )
 
 
 @dataclass
@@ -388,7 +395,7 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
                 run_dir,
                 s,
                 answers,
-                tc.settings(),
+                tc.settings(cross=s != spec),
                 seed=cfg.seed,
                 device=cfg.device,
                 dtype=cfg.dtype,
@@ -406,6 +413,9 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
         "base": eval_stage(cfg, run_dir, "base", base, trait),
         "teacher": eval_stage(cfg, run_dir, "teacher", teacher, trait),
     }
+    if cfg.teacher.mode == "finetuned":  # the stimulus its training answers came from
+        prompted = Variant(spec, system=trait.system_prompt)
+        evals["prompted-teacher"] = eval_stage(cfg, run_dir, "prompted-teacher", prompted, trait)
     for cs in cross_specs:
         evals[f"base:{cs}"] = eval_stage(cfg, run_dir, f"base-{cs}", Variant(cs), trait)
         if cs in teacher_deltas:
