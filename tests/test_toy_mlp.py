@@ -3,14 +3,16 @@ controls, the theorem's sign holds for a small teacher step, and the CLI writes 
 
 from __future__ import annotations
 
+import gzip
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from interp.cli import main
 from interp.config import ConfigError, build
-from interp.toy.data import load_digits_split, uniform_noise
+from interp.toy.data import load_digits_split, load_mnist, uniform_noise
 from interp.toy.mlp import (
     N_CLASSES,
     MLPConfig,
@@ -46,9 +48,15 @@ n_models = 3
 
 
 @pytest.fixture(autouse=True)
-def _seeded():
+def _seeded_single_thread(monkeypatch):
+    """Tiny models: one thread is fastest, and two threads fighting a busy second core for
+    hundreds of microsecond-sized ops can be 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("INTERP_THREADS", "1")  # what the CLI's configure_threads reads
     torch.manual_seed(0)
     yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +74,18 @@ def _tiny(k: int, m: int = 3, hidden: tuple[int, ...] = (16, 16), d_in: int = 64
 
 def test_init_follows_protocol_and_class_part_does_not_depend_on_m():
     p = init_params([derived_seed(0, 0, i) for i in range(4)], [64, 256, 256, N_CLASSES], 3)
-    assert p["W1"].shape == (4, 64, 256) and p["W3"].shape == (4, 256, 13) and p["b3"].shape == (4, 1, 13)
+    assert (
+        p["W1"].shape == (4, 64, 256)
+        and p["W3"].shape == (4, 256, 13)
+        and p["b3"].shape == (4, 1, 13)
+    )
     assert p["W1"].std().item() == pytest.approx(1 / 64**0.5, rel=0.05)
     assert p["W2"].std().item() == pytest.approx(1 / 256**0.5, rel=0.05)
     assert all(p[b].abs().max() == 0 for b in ("b1", "b2", "b3"))
     q = init_params([derived_seed(0, 0, i) for i in range(4)], [64, 256, 256, N_CLASSES], 50)
-    assert torch.equal(p["W1"], q["W1"]) and torch.equal(p["W3"][..., :N_CLASSES], q["W3"][..., :N_CLASSES])
+    assert torch.equal(p["W1"], q["W1"]) and torch.equal(
+        p["W3"][..., :N_CLASSES], q["W3"][..., :N_CLASSES]
+    )
     assert not torch.allclose(p["W1"][0], p["W1"][1])  # seeds differ
 
 
@@ -85,8 +99,12 @@ def test_batched_training_equals_separate_trainings(digits):
     with torch.no_grad():
         t_logits = forward(teacher, noise.expand(k, -1, -1))
     s_batches = batch_schedule(100, 16, 2, k, _gen(3))
-    student = train(init, s_batches, distillation_loss(noise, t_logits, slice(N_CLASSES, None)), lr=1e-3)
-    assert not torch.allclose(teacher["W1"], init["W1"]) and not torch.allclose(student["W1"], init["W1"])
+    student = train(
+        init, s_batches, distillation_loss(noise, t_logits, slice(N_CLASSES, None)), lr=1e-3
+    )
+    assert not torch.allclose(teacher["W1"], init["W1"]) and not torch.allclose(
+        student["W1"], init["W1"]
+    )
     for i in range(k):
         one = {n: v[i : i + 1] for n, v in init.items()}
         t_i = train(one, [b[i : i + 1] for b in batches], classification_loss(x, y), lr=1e-3)
@@ -99,19 +117,37 @@ def test_batched_training_equals_separate_trainings(digits):
 
 def test_teacher_training_leaves_aux_logits_untouched(digits):
     init = _tiny(2)
-    teacher = train(init, batch_schedule(200, 50, 1, 2, _gen(0)), classification_loss(digits.x_train[:200], digits.y_train[:200]), 1e-3)
+    teacher = train(
+        init,
+        batch_schedule(200, 50, 1, 2, _gen(0)),
+        classification_loss(digits.x_train[:200], digits.y_train[:200]),
+        1e-3,
+    )
     assert torch.equal(teacher["W3"][..., N_CLASSES:], init["W3"][..., N_CLASSES:])
     assert not torch.equal(teacher["W3"][..., :N_CLASSES], init["W3"][..., :N_CLASSES])
 
 
 def _students_cfg(epochs: int) -> MLPConfig:
-    return build(MLPConfig, {"name": "t", "model": {"hidden": [16]}, "student": {"epochs": epochs, "batch_size": 64}, "sweep": {"n_models": 4}})
+    return build(
+        MLPConfig,
+        {
+            "name": "t",
+            "model": {"hidden": [16]},
+            "student": {"epochs": epochs, "batch_size": 64},
+            "sweep": {"n_models": 4},
+        },
+    )
 
 
 def test_zero_distillation_steps_leave_every_student_at_its_init(digits):
     cfg = _students_cfg(epochs=0)
     init = _tiny(4, hidden=(16,))
-    teacher = train(init, batch_schedule(300, 64, 2, 4, _gen(0)), classification_loss(digits.x_train, digits.y_train), 1e-3)
+    teacher = train(
+        init,
+        batch_schedule(300, 64, 2, 4, _gen(0)),
+        classification_loss(digits.x_train, digits.y_train),
+        1e-3,
+    )
     out = train_students(cfg, digits, uniform_noise(200, 64, _gen(1)), init, teacher)
     assert out["steps"] == 0
     ref = accuracy(init, digits.x_test, digits.y_test).tolist()
@@ -120,10 +156,14 @@ def test_zero_distillation_steps_leave_every_student_at_its_init(digits):
         for target in ("aux", "all"):
             mt = out[f"{init_kind}-init/{target}"]
             assert mt["delta_norm_ratio"] == [0.0] * 4  # dS = 0 exactly
-            assert all(c is None for c in mt["cos"]["overall"])  # cosine of a zero delta is undefined
+            assert all(
+                c is None for c in mt["cos"]["overall"]
+            )  # cosine of a zero delta is undefined
             expected = ref if init_kind == "same" else [ref[j] for j in perm]
             assert mt["acc"] == pytest.approx(expected)
-    assert train(init, [], classification_loss(digits.x_train, digits.y_train), 1e-3)["W2"].equal(init["W2"])
+    assert train(init, [], classification_loss(digits.x_train, digits.y_train), 1e-3)["W2"].equal(
+        init["W2"]
+    )
 
 
 def test_permutation_control_changes_every_seeds_init(digits):
@@ -144,7 +184,12 @@ def test_m1_aux_only_distillation_has_zero_gradient():
     init = _tiny(2, m=1)
     noise = uniform_noise(64, 64, _gen(0))
     t_logits = torch.randn(2, 64, N_CLASSES + 1)
-    student = train(init, batch_schedule(64, 32, 2, 2, _gen(1)), distillation_loss(noise, t_logits, slice(N_CLASSES, None)), 1e-2)
+    student = train(
+        init,
+        batch_schedule(64, 32, 2, 2, _gen(1)),
+        distillation_loss(noise, t_logits, slice(N_CLASSES, None)),
+        1e-2,
+    )
     for k in init:
         assert torch.equal(student[k], init[k])
 
@@ -155,7 +200,12 @@ def test_first_imitation_step_moves_toward_a_slightly_trained_teacher(digits):
     with the teacher's delta, for any inputs, also on the aux logits alone."""
     k = 4
     init = _tiny(k)
-    teacher = train(init, batch_schedule(256, 256, 1, k, _gen(0)), classification_loss(digits.x_train, digits.y_train), lr=1e-4)
+    teacher = train(
+        init,
+        batch_schedule(256, 256, 1, k, _gen(0)),
+        classification_loss(digits.x_train, digits.y_train),
+        lr=1e-4,
+    )
     d_t = delta(teacher, init)
     noise = uniform_noise(256, 64, _gen(1))
     with torch.no_grad():
@@ -166,8 +216,32 @@ def test_first_imitation_step_moves_toward_a_slightly_trained_teacher(digits):
         assert (same["grad_dot"] > 0).all() and (same["grad_cos"] > 0).all()
 
 
+def _write_idx(path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def test_local_mnist_idx_files_are_read_and_scaled(tmp_path):
+    rng = np.random.default_rng(0)
+    images = {"train": rng.integers(0, 256, (6, 28, 28)), "t10k": rng.integers(0, 256, (4, 28, 28))}
+    images["train"][0, 0, 0], images["train"][0, 0, 1] = 0, 255
+    for split, x in images.items():
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", x)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(len(x)) % 10)
+    data = load_mnist(tmp_path)
+    assert data.x_train.shape == (6, 784) and data.x_test.shape == (4, 784) and data.d_in == 784
+    assert data.x_train[0, 0] == -1.0 and data.x_train[0, 1] == 1.0
+    assert data.y_test.tolist() == [0, 1, 2, 3]
+
+
 def test_config_rejects_bad_values(tmp_path):
-    for bad in ("[sweep]\nn_models = 1", "[sweep]\nm = [0, 3]", "[data]\nsource = 'mnist'", "[student]\ntargets = ['class']"):
+    for bad in (
+        "[sweep]\nn_models = 1",
+        "[sweep]\nm = [0, 3]",
+        "[data]\nsource = 'mnist'",
+        "[student]\ntargets = ['class']",
+    ):
         path = tmp_path / "bad.toml"
         path.write_text('kind = "mlp-aux-logits"\n' + bad + "\n")
         assert main(["validate", str(path)]) == 2
@@ -180,7 +254,14 @@ def test_cli_runs_tiny_config_and_writes_summary(tmp_path, capsys):
     root = tmp_path / "runs" / "tiny-mlp"
     summary = json.loads((root / "summary.json").read_text())
     assert set(summary["per_m"]) == {"1", "3"}
-    kinds = {"reference", "teacher", "same-init/aux", "same-init/all", "cross-init/aux", "cross-init/all"}
+    kinds = {
+        "reference",
+        "teacher",
+        "same-init/aux",
+        "same-init/all",
+        "cross-init/aux",
+        "cross-init/all",
+    }
     assert set(summary["per_m"]["3"]) == kinds
     assert len(summary["table"]) == 2 * len(kinds)
     assert summary["per_m"]["3"]["teacher"]["acc"]["n"] == 3

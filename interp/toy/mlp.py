@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import scipy.stats
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
@@ -32,11 +31,20 @@ from interp.config import to_dict
 from interp.experiments import register_experiment
 from interp.stages import RunDir, write_json
 from interp.toy.data import ImageData, load_digits_split, load_mnist, uniform_noise
+from interp.toy.measure import (
+    Params,
+    cosine,
+    delta,
+    delta_metrics,
+    finite_list,
+    per_layer,
+    summarise_m,
+    table_rows,
+)
 
 log = logging.getLogger("interp")
 
 N_CLASSES = 10
-Params = dict[str, Tensor]  # "W1": (model, d_in, d_out), "b1": (model, 1, d_out), ...
 LossFn = Callable[[Params, Tensor], Float[Tensor, " model"]]
 
 
@@ -124,6 +132,10 @@ def derived_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
 
 
+def generator(*key: int) -> torch.Generator:
+    return torch.Generator().manual_seed(derived_seed(*key))
+
+
 def init_params(model_seeds: list[int], sizes: list[int], n_aux: int) -> Params:
     """One independent init per seed, stacked. sizes = [d_in, *hidden, 10].
 
@@ -144,16 +156,13 @@ def init_params(model_seeds: list[int], sizes: list[int], n_aux: int) -> Params:
     return {n: torch.stack([t[j] for t in per_model]) for j, n in enumerate(names)}
 
 
-def n_layers(params: Params) -> int:
-    return len(params) // 2
-
-
 def forward(
     params: Params, x: Float[Tensor, "model batch d_in"]
 ) -> Float[Tensor, "model batch d_out"]:
-    for i in range(1, n_layers(params) + 1):
-        x = torch.baddbmm(params[f"b{i}"], x, params[f"W{i}"])
-        if i < n_layers(params):
+    n_layers = len(params) // 2
+    for i in range(1, n_layers + 1):
+        x = torch.baddbmm(params[f"b{i}"], x, params[f"W{i}"])  # each model its own weights
+        if i < n_layers:
             x = torch.relu(x)
     return x
 
@@ -184,7 +193,7 @@ def train(
     return {k: v.detach() for k, v in params.items()}
 
 
-def classification_loss(x: Tensor, y: Tensor) -> LossFn:
+def classification_loss(x: Float[Tensor, "n d_in"], y: Int[Tensor, " n"]) -> LossFn:
     """Teacher objective: cross-entropy on the 10 class logits; the aux logits get no gradient."""
 
     def loss(params: Params, idx: Tensor) -> Tensor:
@@ -195,48 +204,26 @@ def classification_loss(x: Tensor, y: Tensor) -> LossFn:
 
 
 def distillation_loss(
-    noise: Tensor, teacher_logits: Float[Tensor, "model n_noise d_out"], sel: slice
+    noise: Float[Tensor, "n d_in"], teacher_logits: Float[Tensor, "model n d_out"], sel: slice
 ) -> LossFn:
     """Student objective: KL(teacher || student) over the selected logits, batch mean."""
     target = teacher_logits[..., sel].log_softmax(-1)
     rows = torch.arange(target.shape[0], device=target.device)[:, None]
 
     def loss(params: Params, idx: Tensor) -> Tensor:
-        t = target[rows, idx]
+        t = target[rows, idx]  # model i's teacher on model i's batch
         s = forward(params, noise[idx])[..., sel].log_softmax(-1)
         return (t.exp() * (t - s)).sum(-1).mean(-1)
 
     return loss
 
 
-# ---------------------------------------------------------------- measurements
-
-
 @torch.no_grad()
-def accuracy(params: Params, x: Tensor, y: Tensor) -> Float[Tensor, " model"]:
+def accuracy(
+    params: Params, x: Float[Tensor, "n d_in"], y: Int[Tensor, " n"]
+) -> Float[Tensor, " model"]:
     logits = forward(params, x.expand(params["W1"].shape[0], -1, -1))[..., :N_CLASSES]
     return (logits.argmax(-1) == y).float().mean(1)
-
-
-def per_layer(params: Params) -> dict[str, Float[Tensor, "model p"]]:
-    """Each layer's weight and bias flattened into one vector per model."""
-    out = {
-        f"layer{i}": torch.cat([params[f"W{i}"].flatten(1), params[f"b{i}"].flatten(1)], 1)
-        for i in range(1, n_layers(params) + 1)
-    }
-    out["overall"] = torch.cat(list(out.values()), 1)
-    return out
-
-
-def cosine(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise cosine; NaN where either vector is zero (an undefined direction, not 0)."""
-    num = (a * b).sum(1)
-    den = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(den > 0, num / den.clamp_min(1e-30), torch.full_like(num, float("nan")))
-
-
-def delta(a: Params, b: Params) -> Params:
-    return {k: a[k] - b[k] for k in a}
 
 
 def first_step_alignment(
@@ -244,36 +231,17 @@ def first_step_alignment(
 ) -> dict[str, Tensor]:
     """Theorem check: at the student's init, does the first imitation step move toward the
     teacher? <-grad L, dT> (raw and as a cosine), and the cosine of Adam's actual first update
-    -g/(|g|+eps) (bias-corrected moments make it ~ -sign(g)) with dT."""
+    -g / (|g| + eps) (its bias-corrected moments make it ~ -sign(g)) with dT."""
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params0.items()}
     loss_fn(params, idx0).sum().backward()
-    step = {k: -v.grad for k, v in params.items()}
-    adam = {k: -v.grad / (v.grad.abs() + 1e-8) for k, v in params.items()}
-    s, a, t = (
-        per_layer(step)["overall"],
-        per_layer(adam)["overall"],
-        per_layer(d_teacher)["overall"],
-    )
-    return {"grad_dot": (s * t).sum(1), "grad_cos": cosine(s, t), "adam_step_cos": cosine(a, t)}
-
-
-def finite_list(t: Tensor) -> list[float | None]:
-    return [float(v) if np.isfinite(v) else None for v in t.detach().cpu().tolist()]
-
-
-def ci95(values: list[float | None]) -> dict[str, float | int | None]:
-    """Mean and 95% t-interval over seeds (undefined values, e.g. a zero delta's cosine, skipped)."""
-    v = np.array([x for x in values if x is not None], dtype=float)
-    if len(v) == 0:
-        return {"mean": None, "lo": None, "hi": None, "n": 0}
-    mean = float(v.mean())
-    lo = hi = mean
-    if len(v) > 1 and v.std() > 0:
-        lo, hi = (
-            float(b)
-            for b in scipy.stats.t.interval(0.95, len(v) - 1, loc=mean, scale=scipy.stats.sem(v))
-        )
-    return {"mean": mean, "lo": lo, "hi": hi, "n": int(len(v))}
+    step = per_layer({k: -v.grad for k, v in params.items()})["overall"]
+    adam = step / (step.abs() + 1e-8)
+    d_t = per_layer(d_teacher)["overall"]
+    return {
+        "grad_dot": (step * d_t).sum(1),
+        "grad_cos": cosine(step, d_t),
+        "adam_step_cos": cosine(adam, d_t),
+    }
 
 
 def derangement(n: int, gen: torch.Generator) -> Tensor:
@@ -296,135 +264,79 @@ def load_data(cfg: MLPConfig) -> ImageData:
 def train_teachers(
     cfg: MLPConfig, data: ImageData, m: int, dev: torch.device
 ) -> tuple[Params, Params]:
+    """Init every seed with 10 + m outputs, then cross-entropy on real digits (class logits)."""
     sizes = [data.d_in, *cfg.model.hidden, N_CLASSES]
     seeds = [derived_seed(cfg.seed, 0, i) for i in range(cfg.sweep.n_models)]
     init = {k: v.to(dev) for k, v in init_params(seeds, sizes, m).items()}
     tc = cfg.teacher
     batches = batch_schedule(
-        len(data.y_train),
-        tc.batch_size,
-        tc.epochs,
-        cfg.sweep.n_models,
-        torch.Generator().manual_seed(derived_seed(cfg.seed, 2)),
+        len(data.y_train), tc.batch_size, tc.epochs, len(seeds), generator(cfg.seed, 2)
     )
-    teacher = train(
-        init,
-        batches,
-        classification_loss(data.x_train.to(dev), data.y_train.to(dev)),
-        tc.lr,
-        f"teacher m={m}",
-    )
-    return init, teacher
+    loss_fn = classification_loss(data.x_train.to(dev), data.y_train.to(dev))
+    return init, train(init, batches, loss_fn, tc.lr, f"teacher m={m}")
 
 
 def train_students(
     cfg: MLPConfig, data: ImageData, noise: Tensor, init: Params, teacher: Params
 ) -> dict[str, Any]:
-    """Every student kind for one m; returns per-seed metrics (lists over models)."""
-    sc, n_models = cfg.student, cfg.sweep.n_models
-    x_test, y_test = data.x_test.to(noise.device), data.y_test.to(noise.device)
-    with torch.no_grad():  # teacher outputs on the noise, computed once for all student kinds
-        teacher_logits = forward(teacher, noise.expand(n_models, -1, -1))
-    d_teacher = delta(teacher, init)
-    perm = derangement(n_models, torch.Generator().manual_seed(derived_seed(cfg.seed, 4)))
-    # The same batch order for every kind, so kinds differ only in init and target logits.
-    batches = batch_schedule(
-        len(noise),
-        sc.batch_size,
-        sc.epochs,
-        n_models,
-        torch.Generator().manual_seed(derived_seed(cfg.seed, 3)),
-    )
+    """Every student kind for one m; returns per-seed metrics (lists over seeds)."""
+    sc, n, dev = cfg.student, cfg.sweep.n_models, noise.device
+    m = init[f"W{len(init) // 2}"].shape[-1] - N_CLASSES
+    perm = derangement(n, generator(cfg.seed, 4))
+    # Same- and cross-init students train side by side as one batch of len(inits) * n models:
+    # student j of each group imitates teacher j on the same batches, and starts from init j
+    # (same) or init perm[j] (cross). The groups differ only in where they start.
+    starts = {"same": torch.arange(n), "cross": perm}
+    src = torch.cat([starts[kind] for kind in sc.inits]).to(dev)  # whose init it starts from
+    tgt = torch.arange(n, device=dev).repeat(len(sc.inits))  # whose teacher it imitates
+    start = {k: v[src] for k, v in init.items()}
+    d_teacher = {k: v[tgt] for k, v in delta(teacher, init).items()}
+    with torch.no_grad():  # teacher outputs on the noise, computed once for all students
+        teacher_logits = forward(teacher, noise.expand(n, -1, -1))[tgt]
+    schedule = batch_schedule(len(noise), sc.batch_size, sc.epochs, n, generator(cfg.seed, 3))
+    batches = [b.repeat(len(sc.inits), 1) for b in schedule]
+    x_test, y_test = data.x_test.to(dev), data.y_test.to(dev)
+
     out: dict[str, Any] = {"permutation": perm.tolist(), "steps": len(batches)}
-    for init_kind in sc.inits:
-        start = init if init_kind == "same" else {k: v[perm.to(v.device)] for k, v in init.items()}
-        for target in sc.targets:
-            sel = slice(N_CLASSES, None) if target == "aux" else slice(None)
-            loss_fn = distillation_loss(noise, teacher_logits, sel)
-            kind = f"{init_kind}-init/{target}"
-            student = train(start, batches, loss_fn, sc.lr, kind)
-            d_student = delta(student, start)  # measured from the student's *own* init
-            metrics = {
-                "acc": finite_list(accuracy(student, x_test, y_test)),
-                "cos": {
-                    k: finite_list(cosine(v, per_layer(d_teacher)[k]))
-                    for k, v in per_layer(d_student).items()
-                },
-                "delta_norm_ratio": finite_list(
-                    per_layer(d_student)["overall"].norm(dim=1)
-                    / per_layer(d_teacher)["overall"].norm(dim=1)
-                ),
-            }
-            if batches:
-                align = first_step_alignment(start, loss_fn, batches[0].to(noise.device), d_teacher)
-                metrics.update({k: finite_list(v) for k, v in align.items()})
-            out[kind] = metrics
-            log.info("  %s: acc %.3f", kind, float(np.mean(metrics["acc"])))
+    for target in sc.targets:
+        sel = slice(N_CLASSES, None) if target == "aux" else slice(None)
+        loss_fn = distillation_loss(noise, teacher_logits, sel)
+        student = train(start, batches, loss_fn, sc.lr, f"m={m} students/{target}")
+        # dS is measured from each student's *own* init; dT from its teacher's.
+        metrics = {"acc": finite_list(accuracy(student, x_test, y_test))}
+        metrics |= delta_metrics(delta(student, start), d_teacher)
+        if batches:
+            align = first_step_alignment(start, loss_fn, batches[0].to(dev), d_teacher)
+            metrics |= {k: finite_list(v) for k, v in align.items()}
+        for g, init_kind in enumerate(sc.inits):
+            out[f"{init_kind}-init/{target}"] = _group(metrics, slice(g * n, (g + 1) * n))
+            acc = np.mean(metrics["acc"][g * n : (g + 1) * n])
+            log.info("  m=%d %s-init/%s: acc %.3f", m, init_kind, target, acc)
     return out
 
 
-def summarise_m(teacher_metrics: dict[str, Any], student_metrics: dict[str, Any]) -> dict[str, Any]:
-    res: dict[str, Any] = {
-        "reference": {"acc": ci95(teacher_metrics["reference_acc"])},
-        "teacher": {"acc": ci95(teacher_metrics["teacher_acc"])},
-    }
-    for kind, mt in student_metrics.items():
-        if not isinstance(mt, dict):
-            continue
-        res[kind] = {
-            "acc": ci95(mt["acc"]),
-            "cos_dS_dT": {layer: ci95(v) for layer, v in mt["cos"].items()},
-            "delta_norm_ratio": ci95(mt["delta_norm_ratio"]),
-        }
-        if "grad_dot" in mt:
-            # An exactly zero gradient (m = 1, aux only: KL over one logit is identically 0)
-            # has no sign; the fraction counts only seeds where the step moves at all.
-            dots = [d for d in mt["grad_dot"] if d is not None and d != 0.0]
-            res[kind].update(
-                {
-                    "grad_dot": ci95(mt["grad_dot"]),
-                    "grad_cos": ci95(mt["grad_cos"]),
-                    "adam_step_cos": ci95(mt["adam_step_cos"]),
-                    "grad_dot_positive_fraction": float(np.mean([d > 0 for d in dots]))
-                    if dots
-                    else None,
-                }
-            )
-    return res
-
-
-def table_rows(per_m: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for m, res in per_m.items():
-        for kind, r in res.items():
-            rows.append(
-                {
-                    "m": int(m),
-                    "model": kind,
-                    "acc": r["acc"]["mean"],
-                    "acc_lo": r["acc"]["lo"],
-                    "acc_hi": r["acc"]["hi"],
-                    "cos_dS_dT": r.get("cos_dS_dT", {}).get("overall", {}).get("mean"),
-                    "grad_cos": r.get("grad_cos", {}).get("mean"),
-                    "grad_pos_frac": r.get("grad_dot_positive_fraction"),
-                }  # fmt: skip
-            )
-    return rows
+def _group(metrics: dict[str, Any], rows: slice) -> dict[str, Any]:
+    """One group's seeds out of the per-model lists (nested dicts of lists)."""
+    return {k: _group(v, rows) if isinstance(v, dict) else v[rows] for k, v in metrics.items()}
 
 
 def notes(cfg: MLPConfig) -> list[str]:
     """Facts a reader needs to read the numbers right (structural, not measured)."""
     out = [
-        "Students only ever see uniform noise in [-1, 1]; accuracy is on held-out digits via the 10 class logits.",
-        "cos_dS_dT of layer3 (the output layer) is exactly 0 for aux-only students: the teacher only moved the class"
-        " columns, the student only the aux columns. Any transfer happens through the hidden layers.",
-        "A seed's teacher is the same for every m up to float rounding: class columns are drawn before the aux"
-        " columns, and cross-entropy on the class logits leaves the aux columns exactly at their init.",
+        "Students only ever see uniform noise in [-1, 1]; accuracy is on held-out digits via"
+        " the 10 class logits.",
+        "cos_dS_dT of layer3 (the output layer) is exactly 0 for aux-only students: the teacher"
+        " moved only the class columns, the student only the aux columns. Any transfer happens"
+        " through the hidden layers.",
+        "A seed's teacher is the same for every m up to float rounding: class columns are drawn"
+        " before the aux columns, and cross-entropy on the class logits leaves the aux columns"
+        " exactly at their init.",
     ]
     if 1 in cfg.sweep.m and "aux" in cfg.student.targets:
         out.append(
-            "m = 1, aux only: the softmax of a single logit is constant, so the KL and its gradient are identically"
-            " zero; these students equal their init (accuracy = reference, cosines undefined -> null)."
+            "m = 1, aux only: the softmax of a single logit is constant, so the KL and its gradient"
+            " are identically zero; these students equal their init (accuracy = reference,"
+            " cosines undefined -> null)."
         )
     return out
 
@@ -436,9 +348,7 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
     dev = torch.device(cfg.device)
     data = load_data(cfg)
     n_noise = cfg.data.n_noise or len(data.y_train)
-    noise = uniform_noise(
-        n_noise, data.d_in, torch.Generator().manual_seed(derived_seed(cfg.seed, 1))
-    ).to(dev)
+    noise = uniform_noise(n_noise, data.d_in, generator(cfg.seed, 1)).to(dev)
     log.info("data: %s; %d noise images; %d models", data.describe(), n_noise, cfg.sweep.n_models)
     common = {
         "seed": cfg.seed,
@@ -456,13 +366,7 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
             with t_stage.running() as out:
                 init, teacher = train_teachers(cfg, data, m, dev)
                 x_te, y_te = data.x_test.to(dev), data.y_test.to(dev)
-                torch.save(
-                    {
-                        "init": {k: v.cpu() for k, v in init.items()},
-                        "teacher": {k: v.cpu() for k, v in teacher.items()},
-                    },
-                    out / "params.pt",
-                )
+                torch.save({"init": init, "teacher": teacher}, out / "params.pt")
                 write_json(
                     out / "metrics.json",
                     {
@@ -470,22 +374,16 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
                         "teacher_acc": finite_list(accuracy(teacher, x_te, y_te)),
                     },
                 )
-        s_stage = run_dir.stage(
-            f"students/m{m}",
-            {**common, "m": m, "student": to_dict(cfg.student)},
-            inputs={"teacher": t_stage},
-        )
+        s_params = {**common, "m": m, "student": to_dict(cfg.student)}
+        s_stage = run_dir.stage(f"students/m{m}", s_params, inputs={"teacher": t_stage})
         if not s_stage.done:
             with s_stage.running() as out:
-                saved = torch.load(t_stage.path / "params.pt")
-                init, teacher = (
-                    {k: v.to(dev) for k, v in saved[key].items()} for key in ("init", "teacher")
-                )
-                write_json(out / "metrics.json", train_students(cfg, data, noise, init, teacher))
+                saved = torch.load(t_stage.path / "params.pt", map_location=dev)
+                metrics = train_students(cfg, data, noise, saved["init"], saved["teacher"])
+                write_json(out / "metrics.json", metrics)
         teacher_metrics = json.loads((t_stage.path / "metrics.json").read_text())
-        per_m[str(m)] = summarise_m(
-            teacher_metrics, json.loads((s_stage.path / "metrics.json").read_text())
-        )
+        student_metrics = json.loads((s_stage.path / "metrics.json").read_text())
+        per_m[str(m)] = summarise_m(teacher_metrics, student_metrics)
 
     fig_dir = run_dir.root / "figures"
     fig_dir.mkdir(exist_ok=True)

@@ -31,7 +31,7 @@ def plot_accuracy_vs_m(per_m: dict[str, dict[str, Any]], chance: float, path: Pa
     """Test accuracy (mean, 95% CI over seeds) against the number of auxiliary logits."""
     ms = sorted(per_m, key=int)
     kinds = [k for k in STYLE if k in per_m[ms[0]]]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for kind in kinds:
         colour, ls = STYLE[kind]
         vals = [_err(per_m[m][kind]["acc"]) for m in ms]
@@ -46,7 +46,7 @@ def plot_accuracy_vs_m(per_m: dict[str, dict[str, Any]], chance: float, path: Pa
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: no overlap
     ax.set_title("Students never see a digit or a class logit")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -59,7 +59,9 @@ def plot_cosines_per_layer(per_m: dict[str, dict[str, Any]], path: Path) -> Path
     ms = sorted(per_m, key=int)
     students = [k for k in STYLE if k in per_m[ms[0]] and "cos_dS_dT" in per_m[ms[0]][k]]
     layers = list(per_m[ms[0]][students[0]]["cos_dS_dT"]) if students else []
-    fig, axes = plt.subplots(1, len(ms), figsize=(3.2 * len(ms), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(ms), figsize=(3.2 * len(ms) + 1.6, 3.4), sharey=True, squeeze=False
+    )
     width = 0.8 / max(len(students), 1)
     for ax, m in zip(axes[0], ms):
         for j, kind in enumerate(students):
@@ -75,7 +77,7 @@ def plot_cosines_per_layer(per_m: dict[str, dict[str, Any]], path: Path) -> Path
         ax.set_title(f"m = {m}")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("cos(student delta, teacher delta)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
