@@ -300,12 +300,12 @@ def steering(ctx: _Ctx, acts: dict, stages: dict[str, Stage]) -> dict[str, Any]:
     if not st.done:
         from interp.evaluate import EvalSettings
 
-        settings = EvalSettings(**ctx.cfg["eval"], seed=ctx.cfg["seed"])
+        settings, eval_seed = EvalSettings(**ctx.cfg["eval"]), ctx.cfg["seed"]
         with st.running() as folder:
             model, tok = Variant(spec).load(ctx.device, ctx.dtype)
-            base = logprob_score(model, tok, trait, settings)
+            base = logprob_score(model, tok, trait, settings, seed=eval_seed)
             with add_direction(model, layer, direction[layer], ctx.a.steering_scale):
-                steered = logprob_score(model, tok, trait, settings)
+                steered = logprob_score(model, tok, trait, settings, seed=eval_seed)
             res = {
                 "layer": layer,
                 "scale": ctx.a.steering_scale,
@@ -316,16 +316,16 @@ def steering(ctx: _Ctx, acts: dict, stages: dict[str, Stage]) -> dict[str, Any]:
                 model, tok = Variant(spec, delta_path=ctx.student_delta(student, seed)).load(
                     ctx.device, ctx.dtype
                 )
-                plain = logprob_score(model, tok, trait, settings)
+                plain = logprob_score(model, tok, trait, settings, seed=eval_seed)
                 all_layers = list(range(direction.shape[0]))
                 with project_out(model, all_layers, {i: direction[i] for i in all_layers}):
-                    ablated = logprob_score(model, tok, trait, settings)
+                    ablated = logprob_score(model, tok, trait, settings, seed=eval_seed)
                 # Specificity control: removing any one direction from every layer perturbs the
                 # model; a random direction per layer shows how much of the drop is generic.
                 gen = torch.Generator().manual_seed(ctx.cfg["seed"])
                 rand = {i: torch.randn(direction.shape[1], generator=gen) for i in all_layers}
                 with project_out(model, all_layers, rand):
-                    random_ablated = logprob_score(model, tok, trait, settings)
+                    random_ablated = logprob_score(model, tok, trait, settings, seed=eval_seed)
                 res["necessity"] = {
                     "student": f"{student}/seed{seed}",
                     **_pair(plain, ablated, "unablated", "ablated"),
@@ -381,6 +381,8 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
 def _fmt(est: dict | None) -> str:
     if not est or est.get("mean") is None:
         return "-"
+    if est.get("n") == 1:  # one seed or one batch: there is no interval to show
+        return f"{est['mean']:.3f} (n=1, no CI)"
     return f"{est['mean']:.3f} [{est['lo']:.3f}, {est['hi']:.3f}]"
 
 

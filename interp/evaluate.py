@@ -33,7 +33,6 @@ class EvalSettings:
     batch_size: int = 64
     bootstrap: int = 2000
     ci: float = 0.95
-    seed: int = 0
 
 
 @torch.inference_mode()
@@ -79,7 +78,7 @@ def candidate_logprobs(
 
 def logprob_score(
     model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
-    progress: bool = False,
+    progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """p(target) among the trait's candidates, per question, with a bootstrap CI."""
     questions = trait.question_texts(settings.n_questions)
@@ -91,7 +90,7 @@ def logprob_score(
     probs /= probs.sum(axis=1, keepdims=True)
     t = trait.candidates.index(trait.target)
     per_q = probs[:, t]
-    est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, settings.seed)
+    est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, seed)
     return {
         **est.to_dict(),
         "per_question": per_q.tolist(),
@@ -101,7 +100,7 @@ def logprob_score(
 
 def trait_rate(
     model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
-    progress: bool = False,
+    progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Share of sampled answers naming the target: mean over questions of per-question rates."""
     questions = trait.question_texts(settings.n_questions)
@@ -109,12 +108,12 @@ def trait_rate(
     prompts = [format_prompt(tok, q, system) for q in questions]
     answers = sample_repeated(
         model, tok, prompts, k, max_new_tokens=settings.max_new_tokens,
-        temperature=settings.temperature, batch_size=settings.batch_size, seed=settings.seed,
+        temperature=settings.temperature, batch_size=settings.batch_size, seed=seed,
         desc="trait rate", progress=progress,
     )  # fmt: skip
     hits = np.array([trait.mentions(a) for a in answers], dtype=float).reshape(len(questions), k)
     per_q = hits.mean(axis=1)
-    est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, settings.seed)
+    est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, seed)
     counts: dict[str, int] = {}
     for a in answers:
         w = a.strip().split()[0].strip(".,!?\"'*").lower() if a.strip() else ""
@@ -130,11 +129,11 @@ def trait_rate(
 
 def evaluate(
     model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
-    progress: bool = True,
+    progress: bool = True, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Both metrics for one model (with an optional system prompt, e.g. the teacher's)."""
     return {
         "system_prompt": system,
-        "logprob": logprob_score(model, tok, trait, settings, system, progress),
-        "trait_rate": trait_rate(model, tok, trait, settings, system, progress),
+        "logprob": logprob_score(model, tok, trait, settings, system, progress, seed),
+        "trait_rate": trait_rate(model, tok, trait, settings, system, progress, seed),
     }

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 DPI = 150
-MLP_STYLE = {  # kind -> (colour, line style); same colours as interp.toy.plots
+MLP_STYLE = {  # kind -> (colour, line style)
     "teacher": ("C5", "-"),
     "reference": ("gray", ":"),
     "same-init/aux": ("C0", "-"),

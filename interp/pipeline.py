@@ -166,20 +166,6 @@ class StudentConfig:
             _check_model(self.model)
 
 
-@dataclass
-class EvalConfig:
-    n_questions: int = 50
-    samples_per_question: int = 100
-    temperature: float = 1.0
-    max_new_tokens: int = 8
-    batch_size: int = 64
-    bootstrap: int = 2000
-    ci: float = 0.95
-
-    def settings(self, seed: int) -> EvalSettings:
-        return EvalSettings(**self.__dict__, seed=seed)
-
-
 def _default_students() -> list[StudentConfig]:
     return [
         StudentConfig("same-init", "teacher", "trait"),
@@ -200,7 +186,7 @@ class SubliminalConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     students: list[StudentConfig] = field(default_factory=_default_students)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalSettings = field(default_factory=EvalSettings)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     report: bool = False  # write reports/<name>.pdf at the end of `interp run`
 
@@ -350,7 +336,7 @@ def eval_stage(
         return st
     with st.running() as out:
         model, tok = variant.load(cfg.device, cfg.dtype)
-        result = evaluate(model, tok, trait, cfg.eval.settings(cfg.seed), variant.system)
+        result = evaluate(model, tok, trait, cfg.eval, variant.system, seed=cfg.seed)
         info = {"label": label, "model": variant.spec, "chat_format": chat_format(tok),
                 "delta": str(variant.delta_path) if variant.delta_path else None}  # fmt: skip
         write_json(out / "eval.json", {**info, **result})

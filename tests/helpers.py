@@ -56,3 +56,21 @@ def write_config(tmp_path: Path, cfg: dict[str, Any], name: str = "tiny") -> Pat
     path = tmp_path / f"{name}.toml"
     path.write_text(dumps_toml(cfg))
     return path
+
+
+# A tiny MLP auxiliary-logit run (3 models, hidden 16x16, one epoch): seconds on CPU.
+TINY_MLP_TOML = """
+kind = "mlp-aux-logits"
+seed = 1
+[model]
+hidden = [16, 16]
+[teacher]
+batch_size = 64
+epochs = 1
+[student]
+batch_size = 64
+epochs = 1
+[sweep]
+m = [1, 3]
+n_models = 3
+"""

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import tiny_subliminal_config, write_config
+from helpers import TINY_MLP_TOML, tiny_subliminal_config, write_config
 
 from interp.cli import main
 
@@ -20,23 +20,6 @@ from interp.cli import main
 # "none" because a random tiny model never names the target.
 ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_batches": 2,
             "gradient_batch_size": 2, "n_boot": 100, "backend": "hf", "subspace_rank": 2}  # fmt: skip
-
-MLP_TOML = """
-name = "mlp-tiny"
-kind = "mlp-aux-logits"
-seed = 1
-[model]
-hidden = [16, 16]
-[teacher]
-batch_size = 64
-epochs = 1
-[student]
-batch_size = 64
-epochs = 1
-[sweep]
-m = [1, 3]
-n_models = 3
-"""
 
 
 def real_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -70,7 +53,7 @@ def real_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
     (partial / "analysis.json").write_text(json.dumps(an))
 
     mlp_cfg = root / "mlp-tiny.toml"
-    mlp_cfg.write_text(MLP_TOML)
+    mlp_cfg.write_text(f'name = "mlp-tiny"\n{TINY_MLP_TOML}')
     assert main(["run", str(mlp_cfg), "--out-dir", str(root)]) == 0
 
     unfinished = root / "unfinished"

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_MLP_TOML
 
 from interp.cli import main
 from interp.config import ConfigError, build
@@ -29,22 +30,6 @@ from interp.toy.mlp import (
     train,
     train_students,
 )
-
-TINY_TOML = """
-kind = "mlp-aux-logits"
-seed = 1
-[model]
-hidden = [16, 16]
-[teacher]
-batch_size = 64
-epochs = 1
-[student]
-batch_size = 64
-epochs = 1
-[sweep]
-m = [1, 3]
-n_models = 3
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -249,7 +234,7 @@ def test_config_rejects_bad_values(tmp_path):
 
 def test_cli_runs_tiny_config_and_writes_summary(tmp_path, capsys):
     cfg = tmp_path / "tiny-mlp.toml"
-    cfg.write_text(TINY_TOML)
+    cfg.write_text(TINY_MLP_TOML)
     assert main(["run", str(cfg), "--out-dir", str(tmp_path / "runs")]) == 0
     root = tmp_path / "runs" / "tiny-mlp"
     summary = json.loads((root / "summary.json").read_text())

@@ -343,7 +343,7 @@ def notes(cfg: MLPConfig) -> list[str]:
 
 @register_experiment("mlp-aux-logits", MLPConfig)
 def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
-    from interp.toy.plots import plot_accuracy_vs_m, plot_cosines_per_layer
+    from interp.figures import mlp_accuracy, mlp_cosine  # the report draws the same figures
 
     dev = torch.device(cfg.device)
     data = load_data(cfg)
@@ -388,8 +388,8 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
     fig_dir = run_dir.root / "figures"
     fig_dir.mkdir(exist_ok=True)
     figures = [
-        plot_accuracy_vs_m(per_m, 1 / N_CLASSES, fig_dir / "accuracy_vs_m.png"),
-        plot_cosines_per_layer(per_m, fig_dir / "cosine_per_layer.png"),
+        mlp_accuracy(per_m, 1 / N_CLASSES, fig_dir / "accuracy_vs_m.png"),
+        mlp_cosine(per_m, fig_dir / "cosine_per_layer.png"),
     ]
     n_train = len(data.y_train)
     return {
