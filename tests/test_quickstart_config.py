@@ -1,0 +1,69 @@
+"""Integration tier: `runs/quickstart.toml` itself (real SmolLM2 and Gemma-3, finetuned teachers,
+analyses, PDF), shrunk with --set so it takes minutes; then every analyses/ script on that run
+directory, with its verdict line parsed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_analyses_scripts import SCRIPTS, parse, run_script
+
+from interp.cli import main
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+SHRINK = [
+    "teacher.answers_per_prompt=1", "teacher.answer_max_new_tokens=32", "teacher.epochs=2",
+    "data.n_prompts=8", "data.n_keep=8", "data.max_new_tokens=24", "data.batch_size=8",
+    "eval.n_questions=6", "eval.samples_per_question=2", "eval.batch_size=24",
+    "analysis.n_prompts=10", "analysis.n_number_prompts=2", "analysis.gradient_batches=1",
+    "analysis.gradient_batch_size=4", "analysis.n_boot=200",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("qs")
+    argv = ["run", str(ROOT / "runs" / "quickstart.toml"), "--out-dir", str(tmp)]
+    for item in SHRINK:
+        argv += ["--set", item]
+    cwd = Path.cwd()
+    try:
+        import os
+
+        os.chdir(tmp)  # the PDF goes to ./reports/quickstart.pdf
+        assert main(argv) == 0
+    finally:
+        os.chdir(cwd)
+    return tmp
+
+
+def test_quickstart_produces_summary_analysis_and_pdf(quickstart_run):
+    run = quickstart_run / "quickstart"
+    s = json.loads((run / "summary.json").read_text())
+    assert {
+        "base",
+        "teacher",
+        "prompted-teacher",
+        "base:gemma3-270m",
+        "teacher:gemma3-270m",
+    } <= set(s["models"])
+    lp = {k: v["logprob"]["mean"] for k, v in s["models"].items()}
+    assert lp["prompted-teacher"] > 2 * lp["base"], lp  # the stimulus works on the real model
+    a = json.loads((run / "analysis.json").read_text())
+    assert a["missing"] == {} and {r["metric"] for r in a["table"]} >= {
+        "update cos(dS, dT), mean over seeds"
+    }
+    assert (quickstart_run / "reports" / "quickstart.pdf").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_every_hypothesis_script_on_the_quickstart_run(quickstart_run, script):
+    rc, out = run_script(script, str(quickstart_run / "quickstart"))
+    assert rc == 0, out
+    m = parse(out)
+    assert m["id"] == SCRIPTS[script]
+    # the MLP script cannot test a subliminal run; the other three can
+    assert (m["result"] == "not testable") == (script == "mlp_theorem"), out
