@@ -30,7 +30,7 @@ from interp.evaluate import logprob_score
 from interp.models import Variant, completion_suffix, format_prompt
 from interp.numbers import number_prompts
 from interp.record import load_activations, residual_stream, save_activations
-from interp.stages import RunDir, Stage, write_json
+from interp.stages import RunDir, Stage, read_jsonl, write_json
 from interp.stats import paired_bootstrap_diff
 from interp.steer import add_direction, project_out
 from interp.train import Example
@@ -146,7 +146,7 @@ def _get(d: dict, layer: int) -> float:
 
 def _dataset_examples(ctx: _Ctx, name: str, tok: Any, limit: int) -> list[Example]:
     data_rel = ctx.art["data"][ctx.students[name]["data"]]
-    rows = [json.loads(x) for x in (ctx.path(data_rel) / "dataset.jsonl").read_text().splitlines()]
+    rows = read_jsonl(ctx.path(data_rel) / "dataset.jsonl")
     return [Example(format_prompt(tok, r["prompt"]), r["completion"]) for r in rows[:limit]]
 
 

@@ -34,7 +34,7 @@ from interp.models import (
     format_prompt,
     load_model,
 )
-from interp.stages import RunDir, Stage, write_json
+from interp.stages import RunDir, Stage, read_jsonl, write_json, write_jsonl
 from interp.stats import t_interval
 from interp.teacher import finetuned_teacher_stage, trait_answers_stage
 from interp.train import Example, FinetuneSettings, finetune
@@ -206,14 +206,6 @@ class SubliminalConfig:
 # ---------------------------------------------------------------- stages
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Variant) -> Stage:
     d = cfg.data
     params = {
@@ -228,16 +220,14 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
         model, tok = teacher.load(cfg.device, cfg.dtype)
         user_prompts = numbers.number_prompts(d.n_prompts, seed=cfg.seed)
         texts = [format_prompt(tok, u, teacher.system) for u in user_prompts]
-        allowed = (
-            allowed_token_ids(tok, numbers.allowed_answer_chars())
-            if d.constraint == "tokens"
-            else None
-        )
-        grammar = (
-            (lambda: IntegerListGrammar(tok, numbers.MAX_ANSWER_COUNT, numbers.MAX_ANSWER_DIGITS))
-            if d.constraint == "list"
-            else None
-        )  # noqa: E731
+        allowed, grammar = None, None
+        if d.constraint == "tokens":
+            allowed = allowed_token_ids(tok, numbers.allowed_answer_chars())
+        elif d.constraint == "list":
+
+            def grammar() -> IntegerListGrammar:  # one per batch: it keeps per-row state
+                return IntegerListGrammar(tok, numbers.MAX_ANSWER_COUNT, numbers.MAX_ANSWER_DIGITS)
+
         completions = sample(
             model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
             batch_size=d.batch_size, seed=cfg.seed + SAMPLING_SEED_OFFSET[which], allowed_ids=allowed,
@@ -245,7 +235,7 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
             desc=f"teacher data ({which})",
         )  # fmt: skip
         rows = [{"prompt": u, "completion": c} for u, c in zip(user_prompts, completions)]
-        _write_jsonl(out / "completions.jsonl", rows)
+        write_jsonl(out / "completions.jsonl", rows)
         info = {"chat_format": chat_format(tok), "teacher": teacher.identity(),
                 "constraint": d.constraint, "allowed_tokens": len(allowed) if allowed else None}  # fmt: skip
         write_json(out / "info.json", info)
@@ -266,7 +256,7 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
     st = run.stage(f"filter/{which}", params, {"generate": gen})
     if st.done:
         return st
-    rows = _read_jsonl(gen.path / "completions.jsonl")
+    rows = read_jsonl(gen.path / "completions.jsonl")
     kept, stats = numbers.filter_completions(
         [r["completion"] for r in rows], banned=banned, dedupe=True
     )
@@ -278,7 +268,7 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
         )
     keep = numbers.subsample(kept, d.n_keep, seed=cfg.seed)
     with st.running() as out:
-        _write_jsonl(out / "dataset.jsonl", [rows[i] for i in keep])
+        write_jsonl(out / "dataset.jsonl", [rows[i] for i in keep])
         write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(keep)})
     return st
 
@@ -298,7 +288,7 @@ def student_stage(
             f"student '{s.name}': train.objective = 'distill' needs the teacher's tokenizer, but "
             f"model {spec!r} differs from teacher {teacher.spec!r}; use objective = 'sft'"
         )
-    rows = _read_jsonl(data.path / "dataset.jsonl")
+    rows = read_jsonl(data.path / "dataset.jsonl")
     with st.running() as out:
         model, tok = load_model(spec, cfg.device, cfg.dtype)
         tok.padding_side = "right"

@@ -138,56 +138,41 @@ def _methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:
     doc.bullets(items)
 
 
+# One figure per analysis section: (section, key that must be non-empty, figure, caption).
+ANALYSIS_FIGURES: list[tuple[str, str, Any, Any]] = [
+    ("update_alignment", "students", lambda d, p: figures.update_alignment(d["students"], p),
+     lambda d: "Cosine between each student's weight update and its base's teacher update "
+     "(dW_student vs dW_teacher, LoRA deltas merged). Heatmaps: per layer and per module, "
+     "mean over seeds (red = aligned, blue = opposed, white = orthogonal); right: all "
+     "parameters, mean over seeds with its t-interval, crosses = single seeds. Subliminal "
+     "transmission predicts the same-init student above the control."),
+    ("gradient_alignment", "datasets", lambda d, p: figures.gradient_alignment(d["datasets"], p),
+     lambda d: "At each student's initialisation, cosine between the descent direction of the "
+     "imitation loss on one batch of its training data and the teacher's update. Dots: "
+     "batches; diamond: mean with bootstrap CI over batches; top: share of batches with "
+     "positive cosine. The theorem predicts > 0 for a same-init student on trait data."),
+    ("trait_direction", "students", lambda d, p: figures.trait_direction(d["students"], p),
+     lambda d: "Per layer, cosine between the trait direction (mean activation of the "
+     "trait-prompted base minus the plain base, last prompt token, backend "
+     f"{d.get('backend', '?')}) and the student's mean activation shift from its base, with a "
+     "bootstrap band over prompts. Above 0 = the student moved toward the trait; compare with "
+     "the control."),
+    ("probes", "bases", lambda d, p: figures.probes(d["bases"], d.get("students") or {}, p),
+     lambda d: "Left: held-out AUROC per layer of logistic probes separating the trait-prompted "
+     "base from the plain base (star = best layer, 0.5 = chance; a single split, no CI). Right: "
+     "share of each student's prompts the probe of its base calls trait-bearing, with a "
+     "Wilson 95% band (dotted: the base itself on number prompts)."),
+]  # fmt: skip
+
+
 def _analyses(doc: Doc, run: Run) -> None:
     sec = {k: analysis_section(run, k) for k in SECTION_TITLES}
-    ua, why = sec["update_alignment"]
-    if ua and ua.get("students"):
-        doc.figure(
-            run.name, "update_alignment", lambda p: figures.update_alignment(ua["students"], p),
-            "Cosine between each student's weight update and its base's teacher update "
-            "(dW_student vs dW_teacher, LoRA deltas merged). Heatmaps: per layer and per module, "
-            "mean over seeds (red = aligned, blue = opposed, white = orthogonal); right: all "
-            "parameters, mean over seeds with its t-interval, crosses = single seeds. Subliminal "
-            "transmission predicts the same-init student above the control.",
-        )  # fmt: skip
-    else:
-        doc.missing_figure(run.name, "update_alignment", "Update alignment", why or "no students")
-    ga, why = sec["gradient_alignment"]
-    if ga and ga.get("datasets"):
-        doc.figure(
-            run.name, "gradient_alignment", lambda p: figures.gradient_alignment(ga["datasets"], p),
-            "At each student's initialisation, cosine between the descent direction of the "
-            "imitation loss on one batch of its training data and the teacher's update. Dots: "
-            "batches; diamond: mean with bootstrap CI over batches; top: share of batches with "
-            "positive cosine. The theorem predicts > 0 for a same-init student on trait data.",
-        )  # fmt: skip
-    else:
-        doc.missing_figure(
-            run.name, "gradient_alignment", "Gradient alignment", why or "no datasets"
-        )
-    td, why = sec["trait_direction"]
-    if td and td.get("students"):
-        doc.figure(
-            run.name, "trait_direction", lambda p: figures.trait_direction(td["students"], p),
-            f"Per layer, cosine between the trait direction (mean activation of the trait-prompted "
-            f"base minus the plain base, last prompt token, backend {td.get('backend', '?')}) and "
-            "the student's mean activation shift from its base, with a bootstrap band over "
-            "prompts. Above 0 = the student moved toward the trait; compare with the control.",
-        )  # fmt: skip
-    else:
-        doc.missing_figure(run.name, "trait_direction", "Trait direction", why or "no students")
-    pr, why = sec["probes"]
-    if pr and pr.get("bases"):
-        doc.figure(
-            run.name, "probes",
-            lambda p: figures.probes(pr["bases"], pr.get("students") or {}, p),
-            "Left: held-out AUROC per layer of logistic probes separating the trait-prompted base "
-            "from the plain base (star = best layer, 0.5 = chance; a single split, no CI). Right: "
-            "share of each student's prompts the probe of its base calls trait-bearing, with a "
-            "Wilson 95% band (dotted: the base itself on number prompts).",
-        )  # fmt: skip
-    else:
-        doc.missing_figure(run.name, "probes", "Probes", why or "no probe results")
+    for key, needed, draw, caption in ANALYSIS_FIGURES:
+        data, why = sec[key]
+        if data and data.get(needed):
+            doc.figure(run.name, key, lambda p, d=data, f=draw: f(d, p), caption(data))
+        else:
+            doc.missing_figure(run.name, key, SECTION_TITLES[key], why or f"no {needed}")
     st, why = sec["steering"]
     if st:
         _steering(doc, st)
@@ -213,6 +198,11 @@ def _steering(doc: Doc, st: dict[str, Any]) -> None:
         rows.append(["necessity: project the direction out of every layer", nec.get("student"),
                      fmt_est(nec.get("unablated")), fmt_est(nec.get("ablated")),
                      fmt_est(nec.get("diff"))])  # fmt: skip
+        rnd = nec.get("random_direction") or {}
+        if rnd:
+            rows.append(["control: project a random direction out of every layer", nec.get("student"),
+                         fmt_est(rnd.get("unablated")), fmt_est(rnd.get("ablated")),
+                         fmt_est(rnd.get("diff"))])  # fmt: skip
     doc.table(rows, [2.6, 1.2, 1.6, 1.6, 1.6])
     doc.para("Log-prob score before and after the intervention, paired bootstrap CI of the "
              "difference over questions. Sufficiency: steering the base should raise it; "

@@ -87,6 +87,14 @@ def write_json(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def _json_default(o: Any) -> Any:
     if hasattr(o, "tolist"):
         return o.tolist()

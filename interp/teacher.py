@@ -9,7 +9,6 @@ system prompt, so the trait lives only in the weights.
 from __future__ import annotations
 
 import gc
-import json
 
 from safetensors.torch import save_file
 
@@ -23,7 +22,7 @@ from interp.models import (
     format_prompt,
     load_model,
 )
-from interp.stages import RunDir, Stage, write_json
+from interp.stages import RunDir, Stage, read_jsonl, write_json, write_jsonl
 from interp.train import Example, FinetuneSettings, finetune
 from interp.traits import Trait
 
@@ -98,7 +97,7 @@ def trait_answers_stage(
                 f"teacher.mode = 'finetuned': none of {len(rows)} prompted answers mentions "
                 f"'{trait.target}'; raise teacher.answers_per_prompt"
             )
-        (out / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_jsonl(out / "answers.jsonl", rows)
         write_json(
             out / "info.json", {"n": len(rows), "kept": len(kept), "rate": len(kept) / len(rows)}
         )
@@ -115,7 +114,7 @@ def finetuned_teacher_stage(
     st = run.stage(f"teacher/{spec}", params, {"answers": answers})
     if st.done:
         return st
-    rows = [json.loads(x) for x in (answers.path / "answers.jsonl").read_text().splitlines()]
+    rows = read_jsonl(answers.path / "answers.jsonl")
     rows = [r for r in rows if r["keep"]]
     with st.running() as out:
         model, tok = load_model(spec, device, dtype)
