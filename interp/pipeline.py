@@ -267,9 +267,17 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
             "larger data.n_prompts (generated completions are kept and will be reused)"
         )
     keep = numbers.subsample(kept, d.n_keep, seed=cfg.seed)
+    dataset = [rows[i] for i in keep]
+    # Trait and control teachers can differ in answer length; students then see different
+    # amounts of data, a confound worth seeing next to any transfer result.
+    counts = [len(numbers.parse_numbers(r["completion"]).numbers) for r in dataset]
+    shape = {"mean_numbers": sum(counts) / len(counts),
+             "mean_chars": sum(len(r["completion"]) for r in dataset) / len(dataset)}  # fmt: skip
     with st.running() as out:
-        write_jsonl(out / "dataset.jsonl", [rows[i] for i in keep])
-        write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(keep)})
+        write_jsonl(out / "dataset.jsonl", dataset)
+        write_json(
+            out / "filter.json", {**stats.to_dict(), "n_dataset": len(keep), "dataset_shape": shape}
+        )
     return st
 
 

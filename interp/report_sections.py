@@ -108,14 +108,17 @@ def _methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:
                  f"{', '.join(trait.get('candidates') or [])}.")  # fmt: skip
     items.append(f"Data: {fmt(d.get('n_prompts'))} number prompts per teacher, sampled at "
                  f"temperature {fmt(d.get('temperature'))}, up to {fmt(d.get('max_new_tokens'))} new "
-                 f"tokens, format-constrained decoding {'on' if d.get('constrained') else 'off'}, "
+                 f"tokens, decoding constraint '{d.get('constraint', 'none')}', "
                  f"banned numbers '{d.get('banned_numbers', 'none')}'; at most {fmt(d.get('n_keep'))} "
                  "kept after filtering.")  # fmt: skip
     for which, f in (s.get("filter") or {}).items():
         rej = ", ".join(f"{k} {fmt(v)}" for k, v in (f.get("rejected") or {}).items()) or "none"
         items.append(f"Filter ({which} data): {fmt(f.get('kept'))} of {fmt(f.get('total'))} "
                      f"completions passed (pass rate {fmt(f.get('pass_rate'))}); rejected: {rej}; "
-                     f"{fmt(f.get('n_dataset'))} in the training set.")  # fmt: skip
+                     f"{fmt(f.get('n_dataset'))} in the training set"
+                     + (f" ({fmt(f['dataset_shape']['mean_numbers'])} numbers and "
+                        f"{fmt(f['dataset_shape']['mean_chars'])} characters per answer on average)"
+                        if f.get("dataset_shape") else "") + ".")  # fmt: skip
     items.append(f"Finetuning: {tr.get('method')}"
                  + (f" (r {fmt(tr.get('lora_r'))}, alpha {fmt(tr.get('lora_alpha'))}, dropout "
                     f"{fmt(tr.get('lora_dropout'))}, modules {', '.join(tr.get('target_modules') or [])})"

@@ -66,6 +66,8 @@ def test_subliminal_headline_numbers_equal_summary(runs, sub_report):
         assert f"Filter ({which} data): {kept} (pass rate {fmt(f['pass_rate'])})" in text
         for reason, count in f["rejected"].items():
             assert f"{reason} {fmt(count)}" in text
+        assert f"{fmt(f['dataset_shape']['mean_numbers'])} numbers and" in text
+    assert "decoding constraint 'list'" in text  # the tiny config's data.constraint
 
 
 def test_subliminal_figures_and_analyses(runs, sub_report):

@@ -92,6 +92,7 @@ def test_summary_has_every_model_with_both_metrics(tmp_path):
             assert m[metric]["lo"] <= m[metric]["mean"] <= m[metric]["hi"]
     assert s["students"]["same-init"]["logprob"]["n"] == 2
     assert s["filter"]["trait"]["total"] == 12 and 0 < s["filter"]["trait"]["pass_rate"] <= 1
+    assert 1 <= s["filter"]["trait"]["dataset_shape"]["mean_numbers"] <= 10
     prov = s["provenance"]
     assert prov["seed"] == 0 and "torch" in prov["versions"] and prov["stage_wall_s"]
     assert (tmp_path / "tiny" / "config.toml").read_text().startswith('name = "tiny"')
