@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,8 +45,6 @@ log = logging.getLogger("interp")
 # Trait and control teachers answer the same prompts but draw independent samples (as in the
 # paper); a shared sampling seed would couple the two datasets token by token.
 SAMPLING_SEED_OFFSET = {"trait": 0, "control": 7919}
-
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 # ---------------------------------------------------------------- config
@@ -123,22 +121,8 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
-    method: Literal["lora", "full"] = "lora"
-    objective: Literal["sft", "distill"] = "sft"
+class TrainConfig(FinetuneSettings):
     distill_vocab: Literal["full", "numbers"] = "full"
-    lora_r: int = 8
-    lora_alpha: int = 8
-    lora_dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    epochs: int = 3
-    lr: float = 2e-4
-    warmup_steps: int = 5
-    batch_size: int = 66
-    micro_batch_size: int = 22
-    max_grad_norm: float = 1.0
-    max_seq_len: int = 500
-    checkpoint_every: int = 0
     seeds: list[int] = field(default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
@@ -150,9 +134,7 @@ class TrainConfig:
             )
 
     def settings(self) -> FinetuneSettings:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("seeds", "distill_vocab")}
-        d["target_modules"] = tuple(d["target_modules"])
-        return FinetuneSettings(**d)
+        return FinetuneSettings(**{f.name: getattr(self, f.name) for f in fields(FinetuneSettings)})
 
 
 @dataclass

@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,22 +33,20 @@ class Example:
     teacher_prompt: str | None = None
 
 
-@dataclass(frozen=True)
+# The protocol's LoRA targets: every attention and MLP projection.
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
 class FinetuneSettings:
-    method: str = "lora"  # lora | full
-    objective: str = "sft"  # sft | distill
+    """How to finetune (also the `[train]` table of a subliminal config, which adds seeds)."""
+
+    method: Literal["lora", "full"] = "lora"
+    objective: Literal["sft", "distill"] = "sft"
     lora_r: int = 8
     lora_alpha: int = 8
     lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = (
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    )
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     epochs: int = 3
     lr: float = 2e-4
     warmup_steps: int = 5

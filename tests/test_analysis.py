@@ -27,8 +27,8 @@ from interp.analysis.directions import (
 from interp.analysis.gradient import (
     descent_alignment,
     first_order_loss_change,
-    imitation_gradients,
     imitation_loss,
+    iter_imitation_gradients,
 )
 from interp.analysis.probes import apply_probes, train_probes
 from interp.models import format_prompt, tiny_model
@@ -176,7 +176,9 @@ def test_gradient_inner_product_matches_finite_difference():
     d_t = {n: torch.randn(params[n].shape, generator=gen, dtype=torch.float64) for n in TARGETS}
     before = {n: p.detach().clone() for n, p in params.items()}
     flags = {n: p.requires_grad for n, p in params.items()}
-    (grad,) = imitation_gradients(model, tok, examples, TARGETS, batch_size=8, end=tok.eos_token)
+    (grad,) = list(
+        iter_imitation_gradients(model, tok, examples, TARGETS, batch_size=8, end=tok.eos_token)
+    )
     assert set(grad) == set(TARGETS)
     # The model is left unchanged: weights and requires_grad flags.
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
@@ -195,8 +197,10 @@ def test_gradient_inner_product_matches_finite_difference():
 
 def test_exact_descent_step_has_cosine_one_and_batches_are_per_batch():
     model, tok = tiny_model("tiny-llama", seed=0)
-    grads = imitation_gradients(
-        model, tok, _teacher_examples(tok, n=4), TARGETS, batch_size=2, end=tok.eos_token
+    grads = list(
+        iter_imitation_gradients(
+            model, tok, _teacher_examples(tok, n=4), TARGETS, batch_size=2, end=tok.eos_token
+        )
     )
     assert len(grads) == 2
     assert not torch.allclose(grads[0][TARGETS[0]], grads[1][TARGETS[0]])

@@ -82,9 +82,14 @@ def iter_imitation_gradients(
     max_len: int = 500,
     max_batches: int | None = None,
 ) -> Iterator[dict[str, Tensor]]:
-    """One gradient dict per batch, yielded lazily (one batch of gradients in memory at a time).
+    """Per batch of teacher data, the imitation-loss gradient w.r.t. the named base parameters.
 
-    See `imitation_gradients`. Flags are restored when the generator finishes or is closed.
+    Computed at the model's current weights (the student's init); the loss is the mean
+    completion-token cross-entropy of the batch (hard labels, the SFT loss of interp.train).
+    Only `param_names` get requires_grad during the call; flags, train/eval mode and weights
+    are left as they were when the generator finishes or is closed. Each dict maps name ->
+    gradient (CPU, >= float32) of that weight; one batch is in memory at a time (a SmolLM2
+    gradient over the LoRA targets is ~400 MB), so feed it straight into `descent_alignment`.
     """
     if not examples:
         raise ValueError("imitation_gradients needs at least one example")
@@ -124,41 +129,6 @@ def iter_imitation_gradients(
         for n, p in params.items():
             p.requires_grad_(flags[n])
         model.train(was_training)
-
-
-def imitation_gradients(
-    model: Any,
-    tok: Any,
-    examples: list[Example],
-    param_names: list[str],
-    batch_size: int,
-    end: str,
-    *,
-    micro_batch_size: int | None = None,
-    max_len: int = 500,
-    max_batches: int | None = None,
-) -> list[dict[str, Tensor]]:
-    """Per batch of teacher data, the imitation-loss gradient w.r.t. the named base parameters.
-
-    Computed at the model's current weights (the student's init); the loss is the mean
-    completion-token cross-entropy of the batch (hard labels, the SFT loss of interp.train).
-    Only `param_names` get requires_grad during the call; flags, train/eval mode and weights
-    are left as they were. Each dict maps name -> gradient (CPU, >= float32) of that weight.
-    For large models prefer `iter_imitation_gradients` fed straight into `descent_alignment`.
-    """
-    return list(
-        iter_imitation_gradients(
-            model,
-            tok,
-            examples,
-            param_names,
-            batch_size,
-            end,
-            micro_batch_size=micro_batch_size,
-            max_len=max_len,
-            max_batches=max_batches,
-        )  # fmt: skip
-    )
 
 
 def default_groups(names: Iterable[str]) -> dict[str, Callable[[str], bool]]:
