@@ -148,6 +148,22 @@ class StudentConfig:
             _check_model(self.model)
 
 
+@dataclass
+class ReportConfig:
+    enabled: bool = False  # write reports/<name>.pdf at the end of `interp run`
+    figures: list[str] | None = None  # figure ids to include (default: all the run supports)
+
+    def __post_init__(self) -> None:
+        if self.figures is not None:
+            from interp.report import FIGURE_IDS
+
+            unknown = [f for f in self.figures if f not in FIGURE_IDS]
+            if unknown:
+                raise ValueError(
+                    f"report.figures: unknown figure ids {unknown} (known: {', '.join(FIGURE_IDS)})"
+                )
+
+
 def _default_students() -> list[StudentConfig]:
     return [
         StudentConfig("same-init", "teacher", "trait"),
@@ -170,7 +186,7 @@ class SubliminalConfig:
     students: list[StudentConfig] = field(default_factory=_default_students)
     eval: EvalSettings = field(default_factory=EvalSettings)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
-    report: bool = False  # write reports/<name>.pdf at the end of `interp run`
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.students]
@@ -329,11 +345,11 @@ def eval_stage(
 
 
 def after_run(cfg: SubliminalConfig, root: Path) -> None:
-    """Analyses (when `[analysis] enabled`) and the PDF (when `report`), once summary.json exists."""
+    """Analyses (when `[analysis] enabled`) and the PDF (`[report] enabled`), once summary.json exists."""
     if cfg.analysis.enabled:
         res = analyze_run(root, cfg.analysis)
         print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
-    if cfg.report:
+    if cfg.report.enabled:
         from interp.report import report_main
 
         report_main([str(root)], None)

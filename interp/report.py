@@ -359,6 +359,19 @@ def default_report_path(run_dirs: Sequence[str | Path]) -> Path:
     return Path("reports") / f"{'+'.join(names)}.pdf"
 
 
+def configured_figures(run_dirs: Sequence[str | Path]) -> list[str] | None:
+    """Figure ids named by the runs' `[report] figures` (their union), or None for all."""
+    import tomllib
+
+    named: list[str] = []
+    for d in run_dirs:
+        cfg_path = Path(d) / "config.toml"
+        if cfg_path.exists():
+            figs = (tomllib.loads(cfg_path.read_text()).get("report") or {}).get("figures")
+            named += [f for f in figs or [] if f not in named]
+    return named or None
+
+
 def report_main(run_dirs: list[str], out: str | None) -> Path:
     """`interp report RUN_DIR... [-o PATH]`: build the report, print and return its path."""
     from interp.config import ConfigError
@@ -369,7 +382,7 @@ def report_main(run_dirs: list[str], out: str | None) -> Path:
         if not Path(d).is_dir():
             raise ConfigError(f"interp report: {d} is not a run directory")
     path = Path(out) if out else default_report_path(run_dirs)
-    info = build_report(run_dirs, path)
+    info = build_report(run_dirs, path, configured_figures(run_dirs))
     for run, section, reason in info.skipped:
         print(f"# {run}: {section} skipped ({reason})")
     print(path)

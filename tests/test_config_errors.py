@@ -102,3 +102,10 @@ def test_committed_configs_validate():
     for name in ("runs/quickstart.toml", "runs/owl-numbers.toml"):
         exp, cfg = load_experiment(root / name)
         assert exp.kind == "subliminal" and cfg.name == name.split("/")[1].removesuffix(".toml")
+
+
+def test_unknown_report_figure(tmp_path, capsys):
+    cfg = tiny_subliminal_config()
+    cfg["report"] = {"enabled": True, "figures": ["trait_scores", "heatmap_of_everything"]}
+    err = _error(capsys, ["validate", str(write_config(tmp_path, cfg))])
+    assert "report" in err and "heatmap_of_everything" in err and "trait_scores" in err

@@ -5,9 +5,12 @@ directory, with its verdict line parsed."""
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 from test_analyses_scripts import SCRIPTS, parse, run_script
 
 from interp.cli import main
@@ -56,7 +59,10 @@ def test_quickstart_produces_summary_analysis_and_pdf(quickstart_run):
     assert a["missing"] == {} and {r["metric"] for r in a["table"]} >= {
         "update cos(dS, dT), mean over seeds"
     }
-    assert (quickstart_run / "reports" / "quickstart.pdf").stat().st_size > 10_000
+    pdf = quickstart_run / "reports" / "quickstart.pdf"
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    named = tomllib.loads((run / "config.toml").read_text())["report"]["figures"]
+    assert named and all(re.search(rf"Figure \d+ \({fig}\)", text) for fig in named), named
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
