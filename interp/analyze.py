@@ -96,6 +96,16 @@ class _Ctx:
         rel = self.art.get("teacher_deltas", {}).get(spec)
         return self.path(rel) / "delta.safetensors" if rel else None
 
+    def students_with_teacher(self) -> list[tuple[str, str, Path]]:
+        """(student, its base spec, that base's teacher delta) for students that have one."""
+        out = []
+        for name in self.students:
+            spec = self.spec_of(name)
+            t_path = self.teacher_delta(spec)
+            if t_path is not None:
+                out.append((name, spec, t_path))
+        return out
+
     def trait(self):
         from interp.traits import make_trait
 
@@ -110,11 +120,7 @@ class _Ctx:
 
 def update_alignment(ctx: _Ctx) -> dict[str, Any]:
     out = {}
-    for name in ctx.students:
-        spec = ctx.spec_of(name)
-        t_path = ctx.teacher_delta(spec)
-        if t_path is None:
-            continue
+    for name, spec, t_path in ctx.students_with_teacher():
         teacher = load_file(str(t_path))
         per_seed = {}
         for seed in ctx.art["students"][name]:
@@ -153,11 +159,7 @@ def _dataset_examples(ctx: _Ctx, name: str, tok: Any, limit: int) -> list[Exampl
 def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:
     """At each student's init: does the imitation descent direction point toward its base's teacher?"""
     out = {}
-    for name in ctx.students:
-        spec = ctx.spec_of(name)
-        t_path = ctx.teacher_delta(spec)
-        if t_path is None:
-            continue
+    for name, spec, t_path in ctx.students_with_teacher():
         params = {"student": name, "base": spec, "teacher_delta": Variant(spec, delta_path=t_path).identity(),
                   "data": ctx.art["data"][ctx.students[name]["data"]],  # the folder name carries its key
                   "batches": ctx.a.gradient_batches, "batch_size": ctx.a.gradient_batch_size}  # fmt: skip

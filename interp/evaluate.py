@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
-from interp.generate import encode_prompts, left_pad, sample_repeated
+from interp.generate import encode_prompts, left_pad, positions_from_mask, sample_repeated
 from interp.models import format_prompt
 from interp.stats import bootstrap_ci
 from interp.traits import Trait
@@ -53,7 +53,7 @@ def candidate_logprobs(
     for start in tqdm(starts, desc="log-prob score", disable=not progress):
         ids, mask = left_pad(prompt_ids[start : start + batch_size], tok.pad_token_id)
         ids, mask = ids.to(device), mask.to(device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # explicit positions: exact under left padding
+        pos = positions_from_mask(mask)  # explicit positions: exact under left padding
         res = model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
         )

@@ -31,6 +31,15 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """0-based positions of real tokens in a left-padded batch (pads get 0).
+
+    Passing these as `position_ids` keeps every real token at the position it has unpadded,
+    so results do not depend on padding.
+    """
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def allowed_token_ids(tok: Any, allowed_chars: str) -> list[int]:
     """Vocabulary ids whose text is non-empty and uses only `allowed_chars`, plus end tokens."""
     allowed = set(allowed_chars)
@@ -219,7 +228,7 @@ def sample_repeated(
     for start in range(0, len(prompts), per_batch):
         ids, mask = left_pad(encoded[start : start + per_batch], tok.pad_token_id)
         ids, mask = ids.to(device), mask.to(device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        pos = positions_from_mask(mask)
         res = model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
         )

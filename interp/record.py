@@ -33,7 +33,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.generate import encode_prompts, left_pad
+from interp.generate import encode_prompts, left_pad, positions_from_mask
 from interp.steer import decoder_layers, n_steering_hooks
 
 Backend = Literal["hf", "transformer_lens", "nnsight"]
@@ -170,11 +170,6 @@ def _batches(seqs: list[list[int]], batch_size: int) -> list[list[int]]:
     """Indices grouped by similar length (less padding), longest first."""
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def positions_from_mask(mask: Tensor) -> Tensor:
-    """0-based positions of real tokens in a left-padded batch (pads get 0)."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 @torch.no_grad()
