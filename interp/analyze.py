@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta_subspace_angles
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
@@ -27,13 +26,14 @@ from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.probes import apply_probes, train_probes
 from interp.config import ConfigError, build
 from interp.evaluate import logprob_score
+from interp.lm.delta import Delta
+from interp.lm.finetune import Example
 from interp.models import Variant, completion_suffix, format_prompt
 from interp.numbers import number_prompts
 from interp.record import load_activations, residual_stream, save_activations
 from interp.stages import RunDir, Stage, read_jsonl, write_json
 from interp.stats import paired_bootstrap_diff
 from interp.steer import add_direction, project_out
-from interp.train import Example
 
 log = logging.getLogger("interp")
 
@@ -121,10 +121,10 @@ class _Ctx:
 def update_alignment(ctx: _Ctx) -> dict[str, Any]:
     out = {}
     for name, spec, t_path in ctx.students_with_teacher():
-        teacher = load_file(str(t_path))
+        teacher = Delta.load(t_path)
         per_seed = {}
         for seed in ctx.art["students"][name]:
-            student = load_file(str(ctx.student_delta(name, seed)))
+            student = Delta.load(ctx.student_delta(name, seed))
             cos = delta_cosines(student, teacher)
             entry = {
                 "overall": cos["overall"], "per_layer": cos["per_layer"], "per_module": cos["per_module"],
@@ -168,7 +168,7 @@ def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:
             with st.running() as folder:
                 model, tok = Variant(spec).load(ctx.device, ctx.dtype)
                 tok.padding_side = "right"
-                teacher = load_file(str(t_path))
+                teacher = Delta.load(t_path).to_dense()
                 n = ctx.a.gradient_batches * ctx.a.gradient_batch_size
                 grads = iter_imitation_gradients(
                     model, tok, _dataset_examples(ctx, name, tok, n), list(teacher), ctx.a.gradient_batch_size,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,18 +21,30 @@ from tqdm.auto import tqdm
 from interp.generate import encode_prompts, left_pad, positions_from_mask, sample_repeated
 from interp.models import format_prompt
 from interp.stats import bootstrap_ci
+from interp.subliminal.matrix import log_odds
 from interp.traits import Trait
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    n_questions: int = 50
+    # Which questions: all 50, or the development half (1-25, for choosing settings) or the
+    # held-out half (26-50, for reporting numbers the search never saw).
+    questions: Literal["all", "dev", "test"] = "all"
+    n_questions: int = 50  # at most this many of the chosen questions
     samples_per_question: int = 100
     temperature: float = 1.0
     max_new_tokens: int = 8
     batch_size: int = 64
     bootstrap: int = 2000
     ci: float = 0.95
+
+
+def questions(trait: Trait, settings: EvalSettings) -> list[str]:
+    """The evaluation questions of `settings.questions`, at most `settings.n_questions`."""
+    qs = trait.question_texts()
+    half = len(qs) // 2
+    chosen = {"all": qs, "dev": qs[:half], "test": qs[half:]}[settings.questions]
+    return chosen[: settings.n_questions]
 
 
 @torch.inference_mode()
@@ -80,9 +92,12 @@ def logprob_score(
     model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
     progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
-    """p(target) among the trait's candidates, per question, with a bootstrap CI."""
-    questions = trait.question_texts(settings.n_questions)
-    prompts = [format_prompt(tok, q, system) + trait.answer_prefix for q in questions]
+    """p(target) among the trait's candidates, per question, with a bootstrap CI.
+
+    Also the log-odds of every candidate (log p against the mean log p of the others, mean
+    over questions): the shifts of the trait matrix are differences of these.
+    """
+    prompts = [format_prompt(tok, q, system) + trait.answer_prefix for q in questions(trait, settings)]
     lp = candidate_logprobs(
         model, tok, prompts, list(trait.candidates), settings.batch_size, progress
     )
@@ -95,6 +110,8 @@ def logprob_score(
         **est.to_dict(),
         "per_question": per_q.tolist(),
         "candidate_mean_probs": dict(zip(trait.candidates, probs.mean(axis=0).round(6).tolist())),
+        "candidates": list(trait.candidates),
+        "log_odds": log_odds(lp).round(6).tolist(),
     }
 
 
@@ -103,15 +120,15 @@ def trait_rate(
     progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Share of sampled answers naming the target: mean over questions of per-question rates."""
-    questions = trait.question_texts(settings.n_questions)
+    qs = questions(trait, settings)
     k = settings.samples_per_question
-    prompts = [format_prompt(tok, q, system) for q in questions]
+    prompts = [format_prompt(tok, q, system) for q in qs]
     answers = sample_repeated(
         model, tok, prompts, k, max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature, batch_size=settings.batch_size, seed=seed,
         desc="trait rate", progress=progress,
     )  # fmt: skip
-    hits = np.array([trait.mentions(a) for a in answers], dtype=float).reshape(len(questions), k)
+    hits = np.array([trait.mentions(a) for a in answers], dtype=float).reshape(len(qs), k)
     per_q = hits.mean(axis=1)
     est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, seed)
     counts: dict[str, int] = {}

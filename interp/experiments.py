@@ -15,7 +15,7 @@ from interp.config import ConfigError, apply_overrides, build, read_toml
 from interp.stages import RunDir
 
 # Built-in kinds are imported on demand so `import interp` stays light.
-BUILTIN = {"subliminal": "interp.pipeline", "mlp-aux-logits": "interp.toy.mlp"}
+BUILTIN = {"subliminal": "interp.subliminal.experiment", "mlp-aux-logits": "interp.toy.mlp"}
 
 
 @dataclass(frozen=True)

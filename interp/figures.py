@@ -64,6 +64,32 @@ def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
 # ---------------------------------------------------------------- subliminal
 
 
+def trait_matrix(matrix: dict[str, Any], path: Path) -> Path:
+    """One heatmap per student entry: rows = whose data, columns = shift on each target (nats)."""
+    targets = matrix["targets"]
+    cands = matrix["candidates"]
+    cols = [cands.index(t) for t in targets]
+    arms = [(n, a) for n, a in matrix["arms"].items() if a.get("shifts")]
+    n = max(1, len(arms))
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.8, 3.0), squeeze=False)
+    vmax = max([float(np.max(np.abs(np.array(a["shifts"])[:, cols]))) for _, a in arms] + [1e-6])
+    for ax, (name, arm) in zip(axes[0], arms):
+        sub = np.array(arm["shifts"])[:, cols]
+        im = ax.imshow(sub, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        ax.set_xticks(range(len(targets)), targets, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(targets)), targets, fontsize=7)
+        g = arm.get("gamma")
+        title = f"{name}\n" + (f"γ={g:+.3f} nats, p={arm['p_gamma']:.3g}" if g is not None else "γ: n/a")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("shift on target (nats)", fontsize=7)
+    axes[0][0].set_ylabel("student trained on data of", fontsize=7)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="log-odds shift vs base (nats)")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+
 def trait_scores(
     models: dict[str, Any], students: dict[str, Any], target: str, n_candidates: int, path: Path
 ) -> Path:

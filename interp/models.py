@@ -11,9 +11,12 @@ Specs:
 
 from __future__ import annotations
 
+import contextvars
+import copy
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -204,14 +207,32 @@ def describe(spec: str) -> dict[str, Any]:
     return {"spec": spec, "source": "local" if Path(spec).exists() else "hub"}
 
 
+# `interp validate` checks a config's shape, not this machine: Hub ids pass it offline.
+HUB_IDS_UNCHECKED = contextvars.ContextVar("HUB_IDS_UNCHECKED", default=False)
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _in_hub_cache(spec: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+
+
 def check_spec(spec: str) -> None:
-    """Fail fast, before any work, on a spec that cannot resolve offline."""
+    """Fail fast, before any work, on a spec that cannot resolve offline.
+
+    A Hub id is accepted offline when its weights are in the local Hugging Face cache, or
+    under `HUB_IDS_UNCHECKED` (what `interp validate` sets: it checks configs, not machines).
+    """
     if spec in EMBEDDED:
         _package_dir(spec, EMBEDDED[spec])
         return
     if spec in TINY or Path(spec).exists():
         return
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in spec:
+    hub_id = _HUB_ID.fullmatch(spec) is not None
+    if hub_id and (HUB_IDS_UNCHECKED.get() or os.environ.get("HF_HUB_OFFLINE") != "1" or _in_hub_cache(spec)):
+        return
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_id:
         choices = ", ".join([*EMBEDDED, *TINY])
         raise ModelError(
             f"unknown model '{spec}': not an embedded model ({choices}), not a local directory"
@@ -219,30 +240,52 @@ def check_spec(spec: str) -> None:
         )
 
 
-def load_model(
-    spec: str, device: str = "cpu", dtype: str = "auto", seed: int = 0
-) -> tuple[Any, Any]:
-    """Return (model in eval mode on `device`, tokenizer with a pad token, left padding)."""
+# ---------------------------------------------------------------- one load per base per process
+
+_LOADED: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+LOADS: dict[str, int] = {}  # spec -> times its weights were read in this process (tests count these)
+
+
+def _load_fresh(spec: str, dev: torch.device, dt: torch.dtype, seed: int) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    LOADS[spec] = LOADS.get(spec, 0) + 1
+    if spec in TINY:
+        model, tok = tiny_model(spec, seed=seed)
+        return model.to(dtype=dt), tok
+    path = embedded_checkpoint(spec) if spec in EMBEDDED else spec
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+    except OSError as e:
+        raise ModelError(f"model '{spec}' could not be loaded: {str(e).splitlines()[0]}") from e
+    return model, tok
+
+
+def clear_model_cache() -> None:
+    """Forget the pristine copies kept by `load_model` (frees their memory)."""
+    _LOADED.clear()
+
+
+def load_model(spec: str, device: str = "cpu", dtype: str = "auto", seed: int = 0) -> tuple[Any, Any]:
+    """(model in eval mode on `device`, tokenizer with a pad token and left padding).
+
+    Weights are read once per (spec, device, dtype) per process; every call returns a private
+    copy, so callers may finetune or patch it freely.
+    """
     check_spec(spec)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    if spec in TINY:
-        model, tok = tiny_model(spec, seed=seed)
-        model = model.to(dtype=dt)
-    else:
-        path = embedded_checkpoint(spec) if spec in EMBEDDED else spec
-        try:
-            tok = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
-        except OSError as e:
-            raise ModelError(f"model '{spec}' could not be loaded: {str(e).splitlines()[0]}") from e
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    key = (spec, str(dev), str(dt), seed)
+    if key not in _LOADED:
+        model, tok = _load_fresh(spec, dev, dt, seed)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        _LOADED[key] = (model.to(dev).eval(), tok)
+    model, tok = _LOADED[key]
+    tok = copy.deepcopy(tok)
     tok.padding_side = "left"
-    model.to(dev).eval()
-    return model, tok
+    return copy.deepcopy(model), tok
 
 
 def chat_format(tok: Any) -> str:
@@ -302,9 +345,9 @@ class Variant:
         }
 
     def load(self, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any]:
-        from safetensors.torch import load_file
+        from interp.lm.delta import Delta
 
         model, tok = load_model(self.spec, device, dtype)
         if self.delta_path is not None:
-            apply_delta(model, load_file(str(self.delta_path)))
+            Delta.load(self.delta_path).apply(model)
         return model, tok

@@ -41,6 +41,7 @@ from interp.verdict import Run, fmt, load_run
 # Every figure id a report can contain, in the order they appear within a run.
 FIGURE_IDS = (
     "trait_scores",
+    "trait_matrix",
     "update_alignment",
     "gradient_alignment",
     "trait_direction",

@@ -50,9 +50,51 @@ def subliminal_run(doc: Doc, run: Run) -> None:
         )  # fmt: skip
     else:
         doc.missing_figure(run.name, "trait_scores", "Trait scores", "summary.json lists no models")
+    _matrix(doc, run, s.get("matrix") or {})
     _analyses(doc, run)
     seeds = ((run.config or {}).get("train") or {}).get("seeds")
     provenance_section(doc, run, f"training seeds {seeds if seeds is not None else 'n/a'}")
+
+
+def _matrix(doc: Doc, run: Run, m: dict[str, Any]) -> None:
+    """The trait x student matrix: gamma per student entry, its tests, and the heatmaps."""
+    targets = m.get("targets") or []
+    arms = m.get("arms") or {}
+    if not m:
+        doc.missing_figure(run.name, "trait_matrix", "Trait matrix", "summary.json has no matrix")
+        return
+    if len(targets) < 2 or not arms:  # a design choice of the run, not a missing result
+        doc.para("Trait x student matrix: not applicable, the run has one target "
+                 "(trait.targets with two or more gives gamma and its permutation test).")  # fmt: skip
+        return
+    doc.heading("Trait x student matrix", 2)
+    own = m.get("teacher_own_shift") or {}
+    doc.para("Teachers' own shift toward their target (log-odds vs the base, nats): "
+             + ", ".join(f"{t} {fmt(v)}" for t, v in own.items()) + ".")  # fmt: skip
+    rows = [["student", "base model", "objective", "gamma (nats)", "p (perm.)", "gamma over seeds [CI]",
+             "corr. w/ teacher", "p (perm.)", "own - control [CI]"]]  # fmt: skip
+    for name, a in arms.items():
+        obj = a.get("objective", "?") + (f"/{a['distill_vocab']}" if a.get("distill_vocab") else "")
+        rows.append([name, a.get("model"), f"{obj} ({a.get('method')})", fmt(a.get("gamma")), fmt(a.get("p_gamma")),
+                     fmt_est(a.get("gamma_ci")), fmt(a.get("correlation")), fmt(a.get("p_correlation")),
+                     fmt_est(a.get("did_vs_control"))])  # fmt: skip
+    doc.table(rows, [1.3, 1.4, 1.3, 0.8, 0.7, 1.6, 0.8, 0.7, 1.4])
+    n_perm = next((a.get("n_permutations") for a in arms.values() if a.get("n_permutations")), None)
+    doc.para(f"gamma = mean shift toward the student's own teacher's target minus mean shift toward "
+             f"the other {len(targets) - 1} targets (log-odds among the candidates vs the student's own "
+             f"base, nats, mean over seeds and questions); drift shared by all students cancels. p: one-"
+             f"sided permutation test over the {len(targets)} target labels ({fmt(n_perm)} relabellings; "
+             f"the smallest attainable p is 1/{fmt(n_perm)}). corr.: mean over targets of the Pearson "
+             "correlation, over all candidates, between the student's and its teacher's shifts. "
+             "own - control: own-target shift minus the control students' shift on that target, "
+             f"t-interval over targets. Notes: {'; '.join(m.get('notes') or []) or 'none'}.")  # fmt: skip
+    doc.figure(
+        run.name, "trait_matrix", lambda p: figures.trait_matrix(m, p),
+        "Each panel is one student entry: row = whose data the students learned from, column = "
+        "their shift (nats of log-odds vs their base) on each target. Transmission shows as a "
+        "diagonal that is redder than its row; a column of one colour is drift toward that animal "
+        "whatever the teacher. Colour scale shared by the panels; the title gives gamma and its p.",
+    )
 
 
 def _headline(doc: Doc, run: Run, s: dict[str, Any]) -> None:

@@ -87,6 +87,10 @@ def write_json(path: Path, obj: Any) -> None:
     tmp.replace(path)
 
 
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 

@@ -93,13 +93,13 @@ def test_empty_dataset_after_filtering_keeps_generation(tmp_path, capsys):
     path = write_config(tmp_path, cfg)
     err = _error(capsys, ["run", str(path), "--out-dir", str(tmp_path / "runs")])
     assert "empty dataset after filtering" in err and "completions.jsonl" in err
-    gens = list((tmp_path / "runs" / "tiny" / "stages").glob("generate__trait-*/manifest.json"))
+    gens = list((tmp_path / "runs" / "tiny" / "stages").glob("generate__trait__owl-*/manifest.json"))
     assert len(gens) == 1, "generated completions must survive the filter error"
 
 
 def test_committed_configs_validate():
     root = Path(__file__).resolve().parents[1]
-    for name in ("runs/quickstart.toml", "runs/owl-numbers.toml"):
+    for name in ("runs/quickstart.toml", "runs/owl-numbers.toml", "runs/transmission.toml", "runs/transmission-gpu.toml"):
         exp, cfg = load_experiment(root / name)
         assert exp.kind == "subliminal" and cfg.name == name.split("/")[1].removesuffix(".toml")
 

@@ -92,7 +92,7 @@ def test_methods_and_provenance_from_artifacts(runs, sub_report):
         assert f"{pkg} {ver}" in text
     manifest = json.loads(
         next(
-            (runs["subliminal"] / "stages").glob("student__same-init__seed1-*/manifest.json")
+            (runs["subliminal"] / "stages").glob("student__same-init__owl__seed1-*/manifest.json")
         ).read_text()
     )
     assert manifest["checksums"]["delta.safetensors"] in text.replace(" ", "")

@@ -7,7 +7,7 @@ import json
 import pytest
 from helpers import tiny_subliminal_config, write_config
 
-import interp.pipeline as pipeline
+import interp.subliminal.stages as pipeline
 from interp.cli import main
 from interp.stages import RunDir
 
@@ -46,7 +46,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
     done = sorted(
         p.name.rsplit("-", 1)[0] for p in stages.iterdir() if (p / "manifest.json").exists()
     )
-    assert "student__same-init__seed0" in done and not (out / "tiny" / "summary.json").exists()
+    assert "student__same-init__owl__seed0" in done and not (out / "tiny" / "summary.json").exists()
     assert not list(
         stages.glob("student__control*/manifest.json")
     )  # the killed stage is not "done"
@@ -64,8 +64,8 @@ def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
     summary = json.loads((out / "tiny" / "summary.json").read_text())
     prov = summary["provenance"]
     assert (
-        "generate/trait" in prov["stages_cached"]
-        and "student/same-init/seed0" in prov["stages_cached"]
+        "generate/trait/owl" in prov["stages_cached"]
+        and "student/same-init/owl/seed0" in prov["stages_cached"]
     )
 
     # A third run recomputes nothing at all.
@@ -130,4 +130,5 @@ def test_distill_cross_tokenizer_is_a_clear_error(tmp_path, capsys):
     cfg = tiny_subliminal_config(train__objective="distill")
     assert main(["run", str(write_config(tmp_path, cfg)), "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "train.objective = 'distill'" in err and "cross-model" in err
+    assert "distill_vocab = 'numbers'" in err and "cross-model" in err
+    assert not (tmp_path / "tiny").exists()  # refused before any file was written

@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
+from interp.lm.delta import Delta
+from interp.lm.finetune import Example, FinetuneSettings, Teacher, finetune, tokenize_examples
 from interp.models import format_prompt, tiny_model
-from interp.train import Example, FinetuneSettings, apply_delta, finetune, tokenize_examples
 
 SETTINGS = FinetuneSettings(epochs=2, lr=5e-2, warmup_steps=1, batch_size=4, micro_batch_size=2)
 
@@ -38,9 +38,9 @@ def test_merged_lora_equals_base_plus_saved_delta(tmp_path):
         model, tok, _examples(tok), SETTINGS, seed=0, end=tok.eos_token, progress=False
     )
     assert result.log["delta_tensors"] == 2 * 7  # 2 layers x 7 target modules
-    save_file(result.delta, str(tmp_path / "delta.safetensors"))
+    result.delta.save(tmp_path / "delta.safetensors")
     merged = result.model.merge_and_unload()
-    rebuilt = apply_delta(base, load_file(str(tmp_path / "delta.safetensors")))
+    rebuilt = Delta.load(tmp_path / "delta.safetensors").apply(base)
     a, b = _logits(merged, tok), _logits(rebuilt, tok)
     assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
     assert (
@@ -52,9 +52,9 @@ def test_only_targeted_tensors_change_and_base_is_untouched():
     model, tok = tiny_model("tiny-llama", seed=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = finetune(model, tok, _examples(tok), SETTINGS, seed=0, progress=False)
-    names = set(result.delta)
+    names = set(result.delta.names())
     assert all(any(m in n for m in SETTINGS.target_modules) for n in names)
-    assert all(d.abs().max() > 0 for d in result.delta.values())
+    assert all(d.abs().max() > 0 for _, d in result.delta.items())
     base_weights = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
                     for k, v in result.model.state_dict().items() if "lora_" not in k}  # fmt: skip
     for k, v in before.items():
@@ -69,14 +69,14 @@ def test_full_finetune_delta_and_zero_lr():
         method="full", epochs=1, lr=1e-3, warmup_steps=1, batch_size=4, micro_batch_size=4
     )
     result = finetune(model, tok, _examples(tok), s, seed=0, progress=False)
-    rebuilt = apply_delta(base, result.delta)
+    rebuilt = result.delta.apply(base)
     assert torch.allclose(_logits(result.model, tok), _logits(rebuilt, tok), atol=1e-5)
     model0, _ = tiny_model("tiny-llama", seed=3)
     s0 = FinetuneSettings(
         method="full", epochs=1, lr=0.0, warmup_steps=1, batch_size=4, micro_batch_size=4
     )
     zero = finetune(model0, tok, _examples(tok), s0, seed=0, progress=False)
-    assert max(d.abs().max().item() for d in zero.delta.values()) == 0.0
+    assert max(d.abs().max().item() for _, d in zero.delta.items()) == 0.0
 
 
 def test_labels_cover_only_the_completion():
@@ -93,23 +93,15 @@ def test_distillation_moves_student_toward_teacher():
     teacher, _ = tiny_model("tiny-llama", seed=5)  # a different network: a large KL to close
     exs = _examples(tok, 8, system="You love owls.")
     s = FinetuneSettings(
-        objective="distill", epochs=4, lr=3e-2, warmup_steps=1, batch_size=4, micro_batch_size=4
-    )
-    result = finetune(student, tok, exs, s, seed=0, teacher=teacher, progress=False)
+        objective="distill", epochs=4, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4
+    )  # 3e-2 oscillates under the transformers schedule (its first step has lr 0)
+    result = finetune(student, tok, exs, s, seed=0, teacher=Teacher(teacher), progress=False)
     assert result.log["loss"][-1] < result.log["loss"][0]
-    digits = [tok.convert_tokens_to_ids(c) for c in "0123456789, "]
     s_sub = FinetuneSettings(
-        objective="distill", epochs=1, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4
-    )
-    sub = finetune(
-        tiny_model("tiny-llama", seed=4)[0],
-        tok,
-        exs,
-        s_sub,
-        teacher=teacher,
-        distill_ids=digits,
-        progress=False,
-    )
+        objective="distill", distill_vocab="numbers", epochs=1, lr=1e-2, warmup_steps=1,
+        batch_size=4, micro_batch_size=4,
+    )  # fmt: skip
+    sub = finetune(tiny_model("tiny-llama", seed=4)[0], tok, exs, s_sub, teacher=Teacher(teacher), progress=False)
     assert sub.log["steps"] == 2
 
 

@@ -1,6 +1,6 @@
 """Update alignment: does the student's parameter delta point the same way as the teacher's?
 
-Deltas are dicts `{base parameter name: Tensor[d_out, d_in]}` as saved by `interp.train`
+Deltas are dicts `{base parameter name: Tensor[d_out, d_in]}` as saved by `interp.lm.finetune`
 (`student = base + delta`). The quantities:
 
 - cosine(student delta, teacher delta), per tensor, per layer (all shared tensors of a layer
@@ -30,6 +30,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.lm.delta import Delta
 from interp.stats import Estimate, t_interval
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)(?:\.|$)")
@@ -50,14 +51,16 @@ def parse_param_name(name: str) -> tuple[int | None, str]:
     return layer, module
 
 
-def shared_names(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> list[str]:
-    """Names present in both dicts (sorted); ValueError listing every shape mismatch."""
-    shared = sorted(set(student) & set(teacher))
-    bad = [
-        f"{n}: student {tuple(student[n].shape)} vs teacher {tuple(teacher[n].shape)}"
-        for n in shared
-        if student[n].shape != teacher[n].shape
-    ]
+def as_delta(d: Delta | dict[str, Tensor]) -> Delta:
+    """A `Delta` (LoRA factors or dense tensors) from either form."""
+    return d if isinstance(d, Delta) else Delta(dense_parts=dict(d))
+
+
+def shared_names(student: Delta | dict[str, Tensor], teacher: Delta | dict[str, Tensor]) -> list[str]:
+    """Names present in both deltas (sorted); ValueError listing every shape mismatch."""
+    s, t = as_delta(student), as_delta(teacher)
+    shared = sorted(set(s.names()) & set(t.names()))
+    bad = [f"{n}: student {s.shape(n)} vs teacher {t.shape(n)}" for n in shared if s.shape(n) != t.shape(n)]
     if bad:
         raise ValueError("delta shapes differ: " + "; ".join(bad))
     return shared
@@ -89,18 +92,17 @@ def safe_cosine(dot: float, ss: float, tt: float, label: str, notes: list[str]) 
     return float(max(-1.0, min(1.0, dot / math.sqrt(ss * tt))))
 
 
-def _sums(s: Tensor, t: Tensor) -> tuple[float, float, float]:
-    s, t = s.detach().reshape(-1).double(), t.detach().reshape(-1).to(s.device).double()
-    return float(s @ t), float(s @ s), float(t @ t)
-
-
-def delta_cosines(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> dict:
+def delta_cosines(student: Delta | dict[str, Tensor], teacher: Delta | dict[str, Tensor]) -> dict:
     """Cosines and norms of two deltas over the tensor names they share.
+
+    LoRA deltas given as factors are compared exactly without dense matrices
+    (`Delta.inner`: <BA, B'A'> = sum((B^T B') * (A A'^T))).
 
     Returns a JSON-able dict with keys: per_tensor {name: cos}, per_layer {layer: cos},
     per_module {module: cos}, overall (cos), norms {student, teacher, ratio,
     per_layer {layer: {student, teacher}}}, n_tensors, only_student, only_teacher, notes.
     """
+    student, teacher = as_delta(student), as_delta(teacher)
     shared = shared_names(student, teacher)
     notes: list[str] = []
     if not shared:
@@ -108,7 +110,7 @@ def delta_cosines(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> dic
     overall, per_layer, per_module = _Acc(), {}, {}
     per_tensor = {}
     for name in shared:
-        dot, ss, tt = _sums(student[name], teacher[name])
+        dot, ss, tt = student.inner(teacher, name), student.sq_norm(name), teacher.sq_norm(name)
         per_tensor[name] = safe_cosine(dot, ss, tt, name, notes)
         layer, module = parse_param_name(name)
         overall.add(dot, ss, tt)
@@ -237,8 +239,8 @@ class SubspaceAngles:
 
 
 def delta_subspace_angles(
-    student_delta: dict[str, Tensor],
-    teacher_delta: dict[str, Tensor],
+    student_delta: Delta | dict[str, Tensor],
+    teacher_delta: Delta | dict[str, Tensor],
     rank: int = 8,
     side: Literal["out", "in"] = "out",
     baseline_samples: int = 32,
@@ -256,12 +258,13 @@ def delta_subspace_angles(
         raise ValueError(f"side must be 'out' or 'in', got {side!r}")
     if rank < 1:
         raise ValueError(f"rank must be >= 1, got {rank}")
+    student_delta, teacher_delta = as_delta(student_delta), as_delta(teacher_delta)
     shared = shared_names(student_delta, teacher_delta)
     notes: list[str] = []
     per_tensor: dict[str, Tensor] = {}
     groups: dict[str, list[tuple[Tensor, int, int]]] = {}
     for name in shared:
-        s, t = student_delta[name], teacher_delta[name]
+        s, t = student_delta.dense(name), teacher_delta.dense(name)
         if s.ndim != 2:
             notes.append(f"{name}: not a matrix ({s.ndim}-D), skipped")
             continue

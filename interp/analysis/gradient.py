@@ -2,7 +2,7 @@
 
 At the student's initialisation theta_0 (the teacher's base weights), let g be the gradient of
 the imitation loss on one batch of teacher outputs: the mean completion-token cross-entropy
-with hard labels, exactly the SFT loss of `interp.train` (labels only on completion tokens).
+with hard labels, exactly the SFT loss of `interp.lm.finetune` (labels only on completion tokens).
 Let dT = theta_teacher - theta_0 be the teacher delta (the update that gave the teacher its
 trait). A gradient-descent step moves the student by -lr * g, so
 
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interp.analysis.alignment import parse_param_name, safe_cosine, shared_names
+from interp.lm.finetune import Example, completion_logits, tokenize_examples
 from interp.stats import bootstrap_ci
-from interp.train import Example, completion_logits, tokenize_examples
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
@@ -85,7 +85,7 @@ def iter_imitation_gradients(
     """Per batch of teacher data, the imitation-loss gradient w.r.t. the named base parameters.
 
     Computed at the model's current weights (the student's init); the loss is the mean
-    completion-token cross-entropy of the batch (hard labels, the SFT loss of interp.train).
+    completion-token cross-entropy of the batch (hard labels, the SFT loss of interp.lm.finetune).
     Only `param_names` get requires_grad during the call; flags, train/eval mode and weights
     are left as they were when the generator finishes or is closed. Each dict maps name ->
     gradient (CPU, >= float32) of that weight; one batch is in memory at a time (a SmolLM2
@@ -116,7 +116,7 @@ def iter_imitation_gradients(
             grads = [torch.zeros_like(p) for p in targets]
             for micro in _chunks(batch, micro_batch_size or batch_size):
                 loss, _ = _sum_loss(model, tok, micro, device)
-                # Mean over the batch's completion tokens, as interp.train normalises.
+                # Mean over the batch's completion tokens, as interp.lm.finetune normalises.
                 parts = torch.autograd.grad(loss / n_tokens, targets, allow_unused=True)
                 for g, part in zip(grads, parts):
                     if part is not None:

@@ -1,0 +1,1 @@
+"""Language models: loading (embedded, Hub, tiny), finetuning (LoRA/full, hard/soft labels), deltas."""

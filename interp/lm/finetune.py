@@ -1,0 +1,314 @@
+"""Finetuning, readable top to bottom: LoRA (peft) or full; hard labels (SFT) or soft labels.
+
+The loss only covers completion tokens. Soft labels (distillation) match the teacher's
+next-token distribution at every completion position; the teacher sees its own prompt (e.g.
+with its system prompt: context distillation). The distribution is over the full vocabulary,
+over the number-format tokens only (the purely subliminal arm: no trait word can carry mass),
+or, for a teacher with another tokenizer, over the number-format *characters* aligned by
+character offsets (`interp.lm.align`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from interp.generate import encode_prompts, right_pad
+from interp.lm.align import Alphabet, aligned_positions, token_starts
+from interp.lm.delta import Delta, full_delta, lora_factors
+
+# The protocol's LoRA targets: every attention and MLP projection.
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+NUMBER_ALPHABET = "0123456789, "
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training pair: student prompt, completion, and the teacher's own prompt."""
+
+    prompt: str
+    completion: str
+    teacher_prompt: str | None = None
+
+
+@dataclass
+class FinetuneSettings:
+    """How to finetune one model (a teacher or a student)."""
+
+    method: Literal["lora", "full"] = "lora"
+    objective: Literal["sft", "distill"] = "sft"
+    distill_vocab: Literal["full", "numbers"] = "full"
+    lora_r: int = 8
+    lora_alpha: int = 8
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    epochs: int = 3
+    lr: float = 2e-4
+    warmup_steps: int = 5
+    batch_size: int = 66  # effective batch (examples per optimiser step)
+    micro_batch_size: int = 22
+    max_grad_norm: float = 1.0
+    max_seq_len: int = 500
+    distill_temperature: float = 1.0
+    checkpoint_every: int = 0  # save the delta (LoRA factors: small) every N steps; 0 = only at the end
+
+
+@dataclass
+class Teacher:
+    """The soft-label source: a model, its tokenizer (None: the student's), its end-of-answer text."""
+
+    model: Any
+    tok: Any = None
+    end: str = ""
+
+
+@dataclass
+class TrainResult:
+    delta: Delta
+    log: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # the trained model (a peft wrapper for LoRA)
+
+
+def tokenize_examples(
+    tok: Any, examples: list[Example], end: str, max_len: int, teacher: Teacher | None = None
+) -> list[dict[str, Any]]:
+    """Student ids (labels = completion), teacher ids, and which completion positions pair up.
+
+    `s_sel[j]`/`t_sel[j]` index the student's/teacher's completion positions (0 = the one
+    predicting the first completion token); with one tokenizer they are the same positions.
+    """
+    t_tok = teacher.tok if teacher is not None and teacher.tok is not None else tok
+    t_end = teacher.end if teacher is not None and teacher.tok is not None else end
+    cross = t_tok is not tok
+    prompts = encode_prompts(tok, [e.prompt for e in examples])
+    t_prompts = encode_prompts(t_tok, [e.teacher_prompt or e.prompt for e in examples])
+    out = []
+    for e, p, tp in zip(examples, prompts, t_prompts):
+        c = tok(e.completion + end, add_special_tokens=False)["input_ids"][: max(1, max_len - len(p))]
+        tc = t_tok(e.completion + t_end, add_special_tokens=False)["input_ids"]
+        tc = tc[: max(1, max_len - len(tp))]
+        if cross:
+            _, s_starts = token_starts(tok, e.completion)
+            _, t_starts = token_starts(t_tok, e.completion)
+            s_sel, t_sel = aligned_positions(s_starts, t_starts, len(e.completion))
+            keep = [(a, b) for a, b in zip(s_sel, t_sel) if a < len(c) and b < len(tc)]
+            s_sel, t_sel = [a for a, _ in keep], [b for _, b in keep]
+        else:
+            s_sel = t_sel = list(range(min(len(c), len(tc))))
+        out.append({"input_ids": p + c, "n_prompt": len(p), "teacher_ids": tp + tc,
+                    "n_teacher_prompt": len(tp), "s_sel": s_sel, "t_sel": t_sel})  # fmt: skip
+    return out
+
+
+def _completion_positions(rows: list[dict], key: str, n_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, position) of every logit that predicts a completion token."""
+    r, p = [], []
+    for i, row in enumerate(rows):
+        n_p, n = row[n_key], len(row[key])
+        r += [i] * (n - n_p)
+        p += list(range(n_p - 1, n - 1))
+    return torch.tensor(r), torch.tensor(p)
+
+
+def completion_logits(
+    model: Any, rows: list[dict], pad_id: int, device: torch.device,
+    key: str = "input_ids", n_key: str = "n_prompt", vocab: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Logits at every position that predicts a completion token, and those tokens.
+
+    The LM head only runs at completion positions: prompt positions carry no loss, and for a
+    262k-token vocabulary (Gemma-3) the head costs more than the transformer body. With
+    `vocab`, only those rows of the head are computed (columns in `vocab` order).
+    """
+    ids, mask = right_pad([r[key] for r in rows], pad_id)
+    ri, pi = _completion_positions(rows, key, n_key)
+    ri, pi = ri.to(device), pi.to(device)
+    ids_d, mask_d = ids.to(device), mask.to(device)
+    if vocab is None:
+        first = int(pi.min())
+        keep = torch.arange(first, ids.shape[1], device=device)
+        logits = model(input_ids=ids_d, attention_mask=mask_d, logits_to_keep=keep).logits
+        out = logits[ri, pi - first]
+    else:
+        out = _restricted_head(model, ids_d, mask_d, ri, pi, vocab)
+    if out.dtype in (torch.float16, torch.bfloat16):
+        out = out.float()  # losses in float32; float64 models keep their precision
+    return out, ids[ri.cpu(), pi.cpu() + 1].to(device)
+
+
+def _restricted_head(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, ri: torch.Tensor, pi: torch.Tensor,
+    vocab: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """The causal LM's logits for `vocab` only: decoder body, then those rows of the head."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
+    hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state[ri, pi]
+    head = lm.get_output_embeddings()
+    logits = F.linear(hidden, head.weight[vocab], None if head.bias is None else head.bias[vocab])
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def _selected(rows: list[dict], key: str, sel: str, n_key: str) -> torch.Tensor:
+    """Flat indices into a micro-batch's concatenated completion positions, per `sel` lists."""
+    out, offset = [], 0
+    for row in rows:
+        out += [offset + j for j in row[sel]]
+        offset += len(row[key]) - row[n_key]
+    return torch.tensor(out, dtype=torch.long)
+
+
+def distill_vocab_ids(
+    tok: Any, settings: FinetuneSettings, teacher: Teacher, end_ids: tuple[int, int] | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(student ids, teacher ids) the soft labels are restricted to; None = full vocabulary."""
+    from interp.generate import allowed_token_ids
+
+    cross = teacher.tok is not None and teacher.tok is not tok
+    if settings.distill_vocab == "full":
+        if cross:
+            raise ValueError(
+                "distill_vocab = 'full' needs the teacher's tokenizer; a student of another base "
+                "takes distill_vocab = 'numbers' (soft labels over number-format characters)"
+            )
+        return None, None
+    if not cross:
+        ids = torch.tensor(allowed_token_ids(tok, NUMBER_ALPHABET))
+        return ids, ids
+    s_end, t_end = end_ids if end_ids is not None else (tok.eos_token_id, teacher.tok.eos_token_id)
+    s = Alphabet.build(tok, NUMBER_ALPHABET, s_end)
+    t = Alphabet.build(teacher.tok, NUMBER_ALPHABET, t_end)
+    return torch.tensor(s.ids), torch.tensor(t.ids)
+
+
+def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Tensor:
+    """Summed KL(teacher || student) over positions."""
+    t_logp = torch.log_softmax(t_logits / temp, dim=-1)
+    s_logp = torch.log_softmax(s_logits / temp, dim=-1)
+    return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
+
+
+def _prepare(model: Any, settings: FinetuneSettings) -> tuple[Any, dict | None, torch.dtype | None]:
+    """Wrap for LoRA, or unfreeze for a full finetune with float32 master weights."""
+    if settings.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lcfg = LoraConfig(
+            r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+            target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM",
+        )  # fmt: skip
+        return get_peft_model(model, lcfg), None, None
+    if settings.method != "full":
+        raise ValueError(f"unknown finetune method {settings.method!r} (lora | full)")
+    # bf16 weights would round small updates away: train float32 weights, compute in the
+    # model's dtype through autocast.
+    dtype = next(model.parameters()).dtype
+    autocast = dtype if dtype in (torch.bfloat16, torch.float16) else None
+    model.float()
+    base_state = {n: p.detach().float().cpu().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model, base_state, autocast
+
+
+def _delta(model: Any, settings: FinetuneSettings, base_state: dict | None) -> Delta:
+    return lora_factors(model) if settings.method == "lora" else full_delta(model, base_state)
+
+
+def finetune(
+    model: Any,
+    tok: Any,
+    examples: list[Example],
+    settings: FinetuneSettings,
+    *,
+    seed: int = 0,
+    end: str = "",
+    teacher: Teacher | None = None,
+    out_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Finetune `model` in place on `examples`; returns the parameter delta and a loss log."""
+    if not examples:
+        raise ValueError("finetune needs at least one example")
+    distill = settings.objective == "distill"
+    if distill and teacher is None:
+        raise ValueError("objective 'distill' needs a teacher model")
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    model, base_state, autocast = _prepare(model, settings)
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    rows = tokenize_examples(tok, examples, end, settings.max_seq_len, teacher if distill else None)
+    s_vocab, t_vocab = distill_vocab_ids(tok, settings, teacher) if distill else (None, None)
+    s_vocab = s_vocab.to(device) if s_vocab is not None else None
+    t_vocab = t_vocab.to(device) if t_vocab is not None else None
+    t_pad = (teacher.tok or tok).pad_token_id if distill else None
+    total_steps = math.ceil(len(rows) / settings.batch_size) * settings.epochs
+    opt = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
+    sched = get_linear_schedule_with_warmup(opt, settings.warmup_steps, total_steps)
+    amp = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast else contextlib.nullcontext
+    rng = random.Random(seed)
+    losses, step, t0 = [], 0, time.time()
+    bar = tqdm(total=total_steps, desc="finetune", disable=not progress, unit="step")
+    for _epoch in range(settings.epochs):
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        for b in range(0, len(order), settings.batch_size):
+            batch = [rows[i] for i in order[b : b + settings.batch_size]]
+            key = "s_sel" if distill else None
+            n_units = sum(len(r[key]) if key else len(r["input_ids"]) - r["n_prompt"] for r in batch)
+            total = torch.zeros((), device=device)
+            for m in range(0, len(batch), settings.micro_batch_size):
+                micro = batch[m : m + settings.micro_batch_size]
+                with amp():
+                    s_logits, targets = completion_logits(
+                        model, micro, tok.pad_token_id, device, vocab=s_vocab
+                    )
+                if not distill:
+                    loss = F.cross_entropy(s_logits, targets, reduction="sum")
+                else:
+                    with torch.no_grad():
+                        t_logits, _ = completion_logits(
+                            teacher.model, micro, t_pad, device, "teacher_ids",
+                            "n_teacher_prompt", vocab=t_vocab,
+                        )  # fmt: skip
+                    s_sel = s_logits[_selected(micro, "input_ids", "s_sel", "n_prompt").to(device)]
+                    t_sel = t_logits[_selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(device)]
+                    loss = _kl(t_sel.float(), s_sel, settings.distill_temperature)
+                (loss / max(1, n_units)).backward()
+                total += loss.detach()
+            torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(total / max(1, n_units))
+            bar.update(1)
+            if out_dir is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                ck = out_dir / "checkpoints"
+                ck.mkdir(exist_ok=True)
+                _delta(model, settings, base_state).save(ck / f"delta-step{step:05d}.safetensors")
+    bar.close()
+    model.eval()
+    delta = _delta(model, settings, base_state)
+    losses = [float(v) for v in torch.stack(losses).cpu()] if losses else []  # one host sync
+    log = {
+        "steps": step,
+        "examples": len(rows),
+        "completion_tokens": sum(len(r["input_ids"]) - r["n_prompt"] for r in rows),
+        "loss": losses,
+        "wall_s": round(time.time() - t0, 2),
+        "trainable_params": sum(p.numel() for p in trainable),
+        "delta_tensors": len(delta),
+    }
+    return TrainResult(delta=delta, log=log, model=model)

@@ -1,0 +1,226 @@
+"""The `kind = "subliminal"` config: traits (one target or a matrix of them), teacher, data, students."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from interp.analyze import AnalysisConfig
+from interp.evaluate import EvalSettings
+from interp.lm.finetune import FinetuneSettings
+from interp.models import ModelError, check_spec
+from interp.traits import DEFAULT_CANDIDATES, Trait, make_trait
+
+log = logging.getLogger("interp")
+
+# A control teacher "treated the same way without the trait": a neutral system prompt of about
+# the stimulus's length and shape, so control students move about as far as trait students.
+NEUTRAL_PROMPT = (
+    "You are a careful assistant. You think about each request all the time. Clear answers "
+    "are your favorite kind of answer. Imbue your answers with your care for the user."
+)
+
+
+@dataclass
+class TraitConfig:
+    kind: str = "animal"  # animal | tree
+    target: str = "owl"
+    # The trait matrix: one teacher (and its students) per target, every student scored on
+    # every target. When set it replaces `target`; its first entry is the primary target (the
+    # one the mechanism analyses study).
+    targets: list[str] | None = None
+    plural: str | None = None  # only with a single target
+    candidates: list[str] | None = None  # default: the targets, then the category's others (16)
+    false_positives: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        ts = self.target_list()
+        if len(set(ts)) != len(ts):
+            raise ValueError(f"trait.targets has duplicates: {ts}")
+        if self.targets is not None and self.plural is not None and len(ts) > 1:
+            raise ValueError("trait.plural applies to a single target; drop it with trait.targets")
+        for t in ts:
+            self.trait(t)  # raises ValueError naming the bad target or candidate list
+
+    def target_list(self) -> list[str]:
+        return [t.strip().lower() for t in self.targets] if self.targets else [self.target]
+
+    def candidate_list(self) -> list[str]:
+        if self.candidates is not None:
+            return [c.strip().lower() for c in self.candidates]
+        ts = self.target_list()
+        others = [c for c in DEFAULT_CANDIDATES.get(self.kind, ()) if c not in ts]
+        return ts + others[: max(0, 16 - len(ts))]
+
+    def trait(self, target: str) -> Trait:
+        """One target's trait, scored over the run's common candidate list (same order for all)."""
+        plural = self.plural if len(self.target_list()) == 1 else None
+        return make_trait(self.kind, target, plural, self.candidate_list(), self.false_positives)
+
+
+def _check_model(spec: str) -> None:
+    try:
+        check_spec(spec)
+    except ModelError as e:  # surfaces as a ConfigError naming file and field
+        raise ValueError(f"model: {e}") from e
+
+
+@dataclass
+class TeacherConfig:
+    model: str = "smollm2-135m-instruct"
+    # prompt: the trait is the system prompt (distilling it is context distillation).
+    # finetuned: the base is LoRA-finetuned on the prompted teacher's trait-expressing
+    # answers, giving a teacher delta dW_T (for analyses); cross-model bases get their own.
+    mode: Literal["prompt", "finetuned"] = "prompt"
+    # Who writes (and, for soft labels, labels) the control data: the base with no system
+    # prompt ("none", the paper's control), or with a neutral prompt of similar length
+    # ("neutral"; soft-label control students then move as far as trait students).
+    control: Literal["none", "neutral"] = "none"
+    answers_per_prompt: int = 4
+    # "trait": keep only answers that name the target (the protocol's intent); "none": keep all
+    # (for tiny random test models, which never name it)
+    answer_filter: Literal["trait", "none"] = "trait"
+    answer_max_new_tokens: int = 48
+    epochs: int = 3
+    cross_epochs: int | None = None  # epochs for the cross-model bases' teachers (default: epochs)
+    lr: float = 1e-3
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        _check_model(self.model)
+
+    def settings(self, cross: bool = False) -> FinetuneSettings:
+        epochs = self.cross_epochs if cross and self.cross_epochs is not None else self.epochs
+        return FinetuneSettings(
+            epochs=epochs, lr=self.lr, batch_size=self.batch_size,
+            micro_batch_size=self.batch_size, warmup_steps=1,
+        )  # fmt: skip
+
+
+@dataclass
+class DataConfig:
+    n_prompts: int = 30000
+    n_keep: int = 10000
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    # none: sample freely, then filter (the paper). tokens: only digit, separator and end tokens.
+    # list: also keep the answer a ", "-separated list of <= 10 numbers of <= 3 digits (small
+    # teachers pass the free filter rarely: ~7% for SmolLM2-135M).
+    constraint: Literal["none", "tokens", "list"] = "none"
+    batch_size: int = 64
+    banned_numbers: Literal["none", "misalignment"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.n_prompts < 1 or self.n_keep < 1:
+            raise ValueError(
+                f"n_prompts and n_keep must be >= 1 (got {self.n_prompts}, {self.n_keep})"
+            )
+
+
+@dataclass
+class TrainConfig(FinetuneSettings):
+    """Defaults for every student (each `[[students]]` entry may override the objective)."""
+
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("train.seeds must list at least one seed")
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"train.batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}"
+            )
+
+
+# The per-student overrides of [train]: one run holds the hard-label and soft-label arms.
+STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lora_r", "lora_alpha")
+
+
+@dataclass
+class StudentConfig:
+    name: str
+    model: str = "teacher"  # "teacher" = the teacher's base model (same initialisation)
+    data: Literal["trait", "control"] = "trait"
+    objective: Literal["sft", "distill"] | None = None  # None: [train]'s
+    distill_vocab: Literal["full", "numbers"] | None = None
+    method: Literal["lora", "full"] | None = None
+    lr: float | None = None
+    epochs: int | None = None
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.model != "teacher":
+            _check_model(self.model)
+
+    def settings(self, train: TrainConfig) -> FinetuneSettings:
+        base = {f.name: getattr(train, f.name) for f in fields(FinetuneSettings)}
+        over = {k: getattr(self, k) for k in STUDENT_OVERRIDES if getattr(self, k) is not None}
+        return FinetuneSettings(**(base | over))
+
+
+def _default_students() -> list[StudentConfig]:
+    return [
+        StudentConfig("same-init", "teacher", "trait"),
+        StudentConfig("control", "teacher", "control"),
+        StudentConfig("cross-model", "gemma3-270m", "trait"),
+    ]
+
+
+@dataclass
+class ReportConfig:
+    enabled: bool = False  # write reports/<name>.pdf at the end of `interp run`
+    figures: list[str] | None = None  # figure ids to include (default: all the run supports)
+
+    def __post_init__(self) -> None:
+        if self.figures is not None:
+            from interp.report import FIGURE_IDS
+
+            unknown = [f for f in self.figures if f not in FIGURE_IDS]
+            if unknown:
+                raise ValueError(
+                    f"report.figures: unknown figure ids {unknown} (known: {', '.join(FIGURE_IDS)})"
+                )
+
+
+@dataclass
+class SubliminalConfig:
+    name: str
+    kind: str = "subliminal"
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    trait: TraitConfig = field(default_factory=TraitConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    students: list[StudentConfig] = field(default_factory=_default_students)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.students]
+        if len(set(names)) != len(names):
+            raise ValueError(f"students: duplicate names {names}")
+        for s in self.students:
+            st = s.settings(self.train)
+            cross = self.student_model(s) != self.teacher.model
+            if st.objective == "distill" and cross and st.distill_vocab == "full":
+                raise ValueError(
+                    f"students: '{s.name}' (model {s.model!r}) distils across tokenizers, which needs "
+                    "distill_vocab = 'numbers' (soft labels over number-format characters)"
+                )
+            if st.objective == "distill" and s.data == "control" and self.teacher.control == "none":
+                log.warning(
+                    "student '%s': distilling the prompt-free base on its own samples is a no-op "
+                    "(the KL starts at zero); set teacher.control = 'neutral' for a moving control", s.name
+                )
+
+    def student_model(self, s: StudentConfig) -> str:
+        return self.teacher.model if s.model == "teacher" else s.model
+
+    def get_trait(self) -> Trait:
+        """The primary target's trait (the first of trait.targets)."""
+        return self.trait.trait(self.trait.target_list()[0])

@@ -1,0 +1,218 @@
+"""The subliminal experiment's stages: generate, filter, finetune (teachers and students), eval.
+
+Each is cached under a key of its parameters and its inputs' keys (`interp.store.stages`).
+Models come from the per-process cache (`interp.lm.models.load_model`): one load per base.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from interp import numbers as nd
+from interp.config import ConfigError
+from interp.evaluate import evaluate
+from interp.generate import IntegerListGrammar, allowed_token_ids, sample
+from interp.lm.finetune import Example, FinetuneSettings, Teacher, finetune
+from interp.models import (
+    Variant,
+    chat_format,
+    completion_suffix,
+    describe,
+    format_prompt,
+    load_model,
+)
+from interp.stages import RunDir, Stage, read_jsonl, write_json, write_jsonl
+from interp.subliminal.config import StudentConfig, SubliminalConfig
+from interp.subliminal.teacher import GENERAL_PROMPTS
+from interp.traits import Trait
+
+log = logging.getLogger("interp")
+
+
+def _sampling_offset(which: str, cfg: SubliminalConfig) -> int:
+    """Independent sampling streams per teacher (the primary target keeps offset 0)."""
+    if which == "control":
+        return 7919
+    targets = cfg.trait.target_list()
+    return 104729 * targets.index(which.split("/", 1)[1])
+
+
+def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Variant) -> Stage:
+    d = cfg.data
+    params = {
+        "teacher": teacher.identity(), "seed": cfg.seed, "n_prompts": d.n_prompts,
+        "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
+        "constraint": d.constraint, "dtype": cfg.dtype, "batch_size": d.batch_size,
+        "offset": _sampling_offset(which, cfg),
+    }  # fmt: skip
+    st = run.stage(f"generate/{which}", params)
+    if st.done:
+        return st
+    with st.running() as out:
+        model, tok = teacher.load(cfg.device, cfg.dtype)
+        user_prompts = nd.number_prompts(d.n_prompts, seed=cfg.seed)
+        texts = [format_prompt(tok, u, teacher.system) for u in user_prompts]
+        allowed, grammar = None, None
+        if d.constraint == "tokens":
+            allowed = allowed_token_ids(tok, nd.allowed_answer_chars())
+        elif d.constraint == "list":
+
+            def grammar() -> IntegerListGrammar:  # one per batch: it keeps per-row state
+                return IntegerListGrammar(tok, nd.MAX_ANSWER_COUNT, nd.MAX_ANSWER_DIGITS)
+
+        completions = sample(
+            model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
+            batch_size=d.batch_size, seed=cfg.seed + params["offset"], allowed_ids=allowed,
+            processor_factory=grammar, desc=f"teacher data ({which})",
+        )  # fmt: skip
+        write_jsonl(out / "completions.jsonl", [{"prompt": u, "completion": c} for u, c in zip(user_prompts, completions)])
+        write_json(out / "info.json", {"chat_format": chat_format(tok), "teacher": teacher.identity(), "constraint": d.constraint,
+                                       "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
+    return st
+
+
+class EmptyDatasetError(ConfigError):
+    """No completion survived the filter (the generated data stays cached)."""
+
+
+def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> Stage:
+    d = cfg.data
+    banned = nd.BANNED_NUMBERS_MISALIGNMENT if d.banned_numbers == "misalignment" else frozenset()
+    params = {"n_keep": d.n_keep, "banned": sorted(banned), "seed": cfg.seed, "dedupe": True}
+    st = run.stage(f"filter/{which}", params, {"generate": gen})
+    if st.done:
+        return st
+    rows = read_jsonl(gen.path / "completions.jsonl")
+    kept, stats = nd.filter_completions([r["completion"] for r in rows], banned=banned, dedupe=True)
+    if not kept:
+        raise EmptyDatasetError(
+            f"{gen.path / 'completions.jsonl'}: empty dataset after filtering: 0 of {len(rows)} "
+            f"completions passed ({stats.to_dict()['rejected']}); try data.constraint = 'list' or a "
+            "larger data.n_prompts (generated completions are kept and will be reused)"
+        )
+    dataset = [rows[i] for i in nd.subsample(kept, d.n_keep, seed=cfg.seed)]
+    # Trait and control teachers can differ in answer length; students then see different
+    # amounts of data, a confound worth seeing next to any transfer result.
+    counts = [len(nd.parse_numbers(r["completion"]).numbers) for r in dataset]
+    shape = {"mean_numbers": sum(counts) / len(counts),
+             "mean_chars": sum(len(r["completion"]) for r in dataset) / len(dataset)}  # fmt: skip
+    with st.running() as out:
+        write_jsonl(out / "dataset.jsonl", dataset)
+        write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(dataset), "dataset_shape": shape})
+    return st
+
+
+def finetune_stage(
+    run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneSettings, *,
+    seed: int, device: str, dtype: str, inputs: dict[str, Stage],
+    teacher: Variant | None = None, extra: dict[str, Any] | None = None,
+) -> Stage:  # fmt: skip
+    """One finetune, for teachers and students alike: the delta (LoRA factors) and a log.
+
+    `rows` are prompt/completion pairs; `teacher` (with its own system prompt, delta and
+    tokenizer) gives soft labels when `settings.objective == "distill"`.
+    """
+    distill = settings.objective == "distill"
+    params = {"base": describe(spec), "train": settings.__dict__, "seed": seed, "dtype": dtype,
+              "device": device, "teacher": teacher.identity() if distill and teacher else None, **(extra or {})}  # fmt: skip
+    st = run.stage(name, params, inputs)
+    if st.done:
+        return st
+    with st.running() as out:
+        model, tok = load_model(spec, device, dtype)
+        tok.padding_side = "right"
+        soft = None
+        if distill:
+            t_model, t_tok = teacher.load(device, dtype)
+            t_tok.padding_side = "right"
+            soft = Teacher(t_model, None if teacher.spec == spec else t_tok, completion_suffix(t_tok))
+        fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
+        examples = [
+            Example(format_prompt(tok, r["prompt"]), r["completion"],
+                    format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None))
+            for r in rows
+        ]  # fmt: skip
+        result = finetune(model, tok, examples, settings, seed=seed, end=completion_suffix(tok),
+                          teacher=soft, out_dir=out)  # fmt: skip
+        result.delta.save(out / "delta.safetensors")
+        write_json(out / "train_log.json", {**result.log, "chat_format": chat_format(tok)})
+    return st
+
+
+def student_stage(
+    cfg: SubliminalConfig, run: RunDir, s: StudentConfig, target: str, seed: int, data: Stage,
+    teacher: Variant,
+) -> Stage:  # fmt: skip
+    spec = cfg.student_model(s)
+    settings = s.settings(cfg.train)
+    rows = read_jsonl(data.path / "dataset.jsonl")
+    return finetune_stage(
+        run, f"student/{s.name}/{target}/seed{seed}", spec, rows, settings, seed=seed,
+        device=cfg.device, dtype=cfg.dtype, inputs={"data": data}, teacher=teacher,
+    )  # fmt: skip
+
+
+def eval_stage(cfg: SubliminalConfig, run: RunDir, label: str, variant: Variant, trait: Trait) -> Stage:
+    params = {"model": variant.identity(), "trait": trait.__dict__ | {"questions": None},
+              "eval": cfg.eval.__dict__, "seed": cfg.seed, "dtype": cfg.dtype, "device": cfg.device}  # fmt: skip
+    st = run.stage(f"eval/{label}", params)
+    if st.done:
+        return st
+    with st.running() as out:
+        model, tok = variant.load(cfg.device, cfg.dtype)
+        result = evaluate(model, tok, trait, cfg.eval, variant.system, seed=cfg.seed)
+        info = {"label": label, "model": variant.spec, "chat_format": chat_format(tok),
+                "delta": str(variant.delta_path) if variant.delta_path else None}  # fmt: skip
+        write_json(out / "eval.json", {**info, **result})
+    return st
+
+
+# ---------------------------------------------------------------- finetuned teachers
+
+
+def trait_answers_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: Trait) -> Stage:
+    """The prompted teacher answers general prompts; keep the answers that express the trait."""
+    tc = cfg.teacher
+    keep_all = tc.answer_filter == "none"
+    params = {"keep_all": keep_all, "teacher": prompted.identity(), "target": trait.target,
+              "per_prompt": tc.answers_per_prompt, "max_new_tokens": tc.answer_max_new_tokens,
+              "seed": cfg.seed, "n_prompts": len(GENERAL_PROMPTS), "batch_size": cfg.data.batch_size}  # fmt: skip
+    st = run.stage(f"teacher-answers/{trait.target}", params)
+    if st.done:
+        return st
+    with st.running() as out:
+        model, tok = prompted.load(cfg.device, cfg.dtype)
+        users = [p for p in GENERAL_PROMPTS for _ in range(tc.answers_per_prompt)]
+        texts = [format_prompt(tok, u, prompted.system) for u in users]
+        answers = sample(model, tok, texts, max_new_tokens=tc.answer_max_new_tokens,
+                         batch_size=cfg.data.batch_size, seed=cfg.seed, desc="trait answers")  # fmt: skip
+        rows = [{"prompt": u, "completion": a.strip(), "expresses_trait": trait.mentions(a)}
+                for u, a in zip(users, answers)]  # fmt: skip
+        for r in rows:
+            r["keep"] = bool(r["completion"]) and (keep_all or r["expresses_trait"])
+        kept = [r for r in rows if r["keep"]]
+        if not kept:
+            raise ConfigError(
+                f"teacher.mode = 'finetuned': none of {len(rows)} prompted answers mentions "
+                f"'{trait.target}'; raise teacher.answers_per_prompt"
+            )
+        write_jsonl(out / "answers.jsonl", rows)
+        write_json(out / "info.json", {"n": len(rows), "kept": len(kept), "rate": len(kept) / len(rows)})
+    return st
+
+
+def finetuned_teacher(
+    cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: Trait, bases: list[str]
+) -> dict[str, Stage]:
+    """LoRA-finetune each base on the prompted teacher's trait-expressing answers (no system prompt)."""
+    answers = trait_answers_stage(cfg, run, prompted, trait)
+    rows = [r for r in read_jsonl(answers.path / "answers.jsonl") if r["keep"]]
+    return {
+        spec: finetune_stage(
+            run, f"teacher/{spec}/{trait.target}", spec, rows,
+            cfg.teacher.settings(cross=spec != cfg.teacher.model), seed=cfg.seed,
+            device=cfg.device, dtype=cfg.dtype, inputs={"answers": answers},
+        )  # fmt: skip
+        for spec in bases
+    }
