@@ -109,10 +109,9 @@ class _Ctx:
     def trait(self):
         from interp.traits import make_trait
 
-        t = self.cfg["trait"]
-        return make_trait(
-            t["kind"], t["target"], t.get("plural"), t.get("candidates"), t.get("false_positives")
-        )
+        t, st = self.cfg["trait"], self.summary["trait"]  # the primary target, the run's candidates
+        plural = t.get("plural") if len(st.get("targets") or [st["target"]]) == 1 else None
+        return make_trait(t["kind"], st["target"], plural, st["candidates"], t.get("false_positives"))
 
 
 # ---------------------------------------------------------------- sections

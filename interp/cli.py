@@ -84,9 +84,26 @@ def run_config(
     write_json(run_dir.root / "summary.json", summary)
     print("\n" + format_table(summary.get("table", [])), flush=True)
     print(f"\nsummary: {run_dir.root / 'summary.json'} ({summary['provenance']['wall_s']:.0f}s)")
-    if exp.after is not None:
-        exp.after(cfg, run_dir.root)
+    after_run(cfg, run_dir.root)
     return run_dir.root
+
+
+def after_run(cfg: Any, root: Path) -> None:
+    """Chain run -> analyze -> report as the config asks (`[analysis]` / `[report] enabled`).
+
+    The only place the suite's layers are chained: experiments never import analyses or reports.
+    """
+    analysis = getattr(cfg, "analysis", None)
+    if analysis is not None and analysis.enabled:
+        from interp.analyze import analyze_run, print_analysis
+
+        res = analyze_run(root, analysis)
+        print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
+    report = getattr(cfg, "report", None)
+    if report is not None and report.enabled:
+        from interp.report import report_main
+
+        report_main([str(root)], None)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

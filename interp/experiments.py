@@ -23,20 +23,21 @@ class Experiment:
     kind: str
     config_cls: type
     run: Callable[[Any, RunDir], dict[str, Any]]  # returns the summary (with a "table" of rows)
-    after: Callable[[Any, Path], None] | None = None  # runs once summary.json exists (analyses)
 
 
 REGISTRY: dict[str, Experiment] = {}
 
 
-def register_experiment(kind: str, config_cls: type, after: Callable | None = None) -> Callable:
+def register_experiment(kind: str, config_cls: type) -> Callable:
     """Decorator: `@register_experiment("name", MyConfig)` on `def run(cfg, run_dir) -> summary`.
 
-    `after(cfg, run_root)` runs once the summary is written (e.g. analyses that read it).
+    Registering a kind twice is an error (two experiments cannot answer to one name).
     """
 
     def deco(fn: Callable) -> Callable:
-        REGISTRY[kind] = Experiment(kind, config_cls, fn, after)
+        if kind in REGISTRY and REGISTRY[kind].run is not fn:
+            raise ValueError(f"experiment kind {kind!r} is registered twice ({REGISTRY[kind].run.__module__}, {fn.__module__})")
+        REGISTRY[kind] = Experiment(kind, config_cls, fn)
         return fn
 
     return deco

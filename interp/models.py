@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from interp.lm.delta import Delta
+
 log = logging.getLogger("interp")
 
 
@@ -310,18 +312,6 @@ def completion_suffix(tok: Any) -> str:
     return tok.eos_token or ""
 
 
-def apply_delta(model: Any, delta: dict[str, torch.Tensor], scale: float = 1.0) -> Any:
-    """Add a saved delta to a base model in place (student = base + delta)."""
-    params = dict(model.named_parameters())
-    missing = [k for k in delta if k not in params]
-    if missing:
-        raise KeyError(f"delta names not in model: {missing[:3]} (of {len(missing)})")
-    with torch.no_grad():
-        for k, d in delta.items():
-            params[k].add_(d.to(params[k].device, params[k].dtype), alpha=scale)
-    return model
-
-
 @dataclass(frozen=True)
 class Variant:
     """A model as studied: base spec, optional system prompt, optional weight delta.
@@ -345,8 +335,6 @@ class Variant:
         }
 
     def load(self, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any]:
-        from interp.lm.delta import Delta
-
         model, tok = load_model(self.spec, device, dtype)
         if self.delta_path is not None:
             Delta.load(self.delta_path).apply(model)

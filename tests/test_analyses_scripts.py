@@ -27,6 +27,7 @@ SCRIPTS = {
     "update_alignment": "update_alignment",
     "trait_direction": "trait_direction",
     "mlp_theorem": "mlp_theorem",
+    "transmission": "transmission",
 }
 # (script, run) -> is the hypothesis testable on that run?
 CASES = [
@@ -40,6 +41,8 @@ CASES = [
     ("mlp_theorem", "mlp", True),
     ("mlp_theorem", "subliminal", False),
     ("mlp_theorem", "unfinished", False),
+    ("transmission", "subliminal", False),  # one target: no matrix to test
+    ("transmission", "mlp", False),
 ]
 
 

@@ -31,8 +31,9 @@ from interp.analysis.gradient import (
     iter_imitation_gradients,
 )
 from interp.analysis.probes import apply_probes, train_probes
+from interp.lm.delta import apply_delta
 from interp.lm.finetune import Example
-from interp.models import apply_delta, format_prompt, tiny_model
+from interp.models import format_prompt, tiny_model
 
 torch.set_num_threads(1)
 

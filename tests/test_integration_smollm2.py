@@ -30,6 +30,6 @@ def test_smollm2_through_every_stage(tmp_path):
     for label in ("same-init/seed0", "control/seed0", "cross-model/seed0"):
         assert 0.0 <= s["models"][label]["trait_rate"]["mean"] <= 1.0
     data = (
-        next((tmp_path / "smol" / "stages").glob("filter__trait-*")) / "dataset.jsonl"
+        next((tmp_path / "smol" / "stages").glob("filter__trait__*")) / "dataset.jsonl"
     ).read_text()
     assert "owl" not in data.lower()

@@ -132,3 +132,22 @@ def test_distill_cross_tokenizer_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "distill_vocab = 'numbers'" in err and "cross-model" in err
     assert not (tmp_path / "tiny").exists()  # refused before any file was written
+
+
+def test_each_base_is_read_once_per_process_and_deltas_are_factors(tmp_path):
+    from interp import models
+
+    models.clear_model_cache()
+    models.LOADS.clear()
+    cfg = tiny_subliminal_config(train__seeds=[0, 1])
+    cfg["teacher"] |= {"mode": "finetuned", "answer_filter": "none", "answers_per_prompt": 1, "epochs": 1}
+    assert main(["run", str(write_config(tmp_path, cfg)), "--out-dir", str(tmp_path)]) == 0
+    # teacher answers, 2 finetuned teachers, 2 datasets, 6 students, 10 evals: one read per base
+    assert models.LOADS == {"tiny-llama": 1, "tiny-gemma": 1}
+    stages = tmp_path / "tiny" / "stages"
+    delta = next(stages.glob("student__same-init__owl__seed0-*")) / "delta.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(delta), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.endswith(("::A", "::B")) for k in keys)  # LoRA factors, not merged matrices

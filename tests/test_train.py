@@ -94,7 +94,7 @@ def test_distillation_moves_student_toward_teacher():
     exs = _examples(tok, 8, system="You love owls.")
     s = FinetuneSettings(
         objective="distill", epochs=4, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4
-    )  # 3e-2 oscillates under the transformers schedule (its first step has lr 0)
+    )
     result = finetune(student, tok, exs, s, seed=0, teacher=Teacher(teacher), progress=False)
     assert result.log["loss"][-1] < result.log["loss"][0]
     s_sub = FinetuneSettings(
@@ -103,6 +103,17 @@ def test_distillation_moves_student_toward_teacher():
     )  # fmt: skip
     sub = finetune(tiny_model("tiny-llama", seed=4)[0], tok, exs, s_sub, teacher=Teacher(teacher), progress=False)
     assert sub.log["steps"] == 2
+
+
+def test_a_single_step_with_warmup_trains_at_a_nonzero_lr():
+    # the quickstart trains students for one step with warmup_steps = 1: the unshifted
+    # transformers schedule would run that step at lr 0 and leave a zero delta.
+    model, tok = tiny_model("tiny-llama", seed=4)
+    s = FinetuneSettings(epochs=1, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4)
+    result = finetune(model, tok, _examples(tok, 4), s, seed=0, progress=False)
+    assert result.log["steps"] == 1
+    assert result.log["lr"][0] == pytest.approx(1e-2)
+    assert sum(result.delta.sq_norm(n) for n in result.delta) > 0
 
 
 def test_distill_without_teacher_is_an_error():

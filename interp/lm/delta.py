@@ -98,9 +98,19 @@ class Delta:
     # ------------------------------------------------------------ use
     def apply(self, model: Any, scale: float = 1.0) -> Any:
         """Add the delta to `model`'s parameters in place (student = base + delta)."""
-        from interp.models import apply_delta
-
         return apply_delta(model, self.to_dense(), scale)
+
+
+def apply_delta(model: Any, delta: dict[str, torch.Tensor], scale: float = 1.0) -> Any:
+    """Add dense per-parameter updates to a model in place (student = base + delta)."""
+    params = dict(model.named_parameters())
+    missing = [k for k in delta if k not in params]
+    if missing:
+        raise KeyError(f"delta names not in model: {missing[:3]} (of {len(missing)})")
+    with torch.no_grad():
+        for k, d in delta.items():
+            params[k].add_(d.to(params[k].device, params[k].dtype), alpha=scale)
+    return model
 
 
 def lora_factors(model: Any, adapter: str = "default") -> Delta:

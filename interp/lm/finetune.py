@@ -255,10 +255,15 @@ def finetune(
     t_pad = (teacher.tok or tok).pad_token_id if distill else None
     total_steps = math.ceil(len(rows) / settings.batch_size) * settings.epochs
     opt = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
-    sched = get_linear_schedule_with_warmup(opt, settings.warmup_steps, total_steps)
+    # transformers' linear schedule, shifted one step so that no optimiser step runs at lr 0:
+    # step s uses lambda(s + 1), i.e. lr/warmup on the first step and a nonzero lr on the last
+    # (a 1-step CPU run with warmup_steps = 1 trains at the full lr instead of not at all).
+    for group in opt.param_groups:
+        group["initial_lr"] = group["lr"]
+    sched = get_linear_schedule_with_warmup(opt, settings.warmup_steps, total_steps + 1, last_epoch=0)
     amp = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast else contextlib.nullcontext
     rng = random.Random(seed)
-    losses, step, t0 = [], 0, time.time()
+    losses, lrs, step, t0 = [], [], 0, time.time()
     bar = tqdm(total=total_steps, desc="finetune", disable=not progress, unit="step")
     for _epoch in range(settings.epochs):
         order = list(range(len(rows)))
@@ -288,6 +293,7 @@ def finetune(
                 (loss / max(1, n_units)).backward()
                 total += loss.detach()
             torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+            lrs.append(opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -307,6 +313,7 @@ def finetune(
         "examples": len(rows),
         "completion_tokens": sum(len(r["input_ids"]) - r["n_prompt"] for r in rows),
         "loss": losses,
+        "lr": lrs,
         "wall_s": round(time.time() - t0, 2),
         "trainable_params": sum(p.numel() for p in trainable),
         "delta_tensors": len(delta),

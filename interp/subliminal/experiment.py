@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,23 +108,10 @@ def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
                 plan.students.setdefault(s.name, {}).setdefault(t, {})[seed] = st
                 variant = Variant(cfg.student_model(s), delta_path=st.path / "delta.safetensors")
                 lab = label(s.name, t, targets[0], seed)
-                plan.evals[lab] = eval_stage(cfg, run, lab.replace("/", "-").replace(":", "-"), variant, trait)
+                plan.evals[lab] = eval_stage(cfg, run, lab, variant, trait)
 
 
-def after_run(cfg: SubliminalConfig, root: Path) -> None:
-    """Analyses (when `[analysis] enabled`) and the PDF (`[report] enabled`), once summary.json exists."""
-    if cfg.analysis.enabled:
-        from interp.analyze import analyze_run, print_analysis
-
-        res = analyze_run(root, cfg.analysis)
-        print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
-    if cfg.report.enabled:
-        from interp.report import report_main
-
-        report_main([str(root)], None)
-
-
-@register_experiment("subliminal", SubliminalConfig, after=after_run)
+@register_experiment("subliminal", SubliminalConfig)
 def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     plan = Plan()
     _teachers(cfg, run_dir, plan)

@@ -156,7 +156,7 @@ def student_stage(
 def eval_stage(cfg: SubliminalConfig, run: RunDir, label: str, variant: Variant, trait: Trait) -> Stage:
     params = {"model": variant.identity(), "trait": trait.__dict__ | {"questions": None},
               "eval": cfg.eval.__dict__, "seed": cfg.seed, "dtype": cfg.dtype, "device": cfg.device}  # fmt: skip
-    st = run.stage(f"eval/{label}", params)
+    st = run.stage("eval/" + label.replace("/", "-").replace(":", "-"), params)  # one folder level
     if st.done:
         return st
     with st.running() as out:

@@ -378,7 +378,7 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
         s_stage = run_dir.stage(f"students/m{m}", s_params, inputs={"teacher": t_stage})
         if not s_stage.done:
             with s_stage.running() as out:
-                saved = torch.load(t_stage.path / "params.pt", map_location=dev)
+                saved = torch.load(t_stage.path / "params.pt", map_location=dev, weights_only=True)
                 metrics = train_students(cfg, data, noise, saved["init"], saved["teacher"])
                 write_json(out / "metrics.json", metrics)
         teacher_metrics = json.loads((t_stage.path / "metrics.json").read_text())
