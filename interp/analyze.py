@@ -15,7 +15,7 @@ import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -24,14 +24,14 @@ from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.probes import apply_probes, train_probes
-from interp.config import ConfigError, build
+from interp.config import ConfigError, NonNegInt, PosInt, Range, build
 from interp.evaluate import logprob_score
 from interp.lm.delta import Delta
 from interp.lm.finetune import Example
-from interp.models import Variant, completion_suffix, format_prompt
+from interp.models import Variant, completion_suffix, format_prompt, resolved_names
 from interp.numbers import number_prompts
 from interp.record import load_activations, residual_stream, save_activations
-from interp.stages import RunDir, Stage, read_jsonl, write_json
+from interp.stages import RunDir, Stage, read_jsonl, stable_hash, stale_outputs, write_json
 from interp.stats import paired_bootstrap_diff
 from interp.steer import add_direction, project_out
 
@@ -44,14 +44,14 @@ class AnalysisConfig:
 
     enabled: bool = False  # also run at the end of `interp run`
     backend: Literal["hf", "transformer_lens", "nnsight"] = "transformer_lens"
-    n_prompts: int = 50  # evaluation questions used for activations (trait direction, probes)
-    n_number_prompts: int = 16  # number prompts also recorded (stored for notebooks)
-    gradient_batches: int = 4
-    gradient_batch_size: int = 8
-    subspace_rank: int = 8  # 0 skips principal angles
-    n_boot: int = 1000
-    steering_scale: float = 1.0  # multiples of the mean-difference vector added at the best layer
-    batch_size: int = 16
+    n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
+    n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
+    gradient_batches: PosInt = 4
+    gradient_batch_size: PosInt = 8
+    subspace_rank: NonNegInt = 8  # 0 skips principal angles
+    n_boot: Annotated[int, Range(10)] = 1000
+    steering_scale: Annotated[float, Range(-100, 100)] = 1.0  # multiples of the mean-difference vector added at the best layer
+    batch_size: PosInt = 16
 
 
 def _load_summary(run_root: Path) -> tuple[dict, dict]:
@@ -60,12 +60,21 @@ def _load_summary(run_root: Path) -> tuple[dict, dict]:
         raise ConfigError(
             f"{summary_path}: not found; run `interp run` first (the run is unfinished)"
         )
-    summary = json.loads(summary_path.read_text())
+    try:
+        summary = json.loads(summary_path.read_text())
+    except ValueError as e:
+        raise ConfigError(f"{summary_path}: not valid JSON ({e}); rerun `interp run`") from e
     if summary.get("experiment") != "subliminal":
         raise ConfigError(
             f"{summary_path}: 'experiment' is {summary.get('experiment')!r}; analyses need a subliminal run"
         )
-    cfg = tomllib.loads((run_root / "config.toml").read_text())
+    stale = stale_outputs(run_root).get("summary.json")
+    if stale:
+        raise ConfigError(f"{summary_path}: {stale}; rerun `interp run` on this config first")
+    try:
+        cfg = tomllib.loads((run_root / "config.toml").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{run_root / 'config.toml'}: unreadable ({e})") from e
     return summary, cfg
 
 
@@ -77,8 +86,8 @@ class _Ctx:
         self.summary, self.cfg = _load_summary(run_root)
         self.a = acfg
         self.art = self.summary["artifacts"]
-        self.run = RunDir(run_root, seed=self.cfg["seed"])
         self.device, self.dtype = self.cfg["device"], self.cfg["dtype"]
+        self.run = RunDir(run_root, self.cfg["seed"], *resolved_names(self.device, self.dtype))
         self.teacher_spec = self.cfg["teacher"]["model"]
         self.students = {s["name"]: s for s in self.cfg["students"]}
 
@@ -161,7 +170,8 @@ def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:
     for name, spec, t_path in ctx.students_with_teacher():
         params = {"student": name, "base": spec, "teacher_delta": Variant(spec, delta_path=t_path).identity(),
                   "data": ctx.art["data"][ctx.students[name]["data"]],  # the folder name carries its key
-                  "batches": ctx.a.gradient_batches, "batch_size": ctx.a.gradient_batch_size}  # fmt: skip
+                  "batches": ctx.a.gradient_batches, "batch_size": ctx.a.gradient_batch_size,
+                  "n_boot": ctx.a.n_boot, "seed": ctx.cfg["seed"]}  # fmt: skip
         st = ctx.run.stage(f"analysis/gradient/{name}", params)
         if not st.done:
             with st.running() as folder:
@@ -195,6 +205,7 @@ def _record(ctx: _Ctx, label: str, variant: Variant, prompts: dict[str, list[str
         "model": variant.identity(),
         "backend": ctx.a.backend,
         "sets": {k: len(v) for k, v in prompts.items()},
+        "prompts": stable_hash(prompts),  # the texts, not only their counts
     }
     st = ctx.run.stage(f"record/{label}", params)
     if st.done:
@@ -295,6 +306,8 @@ def steering(ctx: _Ctx, acts: dict, stages: dict[str, Stage]) -> dict[str, Any]:
         "scale": ctx.a.steering_scale,
         "student": student,
         "eval": ctx.cfg["eval"],
+        "trait": ctx.cfg["trait"],  # target and candidates
+        "seed": ctx.cfg["seed"],
     }
     inputs = {k: stages[k] for k in (f"prompted:{spec}", f"base:{spec}", student) if k in stages}
     st = ctx.run.stage("analysis/steering", params, inputs)
@@ -360,6 +373,7 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
         )
     ctx = _Ctx(run_root, acfg)
     result: dict[str, Any] = {"experiment": "subliminal-analysis", "name": ctx.summary["name"],
+                              "config_key": ctx.summary.get("config_key"),
                               "teacher_mode": ctx.art.get("teacher_mode"), "missing": {}}  # fmt: skip
     if ctx.art.get("teacher_deltas"):
         result["update_alignment"] = update_alignment(ctx)

@@ -54,20 +54,22 @@ def run_config(
 ) -> Path:
     """Run an experiment file end to end; returns the run directory."""
     from interp.experiments import load_experiment, seed_everything
-    from interp.models import configure_threads
-    from interp.stages import RunDir, git_commit, package_versions, write_json
+    from interp.models import configure_threads, resolved_names
+    from interp.stages import RunDir, git_commit, package_versions, start_run, write_json
 
     path = Path(path)
     exp, cfg = load_experiment(path, overrides)
     root = Path(out_dir) if out_dir else path.parent
-    run_dir = RunDir(root / cfg.name, seed=cfg.seed)
+    device, dtype = resolved_names(getattr(cfg, "device", "auto"), getattr(cfg, "dtype", "float32"))
+    run_dir = RunDir(root / cfg.name, seed=cfg.seed, device=device, dtype=dtype)
     resolved = dumps_toml(to_dict(cfg))
     print(f"# interp run {path} -> {run_dir.root}\n# resolved config\n{resolved}", flush=True)
-    (run_dir.root / "config.toml").write_text(resolved)
+    key = start_run(run_dir.root, resolved)
     threads = configure_threads()
     seed_everything(cfg.seed)
     t0 = time.time()
     summary = exp.run(cfg, run_dir)
+    summary["config_key"] = key
     summary.setdefault("provenance", {}).update(
         {
             "config_file": str(path),
@@ -145,10 +147,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    from interp.stages import stale_outputs
+
     root = Path(args.runs)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such folder of runs")
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         s = d / "summary.json"
         status = "finished" if s.exists() else "incomplete"
+        stale = stale_outputs(d)
+        if stale:
+            status += " (STALE: " + "; ".join(f"{k} {v}" for k, v in stale.items()) + ")"
         stages = len([p for p in (d / "stages").glob("*") if (p / "manifest.json").exists()])
         extra = ""
         if s.exists():

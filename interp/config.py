@@ -12,9 +12,62 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """A numeric field's allowed interval, as `Annotated[int, Range(1)]`; None: unbounded."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def ok(self, v: float) -> bool:
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def __str__(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """A string field's allowed form, as `Annotated[str, Pattern(regex, "what it is")]`."""
+
+    regex: str
+    what: str
+
+    def ok(self, v: str) -> bool:
+        import re
+
+        return re.fullmatch(self.regex, v) is not None
+
+    def __str__(self) -> str:
+        return self.what
+
+
+# The field types of every config (a numeric field without a Range fails tests/test_config_schema.py)
+PosInt = Annotated[int, Range(1)]
+NonNegInt = Annotated[int, Range(0)]
+Seed = Annotated[int, Range(0, 2**32 - 1)]
+PosFloat = Annotated[float, Range(0, lo_open=True)]
+NonNegFloat = Annotated[float, Range(0)]
+Fraction = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # strictly between 0 and 1
+UnitFloat = Annotated[float, Range(0, 1, hi_open=True)]  # [0, 1)
+LearningRate = Annotated[float, Range(0, 1, lo_open=True)]
+Temperature = Annotated[float, Range(0, 100, lo_open=True)]  # 0 would be greedy: not a sample
+SafeName = Annotated[str, Pattern(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}",
+                                  "a name of letters, digits, '.', '_' or '-' (a safe folder name)")]  # fmt: skip
+Device = Annotated[str, Pattern(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N")]
 
 
 class ConfigError(ValueError):
@@ -23,6 +76,9 @@ class ConfigError(ValueError):
 
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
+    if origin is Annotated:
+        inner, *rules = get_args(tp)
+        return " ".join([_type_name(inner), *(str(r) for r in rules)])
     if origin is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
     if origin in (Union, types.UnionType):
@@ -46,6 +102,13 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        inner, *rules = get_args(tp)
+        value = _coerce(value, inner, where, source)
+        for rule in rules:
+            if isinstance(rule, (Range, Pattern)) and not rule.ok(value):
+                raise ConfigError(f"{source}: field '{where}' has value {value!r}; allowed: {rule}")
+        return value
     if origin is Literal:
         if value not in get_args(tp):
             fail()
@@ -54,6 +117,9 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: X's own message (its range, its choices)
+            return _coerce(value, real[0], where, source)
         for arg in args:
             if arg is type(None):
                 continue
@@ -97,7 +163,7 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
 
 def build(cls: type[T], data: dict[str, Any], *, source: str = "<config>", prefix: str = "") -> T:
     """Build dataclass `cls` from a plain dict, rejecting unknown keys and wrong types."""
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in data.items():

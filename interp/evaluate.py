@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from tqdm.auto import tqdm
 
+from interp.config import Fraction, PosInt, Range, Temperature
 from interp.generate import encode_prompts, left_pad, positions_from_mask, sample_repeated
 from interp.models import format_prompt
 from interp.stats import bootstrap_ci
@@ -30,13 +31,13 @@ class EvalSettings:
     # Which questions: all 50, or the development half (1-25, for choosing settings) or the
     # held-out half (26-50, for reporting numbers the search never saw).
     questions: Literal["all", "dev", "test"] = "all"
-    n_questions: int = 50  # at most this many of the chosen questions
-    samples_per_question: int = 100
-    temperature: float = 1.0
-    max_new_tokens: int = 8
-    batch_size: int = 64
-    bootstrap: int = 2000
-    ci: float = 0.95
+    n_questions: PosInt = 50  # at most this many of the chosen questions
+    samples_per_question: PosInt = 100
+    temperature: Temperature = 1.0
+    max_new_tokens: PosInt = 8
+    batch_size: PosInt = 64
+    bootstrap: Annotated[int, Range(10)] = 2000
+    ci: Fraction = 0.95
 
 
 def questions(trait: Trait, settings: EvalSettings) -> list[str]:

@@ -44,9 +44,20 @@ def _err(est: dict[str, Any] | None) -> tuple[float, float, float]:
     return m, max(lo_e, 0.0), max(hi_e, 0.0)
 
 
+def save_figure(fig: plt.Figure, path: Path, **kw: object) -> None:
+    """Render to memory, then write atomically: a kill never leaves half a PNG."""
+    import io
+
+    from interp.stages import write_atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format=Path(path).suffix.lstrip(".") or "png", **kw)
+    write_atomic(path, buf.getvalue())
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -84,7 +95,7 @@ def trait_matrix(matrix: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("shift on target (nats)", fontsize=7)
     axes[0][0].set_ylabel("student trained on data of", fontsize=7)
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="log-odds shift vs base (nats)")
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -309,6 +320,6 @@ def mlp_cosine(per_m: dict[str, Any], path: Path) -> Path:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0.08, 1, 1))  # room below the panels for one shared legend
     fig.legend(handles, labels, loc="lower center", ncol=len(kinds), fontsize=7, frameon=False)
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path)
     plt.close(fig)
     return path

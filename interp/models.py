@@ -87,6 +87,12 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
+def resolved_names(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """What "auto" resolves to here, as strings for stage keys: ("cpu", "float32"), ..."""
+    dev = resolve_device(device)
+    return str(dev), str(resolve_dtype(dtype, dev)).removeprefix("torch.")
+
+
 def configure_threads(n: int | None = None) -> int:
     """One torch process using every core; never nest pools (oversubscription is 30-50x slower)."""
     n = n or int(os.environ.get("INTERP_THREADS", 0)) or (os.cpu_count() or 1)
@@ -119,12 +125,25 @@ def _gguf_path(name: str, emb: Embedded) -> Path:
 
 def embedded_checkpoint(name: str) -> Path:
     """Path of the plain safetensors checkpoint for an embedded model, converting on first use."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from filelock import FileLock
 
     emb = EMBEDDED[name]
     target = cache_dir() / "models" / name
-    if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
-        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):  # two first uses at once: one converts, one waits
+        if target.exists():
+            problem = _verify_cache(target)
+            if problem is None:
+                return target
+            log.warning("model cache %s: %s; converting again", target, problem)
+        return _convert_embedded(name, emb, target)
+
+
+def _convert_embedded(name: str, emb: Embedded, target: Path) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from interp.stages import checksums, file_sizes, write_json
+
     gguf = _gguf_path(name, emb)
     log.info("converting %s from %s (one-off, cached in %s)", name, gguf.name, target)
     t0 = time.time()
@@ -147,6 +166,9 @@ def embedded_checkpoint(name: str) -> Path:
     if name == "gemma3-270m":
         tok.add_bos_token = True
     tok.save_pretrained(tmp)
+    # the same manifest as a stage's: every later use checks the files against it
+    write_json(tmp / "manifest.json", {"model": name, "gguf": emb.gguf_file,
+                                       "checksums": checksums(tmp), "sizes": file_sizes(tmp)})  # fmt: skip
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     log.info("converted %s in %.0fs", name, time.time() - t0)
@@ -206,7 +228,67 @@ def describe(spec: str) -> dict[str, Any]:
         return {"spec": spec, "source": "embedded", "gguf": EMBEDDED[spec].gguf_file}
     if spec in TINY:
         return {"spec": spec, "source": "tiny-random"}
-    return {"spec": spec, "source": "local" if Path(spec).exists() else "hub"}
+    if Path(spec).exists():
+        return {"spec": spec, "source": "local", "weights": local_weights_digest(Path(spec))}
+    return {"spec": spec, "source": "hub"}
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".json", ".model", ".txt", ".jinja")
+
+
+def local_weights_digest(folder: Path) -> str:
+    """Content identity of a local checkpoint: the sha256 of its files, cached by size+mtime.
+
+    Swapping the weights behind a path changes every key built on it; an unchanged folder
+    costs one stat per file.
+    """
+    from interp.stages import stable_hash
+
+    files = [folder] if folder.is_file() else sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)  # fmt: skip
+    sums = _cached_sha256(files)
+    return stable_hash({(str(f.relative_to(folder)) if f != folder else f.name): sums[f] for f in files}, 16)
+
+
+def _cached_sha256(files: list[Path]) -> dict[Path, str]:
+    """sha256 per file, remembered in `<cache>/file-hashes.json` by path, size and mtime."""
+    from interp.stages import read_json, sha256_file, write_json
+
+    index_path = cache_dir() / "file-hashes.json"
+    try:
+        index = read_json(index_path)
+    except (OSError, ValueError):
+        index = {}
+    changed, out = False, {}
+    for f in files:
+        st, k = f.stat(), str(f.resolve())
+        hit = index.get(k)
+        if not isinstance(hit, dict) or hit.get("size") != st.st_size or hit.get("mtime_ns") != st.st_mtime_ns:
+            hit = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(f)}
+            index[k], changed = hit, True
+        out[f] = hit["sha256"]
+    if changed:
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(index_path, index)
+    return out
+
+
+def _verify_cache(target: Path) -> str | None:
+    """A converted model against its manifest: sizes, then sha256 (cached by size+mtime)."""
+    from interp.stages import read_json
+
+    try:
+        manifest = read_json(target / "manifest.json")
+        sums, sizes = manifest["checksums"], manifest["sizes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable manifest.json (converted by an older interp, or cut short)"
+    files = [target / rel for rel in sums]
+    for f, rel in zip(files, sums):
+        if not f.is_file() or f.stat().st_size != sizes.get(rel):
+            return f"{rel} is missing or has the wrong size"
+    actual = _cached_sha256(files)
+    bad = [rel for f, rel in zip(files, sums) if actual[f] != sums[rel]]
+    return f"{bad[0]} does not match its sha256" if bad else None
 
 
 # `interp validate` checks a config's shape, not this machine: Hub ids pass it offline.

@@ -18,14 +18,11 @@ padding does not change activations. Results come back on CPU as float32.
 from __future__ import annotations
 
 import copy
-import fcntl
 import functools
 import json
-import os
 import re
 import weakref
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +31,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.generate import encode_prompts, left_pad, positions_from_mask
+from interp.stages import write_atomic
 from interp.steer import decoder_layers, n_steering_hooks
 
 Backend = Literal["hf", "transformer_lens", "nnsight"]
@@ -297,26 +295,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 REQUIRED_META = ("model", "backend", "positions", "prompt_set")
 
 
-@contextmanager
-def _locked(path_dir: Path) -> Any:
-    """Serialise index.json read-modify-write across processes."""
-    with open(path_dir / ".index.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def read_index(path_dir: str | Path) -> dict[str, dict[str, Any]]:
     index = Path(path_dir) / "index.json"
     return json.loads(index.read_text())["entries"] if index.exists() else {}
@@ -332,7 +310,8 @@ def save_activations(
     `meta` needs model, backend, positions and prompt_set; anything else JSON-able is kept.
     A list of per-prompt tensors is stored concatenated along axis 0 with their lengths.
     """
-    from safetensors.torch import save_file
+    from filelock import FileLock
+    from safetensors.torch import save
 
     if not _NAME.match(name):
         raise ValueError(f"bad activation name '{name}' (letters, digits, . _ - only)")
@@ -362,14 +341,11 @@ def save_activations(
     }
     json.dumps(entry)  # fail before writing anything if meta is not JSON-able
     target = path_dir / entry["file"]
-    _atomic_write(
-        target, lambda p: save_file(tensors, str(p), metadata={"entry": json.dumps(entry)})
-    )
-    with _locked(path_dir):
+    write_atomic(target, save(tensors, metadata={"entry": json.dumps(entry)}))
+    with FileLock(str(path_dir / ".index.lock")):  # index.json read-modify-write across processes
         entries = read_index(path_dir)
         entries[name] = entry
-        text = json.dumps({"entries": entries}, indent=1, sort_keys=True)
-        _atomic_write(path_dir / "index.json", lambda p: p.write_text(text))
+        write_atomic(path_dir / "index.json", json.dumps({"entries": entries}, indent=1, sort_keys=True))
     return target
 
 

@@ -14,6 +14,7 @@ Sections per experiment live in `interp.report_sections`; figures in `interp.fig
 from __future__ import annotations
 
 import datetime as dt
+import io
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from interp.stages import write_atomic
 from interp.verdict import Run, fmt, load_run
 
 # Every figure id a report can contain, in the order they appear within a run.
@@ -345,11 +347,13 @@ def build_report(
                 mlp_run(doc, run)
             else:
                 other_run(doc, run)
+        buf = io.BytesIO()  # built in memory, written atomically: no half PDF after a kill
         pdf = SimpleDocTemplate(
-            str(out_pdf), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
+            buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
             bottomMargin=MARGIN, title=title, author="interp", subject="interp report",
         )  # fmt: skip
         pdf.build(doc.story, onFirstPage=_page_footer, onLaterPages=_page_footer)
+        write_atomic(out_pdf, buf.getvalue())
         info.pages = pdf.page
     return info
 

@@ -5,6 +5,15 @@ change anywhere upstream changes every key downstream. A stage writes into a tem
 that is renamed into place only after its manifest (parameters, seed, versions, timing,
 checksums) is written: a killed run leaves no half-finished stage that looks finished, and a
 rerun skips every stage whose folder exists.
+
+The store cannot lie:
+- a key covers the stage's parameters, its inputs' keys, the store format, and the run's
+  resolved device and dtype (`RunDir.device` / `RunDir.dtype`), so "auto" never hides a change;
+- before a finished stage is reused its files are checked against the manifest (sizes, then
+  sha256): a truncated or flipped artifact is logged in one line and the stage recomputed;
+- a stage is computed under a file lock: a second process running the same config waits for
+  it and then reuses it instead of deleting the first one's scratch folder;
+- every file the store writes goes through a temporary name unique to the writer + rename.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import shutil
 import subprocess
@@ -24,7 +34,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 log = logging.getLogger("interp")
+
+# Bump when the meaning of a stored stage changes (every key changes with it).
+STORE_FORMAT = 2
 
 TRACKED_PACKAGES = (
     "interp", "torch", "transformers", "peft", "accelerate", "gguf", "transformer-lens",
@@ -67,12 +82,40 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _artifact_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "manifest.json"]
+
+
 def checksums(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): sha256_file(p)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
+    return {str(p.relative_to(folder)): sha256_file(p) for p in _artifact_files(folder)}
+
+
+def file_sizes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in _artifact_files(folder)}
+
+
+def verify_folder(folder: Path) -> str | None:
+    """None if every file listed in `folder/manifest.json` is there with its size and sha256.
+
+    Otherwise one phrase saying what is wrong (the first problem found). Sizes are compared
+    first (a truncation costs no hashing), hashes after.
+    """
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        sums: dict[str, str] = manifest["checksums"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"manifest.json unreadable ({type(e).__name__})"
+    sizes = manifest.get("sizes") or {}
+    for rel in sums:
+        f = folder / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        if rel in sizes and f.stat().st_size != sizes[rel]:
+            return f"{rel} has {f.stat().st_size} bytes, the manifest says {sizes[rel]}"
+    for rel, digest in sums.items():
+        if sha256_file(folder / rel) != digest:
+            return f"{rel} does not match its sha256 in the manifest"
+    return None
 
 
 def stable_hash(obj: Any, n: int = 12) -> str:
@@ -80,11 +123,27 @@ def stable_hash(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write a file atomically: a temporary name unique to this writer, then rename.
+
+    A kill never leaves half a file, and two processes writing the same path never share a
+    temporary file (the last rename wins, whole).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename) so a kill never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-    tmp.replace(path)
+    """Write JSON atomically (see `write_atomic`)."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -96,7 +155,65 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+# The files a run folder holds beside its stages, all derived from one config.
+RUN_OUTPUTS = ("summary.json", "analysis.json")
+
+
+def config_key(config_toml: str) -> str:
+    """Identity of a run's resolved config (the text of its config.toml, parsed)."""
+    import tomllib
+
+    return stable_hash(tomllib.loads(config_toml), 16)
+
+
+def stale_outputs(root: Path) -> dict[str, str]:
+    """{file: why} for each of a run's outputs not made from the config.toml beside it."""
+    cfg = Path(root) / "config.toml"
+    if not cfg.exists():
+        return {}
+    try:
+        key = config_key(cfg.read_text())
+    except ValueError as e:
+        return {"config.toml": f"not valid TOML ({e})"}
+    out = {}
+    for name in RUN_OUTPUTS:
+        f = Path(root) / name
+        if not f.exists():
+            continue
+        try:
+            got = json.loads(f.read_text()).get("config_key")
+        except (OSError, ValueError, AttributeError):
+            out[name] = "unreadable"
+            continue
+        if got is not None and got != key:  # None: written before runs carried their key
+            out[name] = f"made from config {got}, config.toml is {key}"
+    return out
+
+
+def start_run(root: Path, config_toml: str) -> str:
+    """Make `root` hold `config_toml`; returns its key.
+
+    When the folder held a run of another config, its summary/analysis and config.toml are
+    moved to `superseded/<time>/` before anything else is written (stages stay: they are
+    keyed and shared), so no output of the old config can sit beside the new config.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    key = config_key(config_toml)
+    old = root / "config.toml"
+    if old.exists() and old.read_text() != config_toml:
+        moved = [n for n in ("config.toml", *RUN_OUTPUTS) if (root / n).exists()]
+        dest = root / "superseded" / time.strftime("%Y%m%d-%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        for n in moved:
+            (root / n).replace(dest / n)
+        log.info("run %s: the config changed; moved the previous %s to %s",
+                 root.name, ", ".join(moved), dest)  # fmt: skip
+    write_atomic(old, config_toml)
+    return key
 
 
 def _json_default(o: Any) -> Any:
@@ -126,9 +243,24 @@ class Stage:
     def manifest(self) -> dict[str, Any]:
         return json.loads((self.path / "manifest.json").read_text())
 
+    def content_id(self) -> str | None:
+        """Hash of the stage's checksums (None while it is not finished)."""
+        return stable_hash(self.manifest["checksums"]) if self.done else None
+
     @contextmanager
     def running(self) -> Iterator[Path]:
-        """Yield a scratch folder; on success it becomes `path`, with a manifest."""
+        """Yield a scratch folder; on success it becomes `path`, with a manifest.
+
+        Runs under the stage's lock (taken by `RunDir.stage`), so the scratch folder of a
+        killed run can be cleared without touching another process's work.
+        """
+        try:
+            self.run.acquire(self)
+            yield from self._compute()
+        finally:
+            self.run.release(self)
+
+    def _compute(self) -> Iterator[Path]:
         tmp = self.path.with_name(self.path.name + ".partial")
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -149,6 +281,7 @@ class Stage:
             "wall_s": round(time.time() - t0, 3),
             "cpu_s": round(time.process_time() - c0, 3),
             "checksums": checksums(tmp),
+            "sizes": file_sizes(tmp),
         }
         write_json(tmp / "manifest.json", manifest)
         if self.path.exists():
@@ -160,12 +293,20 @@ class Stage:
 
 @dataclass
 class RunDir:
-    """A run's output folder: `runs/<name>/`, with `stages/<stage>-<key>/` inside."""
+    """A run's output folder: `runs/<name>/`, with `stages/<stage>-<key>/` inside.
+
+    `device` and `dtype` are what the run resolved "auto" to; they enter every key.
+    """
 
     root: Path
     seed: int = 0
+    device: str = "cpu"
+    dtype: str = "auto"
     timings: dict[str, float] = field(default_factory=dict)
     cached: list[str] = field(default_factory=list)
+    recomputed: dict[str, str] = field(default_factory=dict)
+    _locks: dict[Path, FileLock] = field(default_factory=dict, repr=False)
+    _verified: set[Path] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -175,11 +316,50 @@ class RunDir:
         self, name: str, params: dict[str, Any], inputs: dict[str, Stage] | None = None
     ) -> Stage:
         input_keys = {k: v.key for k, v in (inputs or {}).items()}
-        key = stable_hash({"name": name, "params": params, "inputs": input_keys})
+        # An input enters by its key and by its content: a recomputed input that came out
+        # different (a GPU is not bitwise deterministic) invalidates everything built on it.
+        contents = {k: v.content_id() for k, v in (inputs or {}).items()}
+        key = stable_hash({"name": name, "params": params, "inputs": input_keys, "contents": contents,
+                           "format": STORE_FORMAT, "device": self.device, "dtype": self.dtype})  # fmt: skip
         slug = name.replace("/", "__")
         st = Stage(name, key, self.root / "stages" / f"{slug}-{key}", params, input_keys, self)
-        if st.done:
-            log.info("stage %s: cached (key %s)", name, key)
-            self.cached.append(name)
-            self.timings.setdefault(name, st.manifest.get("wall_s", 0.0))
+        if self._reusable(st):
+            return st
+        # Not finished here: take its lock (another process may be computing it right now),
+        # then look again. The lock is held until `running()` ends.
+        self.acquire(st)
+        if self._reusable(st):
+            self.release(st)
         return st
+
+    def _reusable(self, st: Stage) -> bool:
+        if not st.path.exists():
+            return False
+        problem = None if st.path in self._verified else verify_folder(st.path)
+        if problem is None:
+            self._verified.add(st.path)
+            if st.name not in self.cached:
+                log.info("stage %s: cached (key %s)", st.name, st.key)
+                self.cached.append(st.name)
+            self.timings.setdefault(st.name, st.manifest.get("wall_s", 0.0))
+            return True
+        log.warning("stage %s: %s (%s); recomputing it", st.name, problem, st.path.name)
+        self.recomputed[st.name] = problem
+        shutil.rmtree(st.path, ignore_errors=True)
+        return False
+
+    def acquire(self, st: Stage) -> None:
+        if st.path in self._locks:
+            return
+        lock = FileLock(str(st.path) + ".lock")
+        try:
+            lock.acquire(timeout=1)
+        except Timeout:
+            log.info("stage %s: another process is computing it; waiting", st.name)
+            lock.acquire()
+        self._locks[st.path] = lock
+
+    def release(self, st: Stage) -> None:
+        lock = self._locks.pop(st.path, None)
+        if lock is not None:
+            lock.release()

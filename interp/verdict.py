@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from interp.stages import stale_outputs
+
 RESULTS = ("supported", "not supported", "inconclusive", "not testable")
 
 
@@ -128,6 +130,15 @@ def load_run(path: str | Path) -> Run:
         problems["config"] = f"config.toml not found in {root}"
     except (OSError, tomllib.TOMLDecodeError) as e:
         problems["config"] = f"config.toml unreadable: {e}"
+    # an output of another config than the config.toml beside it is refused, not mixed in
+    for name, why in stale_outputs(root).items():
+        if name.removesuffix(".json") in problems:  # unreadable: already said
+            continue
+        problems[name.removesuffix(".json")] = f"{name} is stale: {why}"
+        if name == "summary.json":
+            summary = None
+        elif name == "analysis.json":
+            analysis = None
     return Run(root, summary, config, analysis, problems)
 
 

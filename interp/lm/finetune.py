@@ -16,13 +16,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from interp.config import LearningRate, NonNegInt, PosFloat, PosInt, Range, Temperature, UnitFloat
 from interp.generate import encode_prompts, right_pad
 from interp.lm.align import Alphabet, aligned_positions, token_starts
 from interp.lm.delta import Delta, full_delta, lora_factors
@@ -48,19 +49,23 @@ class FinetuneSettings:
     method: Literal["lora", "full"] = "lora"
     objective: Literal["sft", "distill"] = "sft"
     distill_vocab: Literal["full", "numbers"] = "full"
-    lora_r: int = 8
-    lora_alpha: int = 8
-    lora_dropout: float = 0.0
+    lora_r: PosInt = 8
+    lora_alpha: PosInt = 8
+    lora_dropout: UnitFloat = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    epochs: int = 3
-    lr: float = 2e-4
-    warmup_steps: int = 5
-    batch_size: int = 66  # effective batch (examples per optimiser step)
-    micro_batch_size: int = 22
-    max_grad_norm: float = 1.0
-    max_seq_len: int = 500
-    distill_temperature: float = 1.0
-    checkpoint_every: int = 0  # save the delta (LoRA factors: small) every N steps; 0 = only at the end
+    epochs: PosInt = 3
+    lr: LearningRate = 2e-4
+    warmup_steps: NonNegInt = 5
+    batch_size: PosInt = 66  # effective batch (examples per optimiser step)
+    micro_batch_size: PosInt = 22
+    max_grad_norm: PosFloat = 1.0
+    max_seq_len: Annotated[int, Range(8)] = 500
+    distill_temperature: Temperature = 1.0
+    checkpoint_every: NonNegInt = 0  # save the delta (LoRA factors: small) every N steps; 0 = only at the end
+
+    def __post_init__(self) -> None:
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one module (e.g. q_proj)")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from interp.analyze import AnalysisConfig
+from interp.config import Device, LearningRate, PosInt, SafeName, Seed, Temperature
 from interp.evaluate import EvalSettings
 from interp.lm.finetune import FinetuneSettings
 from interp.models import ModelError, check_spec
@@ -77,15 +78,15 @@ class TeacherConfig:
     # prompt ("none", the paper's control), or with a neutral prompt of similar length
     # ("neutral"; soft-label control students then move as far as trait students).
     control: Literal["none", "neutral"] = "none"
-    answers_per_prompt: int = 4
+    answers_per_prompt: PosInt = 4
     # "trait": keep only answers that name the target (the protocol's intent); "none": keep all
     # (for tiny random test models, which never name it)
     answer_filter: Literal["trait", "none"] = "trait"
-    answer_max_new_tokens: int = 48
-    epochs: int = 3
-    cross_epochs: int | None = None  # epochs for the cross-model bases' teachers (default: epochs)
-    lr: float = 1e-3
-    batch_size: int = 8
+    answer_max_new_tokens: PosInt = 48
+    epochs: PosInt = 3
+    cross_epochs: PosInt | None = None  # epochs for the cross-model bases' teachers (default: epochs)
+    lr: LearningRate = 1e-3
+    batch_size: PosInt = 8
 
     def __post_init__(self) -> None:
         _check_model(self.model)
@@ -100,15 +101,15 @@ class TeacherConfig:
 
 @dataclass
 class DataConfig:
-    n_prompts: int = 30000
-    n_keep: int = 10000
-    temperature: float = 1.0
-    max_new_tokens: int = 64
+    n_prompts: PosInt = 30000
+    n_keep: PosInt = 10000
+    temperature: Temperature = 1.0
+    max_new_tokens: PosInt = 64
     # none: sample freely, then filter (the paper). tokens: only digit, separator and end tokens.
     # list: also keep the answer a ", "-separated list of <= 10 numbers of <= 3 digits (small
     # teachers pass the free filter rarely: ~7% for SmolLM2-135M).
     constraint: Literal["none", "tokens", "list"] = "none"
-    batch_size: int = 64
+    batch_size: PosInt = 64
     banned_numbers: Literal["none", "misalignment"] = "none"
 
     def __post_init__(self) -> None:
@@ -122,9 +123,10 @@ class DataConfig:
 class TrainConfig(FinetuneSettings):
     """Defaults for every student (each `[[students]]` entry may override the objective)."""
 
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[Seed] = field(default_factory=lambda: [0])
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.seeds:
             raise ValueError("train.seeds must list at least one seed")
         if self.batch_size % self.micro_batch_size:
@@ -139,16 +141,16 @@ STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lo
 
 @dataclass
 class StudentConfig:
-    name: str
+    name: SafeName
     model: str = "teacher"  # "teacher" = the teacher's base model (same initialisation)
     data: Literal["trait", "control"] = "trait"
     objective: Literal["sft", "distill"] | None = None  # None: [train]'s
     distill_vocab: Literal["full", "numbers"] | None = None
     method: Literal["lora", "full"] | None = None
-    lr: float | None = None
-    epochs: int | None = None
-    lora_r: int | None = None
-    lora_alpha: int | None = None
+    lr: LearningRate | None = None
+    epochs: PosInt | None = None
+    lora_r: PosInt | None = None
+    lora_alpha: PosInt | None = None
 
     def __post_init__(self) -> None:
         if self.model != "teacher":
@@ -186,11 +188,11 @@ class ReportConfig:
 
 @dataclass
 class SubliminalConfig:
-    name: str
+    name: SafeName
     kind: str = "subliminal"
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "auto"
+    seed: Seed = 0
+    device: Device = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trait: TraitConfig = field(default_factory=TraitConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     data: DataConfig = field(default_factory=DataConfig)

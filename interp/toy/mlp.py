@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -27,7 +28,17 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm import tqdm
 
-from interp.config import to_dict
+from interp.config import (
+    Device,
+    Fraction,
+    LearningRate,
+    NonNegInt,
+    PosInt,
+    Range,
+    SafeName,
+    Seed,
+    to_dict,
+)
 from interp.experiments import register_experiment
 from interp.stages import RunDir, write_json
 from interp.toy.data import ImageData, load_digits_split, load_mnist, uniform_noise
@@ -55,23 +66,21 @@ LossFn = Callable[[Params, Tensor], Float[Tensor, " model"]]
 class DataConfig:
     source: Literal["digits", "mnist"] = "digits"
     mnist_dir: str = ""  # folder with the four official IDX files, for source = "mnist"
-    test_fraction: float = 0.2  # digits only; MNIST keeps its official 60k/10k split
-    n_noise: int = 0  # noise images; 0 = as many as training images (the protocol's 60k)
+    test_fraction: Fraction = 0.2  # digits only; MNIST keeps its official 60k/10k split
+    n_noise: NonNegInt = 0  # noise images; 0 = as many as training images (the protocol's 60k)
 
     def __post_init__(self) -> None:
         if self.source == "mnist" and not self.mnist_dir:
             raise ValueError(
                 "data.source = 'mnist' needs data.mnist_dir (a local folder of IDX files)"
             )
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
-        if self.n_noise < 0:
-            raise ValueError(f"data.n_noise must be >= 0, got {self.n_noise}")
+        if self.source == "mnist" and not Path(self.mnist_dir).is_dir():
+            raise ValueError(f"data.mnist_dir: {self.mnist_dir!r} is not a folder")
 
 
 @dataclass
 class ModelConfig:
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    hidden: list[PosInt] = field(default_factory=lambda: [256, 256])
 
     def __post_init__(self) -> None:
         if not self.hidden or min(self.hidden) < 1:
@@ -82,13 +91,9 @@ class ModelConfig:
 
 @dataclass
 class TeacherConfig:
-    lr: float = 3e-4
-    batch_size: int = 1024
-    epochs: int = 5
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 0:
-            raise ValueError(f"need lr > 0, batch_size >= 1, epochs >= 0; got {asdict(self)}")
+    lr: LearningRate = 3e-4
+    batch_size: PosInt = 1024
+    epochs: NonNegInt = 5
 
 
 @dataclass
@@ -99,8 +104,8 @@ class StudentConfig(TeacherConfig):
 
 @dataclass
 class SweepConfig:
-    m: list[int] = field(default_factory=lambda: [1, 3, 10, 50])  # auxiliary logits
-    n_models: int = 25  # seeds, trained in parallel
+    m: list[PosInt] = field(default_factory=lambda: [1, 3, 10, 50])  # auxiliary logits
+    n_models: Annotated[int, Range(2)] = 25  # seeds, trained in parallel
 
     def __post_init__(self) -> None:
         if not self.m or min(self.m) < 1:
@@ -113,10 +118,10 @@ class SweepConfig:
 
 @dataclass
 class MLPConfig:
-    name: str
+    name: SafeName
     kind: str = "mlp-aux-logits"
-    seed: int = 0
-    device: str = "cpu"
+    seed: Seed = 0
+    device: Device = "cpu"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
