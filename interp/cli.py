@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.config import ConfigError, dumps_toml, to_dict
+from interp.fmt import format_table
 
 log = logging.getLogger("interp")
 
@@ -26,27 +27,6 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("transformers", "peft", "nnsight", "transformer_lens", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """Plain fixed-width table from a list of dicts (columns from the first row)."""
-    if not rows:
-        return "(no rows)"
-    cols = list(rows[0])
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
-    sep = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    return "\n".join([line, sep, *body])
-
-
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def run_config(
@@ -97,7 +77,7 @@ def after_run(cfg: Any, root: Path) -> None:
     """
     analysis = getattr(cfg, "analysis", None)
     if analysis is not None and analysis.enabled:
-        from interp.analyze import analyze_run, print_analysis
+        from interp.analysis.run import analyze_run, print_analysis
 
         res = analyze_run(root, analysis)
         print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
@@ -114,7 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from interp.analyze import analyze_run, print_analysis
+    from interp.analysis.run import analyze_run, print_analysis
     from interp.models import configure_threads
 
     configure_threads()

@@ -26,44 +26,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from interp.fmt import fmt, fmt_ci, fmt_est  # noqa: F401  (re-exported: scripts import them from here)
 from interp.stages import stale_outputs
 
 RESULTS = ("supported", "not supported", "inconclusive", "not testable")
 
 
 # ---------------------------------------------------------------- numbers
-
-
-def fmt(x: Any, digits: int = 4, missing: str = "n/a") -> str:
-    """The single number format of reports and verdicts: `digits` significant digits.
-
-    Tests compare report text against `fmt(summary value)`, so every number a report or a
-    verdict prints goes through here."""
-    if x is None:
-        return missing
-    if isinstance(x, bool | str):
-        return str(x)
-    if isinstance(x, int | np.integer):
-        return str(int(x))
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"  # also -0.0: a sign on zero reads as an effect
-    return f"{x:.{digits}g}"
-
-
-def fmt_ci(lo: Any, hi: Any, missing: str = "n/a") -> str:
-    return f"[{fmt(lo, missing=missing)}, {fmt(hi, missing=missing)}]"
-
-
-def fmt_est(est: dict[str, Any] | None) -> str:
-    """`mean [lo, hi]` from a {mean, lo, hi} dict."""
-    if not est or est.get("mean") is None:
-        return "n/a"
-    return f"{fmt(est.get('mean'))} {fmt_ci(est.get('lo'), est.get('hi'))}"
 
 
 # ---------------------------------------------------------------- loading

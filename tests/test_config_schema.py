@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tomllib
+import types
 import typing
 from typing import Annotated, Literal, Union, get_args, get_origin
 
@@ -64,7 +65,7 @@ def bad_values(path: str, tp: object) -> list[object]:
     if path in FREE_FIELDS:
         return [FREE_FIELDS[path]]
     origin = get_origin(tp)
-    if origin in (Union, getattr(__import__("types"), "UnionType")):
+    if origin in (Union, types.UnionType):
         real = [a for a in get_args(tp) if a is not type(None)]
         return bad_values(path, real[0]) if len(real) == 1 else []
     if origin is list:

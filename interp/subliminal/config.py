@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Annotated, Literal
 
-from interp.analyze import AnalysisConfig
-from interp.config import Device, LearningRate, PosInt, SafeName, Seed, Temperature
+from interp.config import (
+    Device,
+    LearningRate,
+    NonNegInt,
+    PosInt,
+    Range,
+    SafeName,
+    Seed,
+    Temperature,
+)
 from interp.evaluate import EvalSettings
 from interp.lm.finetune import FinetuneSettings
 from interp.models import ModelError, check_spec
@@ -168,6 +176,22 @@ def _default_students() -> list[StudentConfig]:
         StudentConfig("control", "teacher", "control"),
         StudentConfig("cross-model", "gemma3-270m", "trait"),
     ]
+
+
+@dataclass
+class AnalysisConfig:
+    """The `[analysis]` table of a subliminal config."""
+
+    enabled: bool = False  # also run at the end of `interp run`
+    backend: Literal["hf", "transformer_lens", "nnsight"] = "transformer_lens"
+    n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
+    n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
+    gradient_batches: PosInt = 4
+    gradient_batch_size: PosInt = 8
+    subspace_rank: NonNegInt = 8  # 0 skips principal angles
+    n_boot: Annotated[int, Range(10)] = 1000
+    steering_scale: Annotated[float, Range(-100, 100)] = 1.0  # multiples of the mean-difference vector added at the best layer
+    batch_size: PosInt = 16
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
@@ -371,7 +372,9 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
             with t_stage.running() as out:
                 init, teacher = train_teachers(cfg, data, m, dev)
                 x_te, y_te = data.x_test.to(dev), data.y_test.to(dev)
-                torch.save({"init": init, "teacher": teacher}, out / "params.pt")
+                save_file({**{f"init.{k}": v.contiguous() for k, v in init.items()},
+                           **{f"teacher.{k}": v.contiguous() for k, v in teacher.items()}},
+                          str(out / "params.safetensors"))  # fmt: skip
                 write_json(
                     out / "metrics.json",
                     {
@@ -383,7 +386,9 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
         s_stage = run_dir.stage(f"students/m{m}", s_params, inputs={"teacher": t_stage})
         if not s_stage.done:
             with s_stage.running() as out:
-                saved = torch.load(t_stage.path / "params.pt", map_location=dev, weights_only=True)
+                flat = load_file(str(t_stage.path / "params.safetensors"), device=str(dev))
+                saved = {part: {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(part + ".")}
+                         for part in ("init", "teacher")}  # fmt: skip
                 metrics = train_students(cfg, data, noise, saved["init"], saved["teacher"])
                 write_json(out / "metrics.json", metrics)
         teacher_metrics = json.loads((t_stage.path / "metrics.json").read_text())

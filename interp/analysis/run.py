@@ -1,4 +1,4 @@
-"""`interp analyze runs/<name>`: mechanism analyses over a finished subliminal run.
+"""The analysis driver (`interp analyze runs/<name>`): mechanism analyses over a finished subliminal run.
 
 Loads the run's artifacts (teacher and student deltas, datasets, models), calls the pure
 functions in `interp.analysis`, and writes `runs/<name>/analysis.json`. Expensive pieces
@@ -13,9 +13,8 @@ import gc
 import json
 import logging
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +23,9 @@ from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.probes import apply_probes, train_probes
-from interp.config import ConfigError, NonNegInt, PosInt, Range, build
+from interp.config import ConfigError, build
 from interp.evaluate import logprob_score
+from interp.fmt import format_table
 from interp.lm.delta import Delta
 from interp.lm.finetune import Example
 from interp.models import Variant, completion_suffix, format_prompt, resolved_names
@@ -34,24 +34,9 @@ from interp.record import load_activations, residual_stream, save_activations
 from interp.stages import RunDir, Stage, read_jsonl, stable_hash, stale_outputs, write_json
 from interp.stats import paired_bootstrap_diff
 from interp.steer import add_direction, project_out
+from interp.subliminal.config import AnalysisConfig
 
 log = logging.getLogger("interp")
-
-
-@dataclass
-class AnalysisConfig:
-    """The `[analysis]` table of a subliminal config."""
-
-    enabled: bool = False  # also run at the end of `interp run`
-    backend: Literal["hf", "transformer_lens", "nnsight"] = "transformer_lens"
-    n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
-    n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
-    gradient_batches: PosInt = 4
-    gradient_batch_size: PosInt = 8
-    subspace_rank: NonNegInt = 8  # 0 skips principal angles
-    n_boot: Annotated[int, Range(10)] = 1000
-    steering_scale: Annotated[float, Range(-100, 100)] = 1.0  # multiples of the mean-difference vector added at the best layer
-    batch_size: PosInt = 16
 
 
 def _load_summary(run_root: Path) -> tuple[dict, dict]:
@@ -442,7 +427,6 @@ def comparison_table(res: dict[str, Any], students: list[str]) -> list[dict[str,
 
 
 def print_analysis(res: dict[str, Any]) -> str:
-    from interp.cli import format_table
 
     lines = [format_table(res["table"])]
     st = res.get("steering", {})

@@ -1,0 +1,135 @@
+"""Per stage kind: every input that can change a stage's output changes its key; others do not.
+
+A probing RunDir reports every stage as finished, so each stage function returns right after
+computing its key and nothing is loaded or trained.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from helpers import tiny_subliminal_config
+
+from interp.config import build
+from interp.lm.finetune import FinetuneSettings
+from interp.models import Variant
+from interp.stages import RunDir, Stage
+from interp.subliminal import stages as S
+from interp.subliminal.config import SubliminalConfig
+
+
+class _Done(Stage):
+    @property
+    def done(self) -> bool:
+        return True
+
+    def content_id(self) -> str | None:
+        return "content"
+
+
+class Probe(RunDir):
+    def stage(self, name, params, inputs=None):  # noqa: ANN001
+        real = super().stage(name, params, inputs)
+        self.release(real)
+        return _Done(real.name, real.key, real.path, real.params, real.inputs, self)
+
+
+def _cfg(**over) -> SubliminalConfig:
+    raw = copy.deepcopy(tiny_subliminal_config() | {"name": "tiny"})
+    raw["students"] = raw["students"][:2]  # same-init and control: any objective is valid
+    for k, v in over.items():
+        node = raw
+        *parts, last = k.split(".")
+        for p in parts:
+            node = node.setdefault(p, {})
+        node[last] = v
+    return build(SubliminalConfig, raw)
+
+
+def _key(tmp: Path, kind: str, cfg: SubliminalConfig, device="cpu", dtype="float32", system="You love owls."):  # noqa: ANN001
+    run = Probe(tmp, device=device, dtype=dtype)
+    teacher = Variant(cfg.teacher.model, system=system)
+    trait = cfg.get_trait()
+    if kind == "generate":
+        return S.generate_stage(cfg, run, f"trait/{trait.target}", teacher).key
+    if kind == "filter":
+        gen = run.stage("generate/trait", {"x": 1})
+        return S.filter_stage(cfg, run, "trait", gen).key
+    if kind == "eval":
+        return S.eval_stage(cfg, run, "teacher", teacher, trait).key
+    if kind == "teacher-answers":
+        return S.trait_answers_stage(cfg, run, teacher, trait).key
+    if kind == "student":
+        data = run.stage("filter/trait", {"x": 1})
+        s = cfg.students[0]
+        return S.finetune_stage(run, "student/x", cfg.student_model(s), [], s.settings(cfg.train), seed=0,
+                                device=cfg.device, dtype=cfg.dtype, inputs={"data": data}, teacher=teacher).key  # fmt: skip
+    raise AssertionError(kind)
+
+
+# kind -> (fields that must change the key, fields that must not)
+MATTERS = {
+    "generate": (["seed", "data.n_prompts", "data.temperature", "data.max_new_tokens", "data.constraint",
+                  "data.batch_size", "teacher.model"], ["data.n_keep", "eval.n_questions", "train.lr"]),
+    "filter": (["data.n_keep", "seed", "data.banned_numbers"], ["data.temperature", "eval.n_questions"]),
+    "eval": (["eval.n_questions", "eval.samples_per_question", "eval.temperature", "eval.questions",
+              "seed", "trait.target", "trait.candidates"], ["data.n_prompts", "train.lr"]),
+    "teacher-answers": (["teacher.answers_per_prompt", "teacher.answer_max_new_tokens", "seed",
+                         "trait.target", "teacher.answer_filter"], ["eval.n_questions", "train.lr"]),
+    "student": (["train.lr", "train.epochs", "train.lora_r", "train.objective", "train.batch_size",
+                 "train.warmup_steps", "train.max_seq_len"], ["eval.n_questions", "data.temperature"]),
+}  # fmt: skip
+
+CHANGES = {
+    "seed": 7, "data.n_prompts": 13, "data.temperature": 0.7, "data.max_new_tokens": 11,
+    "data.constraint": "tokens", "data.batch_size": 5, "teacher.model": "tiny-gemma", "data.n_keep": 7,
+    "eval.n_questions": 2, "train.lr": 1e-3, "data.banned_numbers": "misalignment",
+    "eval.samples_per_question": 3, "eval.temperature": 0.5, "eval.questions": "test",
+    "trait.target": "cat", "trait.candidates": ["owl", "cat", "dog", "fox"],
+    "teacher.answers_per_prompt": 2, "teacher.answer_max_new_tokens": 9, "teacher.answer_filter": "none",
+    "train.epochs": 2, "train.lora_r": 4, "train.objective": "distill", "train.batch_size": 8,
+    "train.warmup_steps": 0, "train.max_seq_len": 300,
+}  # fmt: skip
+
+CASES = [(kind, f, must) for kind, (yes, no) in MATTERS.items() for f, must in [(f, True) for f in yes] + [(f, False) for f in no]]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "field", "must_change"), CASES, ids=[f"{k}:{f}" for k, f, _ in CASES])
+def test_a_field_changes_a_key_exactly_when_it_matters(tmp_path, kind, field, must_change):
+    base = _key(tmp_path, kind, _cfg())
+    assert _key(tmp_path, kind, _cfg()) == base  # nothing changed: the same key
+    changed = _key(tmp_path, kind, _cfg(**{field: CHANGES[field]}))
+    assert (changed != base) == must_change, (kind, field)
+
+
+@pytest.mark.parametrize("kind", sorted(MATTERS))
+def test_the_resolved_device_and_dtype_and_the_system_prompt_enter_every_key(tmp_path, kind):
+    base = _key(tmp_path, kind, _cfg())
+    assert _key(tmp_path, kind, _cfg(), device="cuda:0") != base
+    assert _key(tmp_path, kind, _cfg(), dtype="bfloat16") != base
+    # the filter sees the teacher only through its input's key; a hard-label student only
+    # through its data; a soft-label student through the teacher's identity as well
+    if kind == "student":
+        distill = _cfg(**{"train.objective": "distill"})
+        assert _key(tmp_path, kind, distill, system="You love cats.") != _key(tmp_path, kind, distill)
+        assert _key(tmp_path, kind, _cfg(), system="You love cats.") == base
+    elif kind != "filter":
+        assert _key(tmp_path, kind, _cfg(), system="You love cats.") != base
+
+
+def test_finetune_settings_all_enter_the_student_key(tmp_path):
+    import dataclasses
+
+    run = Probe(tmp_path)
+    data = run.stage("filter/trait", {"x": 1})
+    keys = set()
+    base = FinetuneSettings()
+    variants = [base] + [dataclasses.replace(base, **{f.name: v}) for f, v in zip(
+        dataclasses.fields(FinetuneSettings),
+        ["full", "distill", "numbers", 4, 4, 0.1, ["q_proj"], 2, 1e-3, 1, 2, 1, 0.5, 64, 2.0, 3])]  # fmt: skip
+    for st in variants:
+        keys.add(S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
+                                  dtype="auto", inputs={"data": data}).key)  # fmt: skip
+    assert len(keys) == len(variants) == len(dataclasses.fields(FinetuneSettings)) + 1
