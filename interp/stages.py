@@ -351,7 +351,7 @@ class RunDir:
     def acquire(self, st: Stage) -> None:
         if st.path in self._locks:
             return
-        lock = FileLock(str(st.path) + ".lock")
+        lock = FileLock(str(st.path.with_name(f".{st.path.name}.lock")))  # hidden: globs skip it
         try:
             lock.acquire(timeout=1)
         except Timeout:

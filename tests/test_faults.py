@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,7 +61,8 @@ def reference(tmp_path_factory):
 
 
 def _damage(run: Path, rng: random.Random) -> str:
-    files = sorted(p for p in (run / "stages").glob("*/*") if p.is_file() and p.name != "manifest.json")
+    files = sorted(p for p in (run / "stages").glob("*/*")
+                   if p.is_file() and p.name != "manifest.json" and not p.parent.name.endswith(".partial"))
     if not files:
         return "nothing to damage yet"
     f = rng.choice(files)
@@ -75,18 +77,34 @@ def _damage(run: Path, rng: random.Random) -> str:
 
 
 def _kill_and_rerun(reference, tmp: Path, n_kills: int, n_damages: int, seed: int) -> list[str]:
+    """SIGKILL `n_kills` runs mid-way (a run that finished before its moment is checked against
+    the reference and started afresh), damage `n_damages` artifacts in between, then finish."""
     cfg, expected, wall = reference
     out, rng, log = tmp / "out", random.Random(seed), []
-    for i in range(max(n_kills, n_damages)):
-        if i < n_kills:
+    kills = damages = tries = 0
+    while (kills < n_kills or damages < n_damages) and tries < 4 * max(n_kills, n_damages):
+        tries += 1
+        if kills < n_kills:
             p = _start(cfg, out)
             moment = rng.uniform(0.2, wall)
             time.sleep(moment)
             p.send_signal(signal.SIGKILL)
-            p.communicate()
-            log.append(f"killed at {moment:.1f}s (rc {p.returncode})")
-        if i < n_damages:
-            log.append(_damage(out / "faults", rng))
+            stderr = p.communicate()[1]
+            if p.returncode == -signal.SIGKILL:
+                kills += 1
+                log.append(f"killed at {moment:.1f}s")
+            else:  # it finished first: it must agree, then start over so kills land mid-run
+                assert p.returncode == 0 and "Traceback" not in stderr, stderr[-3000:]
+                assert _canonical(out) == expected, log
+                log.append(f"finished before {moment:.1f}s: summary identical; starting afresh")
+                shutil.rmtree(out)
+        if damages < n_damages:
+            if kills >= n_kills and not list((out / "faults" / "stages").glob("*/*")):
+                _finish(cfg, out)  # no run this round: give the damage something to hit
+            what = _damage(out / "faults", rng)
+            damages += what.startswith(("truncated", "flipped"))
+            log.append(what)
+    assert kills == n_kills and damages == n_damages, log
     _finish(cfg, out)
     assert _canonical(out) == expected, log
     return log
