@@ -103,3 +103,17 @@ def test_lowrank_subspace_angles_match_full_svd():
     other = {"model.layers.0.mlp.up_proj.weight": torch.randn(300, 8) @ a}
     ang = delta_subspace_angles(d, other, rank=8).per_tensor["model.layers.0.mlp.up_proj.weight"]
     assert min(ang) > 0.3  # random 8-dim subspaces of R^300 are far apart
+
+
+def test_the_readme_python_api_example_runs(finetuned_run, capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Python API") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(code.replace('"runs/quickstart"', repr(str(finetuned_run))), {})  # noqa: S102
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert re.fullmatch(r"cos\(student, teacher\) = -?\d\.\d{4} over \d+ tensors", first), out
+    assert "layer 0:" in out
