@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from interp.stats import wilson  # noqa: E402
+
 DPI = 150
 MLP_STYLE = {  # kind -> (colour, line style)
     "teacher": ("C5", "-"),
@@ -60,16 +62,6 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     save_figure(fig, path)
     plt.close(fig)
     return path
-
-
-def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion (sensible at 0 and 1, unlike the normal one)."""
-    if n <= 0 or not math.isfinite(share):
-        return float("nan"), float("nan")
-    den = 1 + z * z / n
-    centre = (share + z * z / (2 * n)) / den
-    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # ---------------------------------------------------------------- subliminal

@@ -64,3 +64,83 @@ def paired_bootstrap_diff(
     if a.shape != b.shape:
         raise ValueError(f"paired values need equal shapes, got {a.shape} and {b.shape}")
     return bootstrap_ci(a - b, n_boot=n_boot, ci=ci, seed=seed)
+
+
+# ---------------------------------------------------------------- tests over units (scipy)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An effect with its CI and a test: difference a - b (or a mean of paired differences)."""
+
+    statistic_name: str
+    statistic: float
+    effect: float
+    lo: float
+    hi: float
+    p: float
+    n: int
+
+
+def welch(a: Sequence[float], b: Sequence[float], ci: float = 0.95) -> Comparison:
+    """Welch t-test and Welch-Satterthwaite interval for mean(a) - mean(b) (scipy.stats.ttest_ind)."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    diff, nan = float(x.mean() - y.mean()), float("nan")
+    if x.size < 2 or y.size < 2:
+        return Comparison("welch_t", nan, diff, nan, nan, nan, int(x.size + y.size))
+    if x.var() == 0 and y.var() == 0:  # no spread at all: the difference is exact, no test
+        return Comparison("welch_t", nan, diff, diff, diff, nan, int(x.size + y.size))
+    res = stats.ttest_ind(x, y, equal_var=False)
+    lo, hi = res.confidence_interval(ci)
+    return Comparison("welch_t", float(res.statistic), diff, float(lo), float(hi), float(res.pvalue),
+                      int(x.size + y.size))  # fmt: skip
+
+
+def welch_from_stats(
+    m1: float, v1: float, n1: int, m2: float, v2: float, n2: int, ci: float = 0.95
+) -> Comparison:
+    """As `welch`, from means, variances (ddof=1) and counts (scipy.stats.ttest_ind_from_stats)."""
+    diff, nan = float(m1 - m2), float("nan")
+    if n1 < 2 or n2 < 2:
+        return Comparison("welch_t", nan, diff, nan, nan, nan, n1 + n2)
+    se2 = v1 / n1 + v2 / n2
+    if se2 <= 0:
+        return Comparison("welch_t", nan, diff, diff, diff, nan, n1 + n2)
+    t, p = stats.ttest_ind_from_stats(m1, np.sqrt(v1), n1, m2, np.sqrt(v2), n2, equal_var=False)
+    df = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))  # Welch-Satterthwaite
+    half = float(stats.t.ppf(0.5 + ci / 2, df) * np.sqrt(se2))
+    return Comparison("welch_t", float(t), diff, diff - half, diff + half, float(p), n1 + n2)
+
+
+def sign_flip_p(d: Sequence[float], n_perm: int = 20000, seed: int = 0) -> float:
+    """Two-sided sign-flip (paired permutation) p for mean(d) = 0: P(|mean of flipped d| >= |mean d|).
+
+    scipy.stats.permutation_test over the signs; exact when 2^n <= n_perm. Assumes the paired
+    differences are symmetric about 0 under the null."""
+    x = np.asarray(d, float)
+    if x.size == 0:
+        return float("nan")
+    if np.all(x == 0):
+        return 1.0
+    res = stats.permutation_test(
+        (x,), lambda v, axis: np.abs(np.mean(v, axis=axis)), permutation_type="samples",
+        alternative="greater", n_resamples=n_perm, random_state=seed, vectorized=True,
+    )  # fmt: skip
+    return float(res.pvalue)
+
+
+def paired_t(d: Sequence[float]) -> float:
+    """The one-sample t statistic of paired differences (nan when undefined)."""
+    x = np.asarray(d, float)
+    if x.size < 2 or x.std(ddof=1) == 0:
+        return float("nan")
+    return float(stats.ttest_1samp(x, 0.0).statistic)
+
+
+def wilson(share: float, n: int, ci: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (scipy.stats.binomtest; sensible at 0 and 1)."""
+    if n <= 0 or not np.isfinite(share):
+        return float("nan"), float("nan")
+    res = stats.binomtest(int(round(share * n)), n).proportion_ci(confidence_level=ci, method="wilson")
+    return float(res.low), float(res.high)
+

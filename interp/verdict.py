@@ -13,21 +13,18 @@ The verdict line (exactly one per script, the last line of stdout):
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy import stats
-
 from interp.fmt import fmt, fmt_ci, fmt_est  # noqa: F401  (re-exported: scripts import them from here)
 from interp.stages import stale_outputs
+from interp.stats import Comparison, paired_t, sign_flip_p, welch, welch_from_stats  # noqa: F401  (re-exported)
 
 RESULTS = ("supported", "not supported", "inconclusive", "not testable")
 
@@ -139,71 +136,6 @@ def subliminal_roles(summary: dict[str, Any]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- tests over units
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """An effect with its CI and a test: difference a - b (or a mean of paired differences)."""
-
-    statistic_name: str
-    statistic: float
-    effect: float
-    lo: float
-    hi: float
-    p: float
-    n: int
-
-
-def welch(a: Sequence[float], b: Sequence[float], ci: float = 0.95) -> Comparison:
-    """Welch t-test and Welch-Satterthwaite interval for mean(a) - mean(b)."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    m1, m2 = x.mean(), y.mean()
-    s1, s2 = x.var(ddof=1) if x.size > 1 else np.nan, y.var(ddof=1) if y.size > 1 else np.nan
-    return welch_from_stats(m1, s1, x.size, m2, s2, y.size, ci)
-
-
-def welch_from_stats(
-    m1: float, v1: float, n1: int, m2: float, v2: float, n2: int, ci: float = 0.95
-) -> Comparison:
-    """As `welch`, from means, variances (ddof=1) and counts; nan where undefined."""
-    diff = float(m1 - m2)
-    nan = float("nan")
-    if n1 < 2 or n2 < 2:
-        return Comparison("welch_t", nan, diff, nan, nan, nan, n1 + n2)
-    se2 = v1 / n1 + v2 / n2
-    if se2 <= 0:  # no spread at all: the difference is exact, the test is undefined
-        return Comparison("welch_t", nan, diff, diff, diff, nan, n1 + n2)
-    se = math.sqrt(se2)
-    df = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))
-    t = diff / se
-    p = float(2 * stats.t.sf(abs(t), df))
-    half = float(stats.t.ppf(0.5 + ci / 2, df) * se)
-    return Comparison("welch_t", float(t), diff, diff - half, diff + half, p, n1 + n2)
-
-
-def sign_flip_p(d: Sequence[float], n_perm: int = 20000, seed: int = 0) -> float:
-    """Two-sided sign-flip (paired permutation) p-value for mean(d) = 0; exact for n <= 16.
-
-    Assumes the paired differences are symmetric about 0 under the null."""
-    x = np.asarray(d, float)
-    if x.size == 0 or np.all(x == 0):
-        return float("nan") if x.size == 0 else 1.0
-    obs = abs(x.mean())
-    if x.size <= 16:
-        signs = np.array(list(itertools.product((-1.0, 1.0), repeat=x.size)))
-    else:
-        signs = np.random.default_rng(seed).choice((-1.0, 1.0), size=(n_perm, x.size))
-    null = np.abs((signs * x).mean(axis=1))
-    # +1 smoothing for the sampled case so p is never 0; the exact case counts itself already.
-    extra = 0 if x.size <= 16 else 1
-    return float((np.sum(null >= obs - 1e-15) + extra) / (len(null) + extra))
-
-
-def paired_t(d: Sequence[float]) -> float:
-    x = np.asarray(d, float)
-    if x.size < 2 or x.std(ddof=1) == 0:
-        return float("nan")
-    return float(x.mean() / (x.std(ddof=1) / math.sqrt(x.size)))
 
 
 def decide(lo: float, hi: float, direction: int = 1) -> str:
