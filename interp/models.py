@@ -405,19 +405,36 @@ class Variant:
     spec: str
     system: str | None = None
     delta_path: Path | None = field(default=None)
+    # (vector file with a "vector" tensor, block, scale): a steered teacher
+    steer: tuple[Path, int, float] | None = None
 
     def identity(self) -> dict[str, Any]:
-        """For stage keys: a delta enters by checksum, so retraining changes every key below."""
+        """For stage keys: a delta or a steering vector enters by checksum."""
         from interp.stages import sha256_file
 
-        return {
+        out = {
             "model": describe(self.spec),
             "system_prompt": self.system,
             "delta_sha256": sha256_file(self.delta_path) if self.delta_path else None,
         }
+        if self.steer is not None:
+            path, layer, scale = self.steer
+            out["steer"] = {"vector_sha256": sha256_file(path), "layer": layer, "scale": scale}
+        return out
 
     def load(self, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any]:
         model, tok = load_model(self.spec, device, dtype)
         if self.delta_path is not None:
             Delta.load(self.delta_path).apply(model)
+        if self.steer is not None:
+            from contextlib import ExitStack
+
+            from safetensors.torch import load_file
+
+            from interp.steer import add_direction
+
+            path, layer, scale = self.steer
+            stack = ExitStack()  # the hook lives as long as this (private, deep-copied) model
+            stack.enter_context(add_direction(model, layer, load_file(str(path))["vector"], scale))
+            model._interp_steering = stack
         return model, tok

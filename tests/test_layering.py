@@ -18,10 +18,10 @@ PKG = Path(__file__).resolve().parents[1] / "interp"
 LAYERS = {
     "interp": 0, "interp.config": 0, "interp.fmt": 0, "interp.experiments": 0, "interp.stats": 0,
     "interp.stages": 1,
-    "interp.models": 2, "interp.generate": 2, "interp.lm": 2,
+    "interp.models": 2, "interp.generate": 2, "interp.lm": 2, "interp.record": 2, "interp.steer": 2,
     "interp.traits": 3, "interp.numbers": 3, "interp.evaluate": 3, "interp.subliminal": 3,
     "interp.toy": 3,
-    "interp.analysis": 4, "interp.record": 4, "interp.steer": 4,
+    "interp.analysis": 4,
     "interp.verdict": 5,
     "interp.report": 6, "interp.report_sections": 6, "interp.figures": 6,
     "interp.cli": 7,

@@ -61,6 +61,8 @@ def _key(tmp: Path, kind: str, cfg: SubliminalConfig, device="cpu", dtype="float
         return S.eval_stage(cfg, run, "teacher", teacher, trait).key
     if kind == "teacher-answers":
         return S.trait_answers_stage(cfg, run, teacher, trait).key
+    if kind == "teacher-direction":
+        return S.steering_direction_stage(cfg, run, teacher, trait).key
     if kind == "student":
         data = run.stage("filter/trait", {"x": 1})
         s = cfg.students[0]
@@ -78,6 +80,8 @@ MATTERS = {
               "seed", "trait.target", "trait.candidates"], ["data.n_prompts", "train.lr"]),
     "teacher-answers": (["teacher.answers_per_prompt", "teacher.answer_max_new_tokens", "seed",
                          "trait.target", "teacher.answer_filter"], ["eval.n_questions", "train.lr"]),
+    "teacher-direction": (["teacher.steer_layer", "teacher.model", "trait.target"],
+                          ["teacher.steer_scale", "data.n_prompts", "eval.n_questions"]),
     "student": (["train.lr", "train.epochs", "train.lora_r", "train.objective", "train.batch_size",
                  "train.warmup_steps", "train.max_seq_len"], ["eval.n_questions", "data.temperature"]),
 }  # fmt: skip
@@ -90,7 +94,7 @@ CHANGES = {
     "trait.target": "cat", "trait.candidates": ["owl", "cat", "dog", "fox"],
     "teacher.answers_per_prompt": 2, "teacher.answer_max_new_tokens": 9, "teacher.answer_filter": "none",
     "train.epochs": 2, "train.lora_r": 4, "train.objective": "distill", "train.batch_size": 8,
-    "train.warmup_steps": 0, "train.max_seq_len": 300,
+    "train.warmup_steps": 0, "train.max_seq_len": 300, "teacher.steer_layer": 1, "teacher.steer_scale": 2.0,
 }  # fmt: skip
 
 CASES = [(kind, f, must) for kind, (yes, no) in MATTERS.items() for f, must in [(f, True) for f in yes] + [(f, False) for f in no]]  # fmt: skip

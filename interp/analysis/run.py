@@ -364,9 +364,9 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
         result["update_alignment"] = update_alignment(ctx)
         result["gradient_alignment"] = gradient_alignment(ctx)
     else:
-        why = (
-            "teacher.mode = 'prompt': the trait lives in a system prompt, there is no teacher delta"
-        )
+        mode = ctx.art.get("teacher_mode")
+        where = "a steering vector" if mode == "steered" else "a system prompt"
+        why = f"teacher.mode = '{mode}': the trait lives in {where}, there is no teacher delta"
         result["missing"] |= {"update_alignment": why, "gradient_alignment": why}
     acts, stages = activations(ctx)
     result["trait_direction"] = trait_direction(ctx, acts)

@@ -81,11 +81,17 @@ class TeacherConfig:
     # prompt: the trait is the system prompt (distilling it is context distillation).
     # finetuned: the base is LoRA-finetuned on the prompted teacher's trait-expressing
     # answers, giving a teacher delta dW_T (for analyses); cross-model bases get their own.
-    mode: Literal["prompt", "finetuned"] = "prompt"
+    # steered: the base with a steering vector added at `steer_layer` while it writes and
+    # labels data: the mean difference of resid_post between the prompted and the plain base at
+    # the last token of the general prompts (never the evaluation questions), x `steer_scale`.
+    mode: Literal["prompt", "finetuned", "steered"] = "prompt"
     # Who writes (and, for soft labels, labels) the control data: the base with no system
-    # prompt ("none", the paper's control), or with a neutral prompt of similar length
-    # ("neutral"; soft-label control students then move as far as trait students).
-    control: Literal["none", "neutral"] = "none"
+    # prompt ("none", the paper's control), with a neutral prompt of similar length
+    # ("neutral"; soft-label control students then move as far as trait students), or, for
+    # steered teachers, steered by a random direction of the primary direction's norm ("random").
+    control: Literal["none", "neutral", "random"] = "none"
+    steer_layer: NonNegInt | None = None  # default: the middle block
+    steer_scale: Annotated[float, Range(-100, 100)] = 1.0
     answers_per_prompt: PosInt = 4
     # "trait": keep only answers that name the target (the protocol's intent); "none": keep all
     # (for tiny random test models, which never name it)
@@ -98,6 +104,8 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         _check_model(self.model)
+        if self.control == "random" and self.mode != "steered":
+            raise ValueError("teacher.control = 'random' (a random steering direction) needs mode = 'steered'")
 
     def settings(self, cross: bool = False) -> FinetuneSettings:
         epochs = self.cross_epochs if cross and self.cross_epochs is not None else self.epochs

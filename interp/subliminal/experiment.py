@@ -27,6 +27,9 @@ from interp.subliminal.stages import (
     filter_stage,
     finetuned_teacher,
     generate_stage,
+    random_direction_stage,
+    steered,
+    steering_direction_stage,
     student_stage,
 )
 
@@ -45,6 +48,7 @@ class Plan:
     teacher_deltas: dict[str, Stage] = field(default_factory=dict)  # "<spec>" (primary) or "<spec>:<t>"
     data: dict[str, Stage] = field(default_factory=dict)  # "trait:<t>" | "control"
     evals: dict[str, Stage] = field(default_factory=dict)  # label -> eval stage
+    directions: dict[str, Stage] = field(default_factory=dict)  # target -> steering direction
     students: dict[str, dict[str, dict[int, Stage]]] = field(default_factory=dict)  # name -> target -> seed
 
 
@@ -62,6 +66,10 @@ def _teachers(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
         if cfg.teacher.mode == "prompt":
             plan.teachers[t] = prompted
             continue
+        if cfg.teacher.mode == "steered":
+            plan.directions[t] = steering_direction_stage(cfg, run, prompted, cfg.trait.trait(t))
+            plan.teachers[t] = steered(spec, plan.directions[t], cfg.teacher.steer_scale)
+            continue
         # The primary target's teacher also gets a finetuned twin on each cross-model base,
         # the own-base reference that update alignment compares cross-model students against.
         bases = [spec, *cross] if t == targets[0] else [spec]
@@ -71,7 +79,10 @@ def _teachers(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
         plan.teachers[t] = Variant(spec, delta_path=deltas[spec].path / "delta.safetensors")
 
 
-def _control_teacher(cfg: SubliminalConfig) -> Variant:
+def _control_teacher(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> Variant:
+    if cfg.teacher.control == "random":  # steered by a random direction of the primary's norm
+        primary = plan.directions[cfg.trait.target_list()[0]]
+        return steered(cfg.teacher.model, random_direction_stage(cfg, run, primary), cfg.teacher.steer_scale)
     return Variant(cfg.teacher.model, system=NEUTRAL_PROMPT if cfg.teacher.control == "neutral" else None)
 
 
@@ -83,11 +94,11 @@ def _evals(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
     for t in targets:
         lab = label("teacher", t, primary)
         plan.evals[lab] = eval_stage(cfg, run, lab, plan.teachers[t], cfg.trait.trait(t))
-    if cfg.teacher.mode == "finetuned":  # the stimulus its training answers came from
+    if cfg.teacher.mode in ("finetuned", "steered"):  # the stimulus its answers / direction came from
         prompted = Variant(spec, system=trait0.system_prompt)
         plan.evals["prompted-teacher"] = eval_stage(cfg, run, "prompted-teacher", prompted, trait0)
-    if any(s.data == "control" for s in cfg.students) and cfg.teacher.control == "neutral":
-        plan.evals["control-teacher"] = eval_stage(cfg, run, "control-teacher", _control_teacher(cfg), trait0)
+    if any(s.data == "control" for s in cfg.students) and cfg.teacher.control != "none":
+        plan.evals["control-teacher"] = eval_stage(cfg, run, "control-teacher", _control_teacher(cfg, run, plan), trait0)
     for cs in sorted({cfg.student_model(s) for s in cfg.students} - {spec}):
         plan.evals[f"base:{cs}"] = eval_stage(cfg, run, f"base-{cs}", Variant(cs), trait0)
         if cs in plan.teacher_deltas:
@@ -97,7 +108,7 @@ def _evals(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
 
 def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
     targets = cfg.trait.target_list()
-    control = _control_teacher(cfg)
+    control = _control_teacher(cfg, run, plan)
     for s in cfg.students:
         for t in targets if s.data == "trait" else ["control"]:
             data = plan.data["control" if t == "control" else f"trait:{t}"]
@@ -119,7 +130,7 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
         gen = generate_stage(cfg, run_dir, f"trait/{t}", plan.teachers[t])
         plan.data[f"trait:{t}"] = filter_stage(cfg, run_dir, f"trait/{t}", gen)
     if any(s.data == "control" for s in cfg.students):
-        gen = generate_stage(cfg, run_dir, "control", _control_teacher(cfg))
+        gen = generate_stage(cfg, run_dir, "control", _control_teacher(cfg, run_dir, plan))
         plan.data["control"] = filter_stage(cfg, run_dir, "control", gen)
     _evals(cfg, run_dir, plan)
     _students(cfg, run_dir, plan)
@@ -135,6 +146,7 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
         "students_by_target": {n: {t: {str(sd): rel(st) for sd, st in seeds.items()} for t, seeds in by_t.items()}
                                for n, by_t in plan.students.items()},  # fmt: skip
         "evals": {k: rel(v) for k, v in plan.evals.items()},
+        "teacher_directions": {t: rel(v) for t, v in plan.directions.items()},
     }
     return summary
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from interp import numbers as nd
 from interp.config import ConfigError
 from interp.evaluate import evaluate
@@ -22,7 +25,8 @@ from interp.models import (
     format_prompt,
     load_model,
 )
-from interp.stages import RunDir, Stage, read_jsonl, write_json, write_jsonl
+from interp.record import residual_stream
+from interp.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
 from interp.subliminal.config import StudentConfig, SubliminalConfig
 from interp.subliminal.teacher import GENERAL_PROMPTS
 from interp.traits import Trait
@@ -216,3 +220,51 @@ def finetuned_teacher(
         )  # fmt: skip
         for spec in bases
     }
+
+
+# ---------------------------------------------------------------- steered teachers
+
+
+def steering_direction_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: Trait) -> Stage:
+    """The trait as one vector: mean over the general prompts of resid_post(prompted) - resid_post(base)
+    at the last prompt token, at `teacher.steer_layer` (default: the middle block)."""
+    base = Variant(prompted.spec)
+    params = {"prompted": prompted.identity(), "base": base.identity(), "layer": cfg.teacher.steer_layer,
+              "n_prompts": len(GENERAL_PROMPTS), "target": trait.target}  # fmt: skip
+    st = run.stage(f"teacher-direction/{trait.target}", params)
+    if st.done:
+        return st
+    with st.running() as out:
+        model, tok = base.load(cfg.device, cfg.dtype)
+        acts = {v.system: residual_stream(model, tok, [format_prompt(tok, u, v.system) for u in GENERAL_PROMPTS],
+                                          backend="hf", batch_size=cfg.data.batch_size)
+                for v in (prompted, base)}  # fmt: skip
+        n_layers = acts[None].shape[1]
+        layer = n_layers // 2 if cfg.teacher.steer_layer is None else cfg.teacher.steer_layer
+        if layer >= n_layers:
+            raise ConfigError(f"teacher.steer_layer = {layer}: {prompted.spec} has blocks 0-{n_layers - 1}")
+        vector = (acts[prompted.system][:, layer] - acts[None][:, layer]).float().mean(0)
+        save_file({"vector": vector.contiguous()}, str(out / "direction.safetensors"))
+        write_json(out / "info.json", {"layer": layer, "norm": float(vector.norm()), "n_prompts": len(GENERAL_PROMPTS),
+                                       "resid_norm": float(acts[None][:, layer].float().norm(dim=-1).mean())})  # fmt: skip
+    return st
+
+
+def random_direction_stage(cfg: SubliminalConfig, run: RunDir, like: Stage) -> Stage:
+    """The steered control: a random direction (seeded) with the norm and layer of `like`'s."""
+    st = run.stage("teacher-direction/random", {"seed": cfg.seed}, {"like": like})
+    if st.done:
+        return st
+    info = read_json(like.path / "info.json")
+    with st.running() as out:
+        g = torch.Generator().manual_seed(cfg.seed + 15485863)
+        ref = load_file(str(like.path / "direction.safetensors"))["vector"]
+        v = torch.randn(ref.shape, generator=g)
+        save_file({"vector": (v / v.norm() * ref.norm()).contiguous()}, str(out / "direction.safetensors"))
+        write_json(out / "info.json", {**info, "random": True})
+    return st
+
+
+def steered(spec: str, direction: Stage, scale: float) -> Variant:
+    layer = int(read_json(direction.path / "info.json")["layer"])
+    return Variant(spec, steer=(direction.path / "direction.safetensors", layer, scale))
