@@ -7,10 +7,13 @@ same-init student distilled on them moves toward its teacher's target, which the
 matrix must report as gamma > 0 with a small permutation p. The
 same data given to a student of another initialisation must not show it.
 
-Not asserted: that a student's LoRA delta is more cosine-aligned with its own teacher's delta
-than with the other teachers'. Measured on this run it is not (mean 0.040 own vs 0.040 other;
-0.056 vs 0.023 only separates students whose LoRA A-init seed equals the teachers'): the
-planted transmission is visible in behaviour, not in the parameter-space cosine.
+In parameter space the picture depends on how the student is trained. A fully finetuned
+same-init student's update points toward its own teacher's delta more than toward the other
+teachers' deltas, also after removing what all teachers share (mean cosine with the
+target-specific part 0.0083 own vs -0.0023 other at lr 1e-3; 0.0046 vs -0.0011 at lr 3e-4):
+that is asserted. A LoRA student's update does not (0.040 own vs 0.040 other; the cosine mostly
+reflects whether its LoRA A-init seed equals the teachers'), though its behaviour moves: not
+asserted, and worth knowing before reading LoRA update cosines.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def planted_run(tmp_path_factory):
     cfg["students"] = [
         {"name": "same-init", "model": "teacher", "data": "trait"},
         {"name": "cross-model", "model": "tiny-gemma", "data": "trait", "distill_vocab": "numbers"},
+        {"name": "full", "model": "teacher", "data": "trait", "method": "full", "lr": 1e-3},
     ]
     mp = pytest.MonkeyPatch()
     mp.setattr(stages, "sample", answers_naming_the_target)
@@ -73,6 +77,27 @@ def test_same_init_students_acquire_their_own_teachers_target(planted_run):
 def test_cross_model_students_do_not(planted_run):
     arms = json.loads((planted_run / "summary.json").read_text())["matrix"]["arms"]
     assert arms["cross-model"]["gamma"] < 0.5 * arms["same-init"]["gamma"], arms["cross-model"]
+
+
+def test_full_finetune_students_align_with_their_own_teachers_specific_update(planted_run):
+    from interp.analysis.alignment import delta_cosines
+    from interp.lm.delta import Delta
+
+    s = json.loads((planted_run / "summary.json").read_text())
+    arm = s["matrix"]["arms"]["full"]
+    assert arm["gamma"] > 0.05 and arm["p_gamma"] < 0.05, arm
+    teachers = {t: Delta.load(next((planted_run / "stages").glob(f"teacher__tiny-llama__{t}-*")) / "delta.safetensors").to_dense()
+                for t in TARGETS}  # fmt: skip
+    names = list(teachers[TARGETS[0]])
+    shared = {n: sum(teachers[t][n] for t in TARGETS) / len(TARGETS) for n in names}
+    specific = {t: {n: teachers[t][n] - shared[n] for n in names} for t in TARGETS}
+    own, other = [], []
+    for t, seeds in s["artifacts"]["students_by_target"]["full"].items():
+        for rel in seeds.values():
+            student = Delta.load(planted_run / rel / "delta.safetensors")
+            for u in TARGETS:
+                (own if u == t else other).append(delta_cosines(student, specific[u])["overall"])
+    assert sum(own) / len(own) > 0 > sum(other) / len(other), (own, other)
 
 
 def test_hypothesis_script_reads_the_matrix(planted_run):
