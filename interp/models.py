@@ -275,20 +275,9 @@ def _cached_sha256(files: list[Path]) -> dict[Path, str]:
 
 def _verify_cache(target: Path) -> str | None:
     """A converted model against its manifest: sizes, then sha256 (cached by size+mtime)."""
-    from interp.stages import read_json
+    from interp.stages import verify_folder
 
-    try:
-        manifest = read_json(target / "manifest.json")
-        sums, sizes = manifest["checksums"], manifest["sizes"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "no readable manifest.json (converted by an older interp, or cut short)"
-    files = [target / rel for rel in sums]
-    for f, rel in zip(files, sums):
-        if not f.is_file() or f.stat().st_size != sizes.get(rel):
-            return f"{rel} is missing or has the wrong size"
-    actual = _cached_sha256(files)
-    bad = [rel for f, rel in zip(files, sums) if actual[f] != sums[rel]]
-    return f"{bad[0]} does not match its sha256" if bad else None
+    return verify_folder(target, hash_files=_cached_sha256)
 
 
 # `interp validate` checks a config's shape, not this machine: Hub ids pass it offline.

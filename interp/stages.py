@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -94,11 +94,14 @@ def file_sizes(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in _artifact_files(folder)}
 
 
-def verify_folder(folder: Path) -> str | None:
+def verify_folder(
+    folder: Path, hash_files: Callable[[list[Path]], dict[Path, str]] | None = None
+) -> str | None:
     """None if every file listed in `folder/manifest.json` is there with its size and sha256.
 
     Otherwise one phrase saying what is wrong (the first problem found). Sizes are compared
-    first (a truncation costs no hashing), hashes after.
+    first (a truncation costs no hashing), hashes after: by `sha256_file`, or by `hash_files`
+    (the model cache passes one that remembers hashes by size and mtime).
     """
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -106,14 +109,16 @@ def verify_folder(folder: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"manifest.json unreadable ({type(e).__name__})"
     sizes = manifest.get("sizes") or {}
-    for rel in sums:
-        f = folder / rel
+    files = {rel: folder / rel for rel in sums}
+    for rel, f in files.items():
         if not f.is_file():
             return f"{rel} is missing"
         if rel in sizes and f.stat().st_size != sizes[rel]:
-            return f"{rel} has {f.stat().st_size} bytes, the manifest says {sizes[rel]}"
+            return f"{rel} has size {f.stat().st_size} bytes, the manifest says {sizes[rel]}"
+    digests = hash_files(list(files.values())) if hash_files is not None else None
     for rel, digest in sums.items():
-        if sha256_file(folder / rel) != digest:
+        got = digests[files[rel]] if digests is not None else sha256_file(files[rel])
+        if got != digest:
             return f"{rel} does not match its sha256 in the manifest"
     return None
 
