@@ -411,6 +411,19 @@ class Variant:
             out["steer"] = {"vector_sha256": sha256_file(path), "layer": layer, "scale": scale}
         return out
 
+    def to_record(self, root: Path) -> dict[str, Any]:
+        """JSON-able, file paths relative to `root` (a run folder): what `from_record` reads back."""
+        rel = lambda p: str(Path(p).relative_to(root))  # noqa: E731
+        return {"spec": self.spec, "system": self.system,
+                "delta": rel(self.delta_path) if self.delta_path else None,
+                "steer": [rel(self.steer[0]), self.steer[1], self.steer[2]] if self.steer else None}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any], root: Path) -> Variant:
+        steer = rec.get("steer")
+        return cls(rec["spec"], rec.get("system"), root / rec["delta"] if rec.get("delta") else None,
+                   (root / steer[0], int(steer[1]), float(steer[2])) if steer else None)  # fmt: skip
+
     def load(self, device: str = "cpu", dtype: str = "auto") -> tuple[Any, Any]:
         model, tok = load_model(self.spec, device, dtype)
         if self.delta_path is not None:

@@ -167,6 +167,21 @@ def number_prompts(n: int, seed: int) -> list[str]:
     return [sample_number_prompt(rng) for _ in range(n)]
 
 
+
+def random_answers(n: int, seed: int) -> list[str]:
+    """`n` answers in the protocol's format, numbers drawn uniformly (no model wrote them).
+
+    Neutral rows for reading activations at answer positions: no teacher's preference, and
+    no student was trained on them.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = random.Random(seed)
+    top = 10**MAX_ANSWER_DIGITS - 1
+    return [", ".join(str(rng.randint(0, top)) for _ in range(rng.randint(3, MAX_ANSWER_COUNT)))
+            for _ in range(n)]  # fmt: skip
+
+
 # Filter
 
 # Stable rejection codes (written to run records; do not rename). `parse_numbers` produces all

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import tiny_subliminal_config, write_config
 
 import interp.subliminal.stages as stages
@@ -52,6 +53,8 @@ def planted_run(tmp_path_factory):
         {"name": "cross-model", "model": "tiny-gemma", "data": "trait", "distill_vocab": "numbers"},
         {"name": "full", "model": "teacher", "data": "trait", "method": "full", "lr": 1e-3},
     ]
+    cfg["analysis"] = {"backend": "hf", "n_prompts": 4, "n_number_prompts": 2, "n_answer_rows": 24,
+                       "gradient_batches": 1, "n_boot": 50, "subspace_rank": 0}  # fmt: skip
     mp = pytest.MonkeyPatch()
     mp.setattr(stages, "sample", answers_naming_the_target)
     try:
@@ -114,3 +117,57 @@ def test_hypothesis_script_reads_the_matrix(planted_run):
     ci = arm["gamma_ci"]
     expected = "supported" if arm["p_gamma"] < 0.01 and ci["lo"] > 0 else "inconclusive"
     assert f"result={expected}" in last and f"effect={arm['gamma']:.4g}" in last and "n=5" in last, last
+
+
+@pytest.fixture(scope="module")
+def planted_mechanisms(planted_run):
+    assert main(["analyze", str(planted_run)]) == 0
+    return json.loads((planted_run / "analysis.json").read_text())["matrix_mechanisms"]
+
+
+def test_matrix_mechanisms_pair_each_student_with_its_own_teacher(planted_run, planted_mechanisms, monkeypatch):
+    """The driver's plumbing: a student whose answer-position activations *are* its own
+    teacher's must give direction gamma at its maximum rank (p = 1/120), and one whose
+    activations are another target's teacher's (targets rotated by one) no significant gamma.
+    Fails if students, teachers or targets are paired in the wrong order."""
+    from interp.analysis import matrix_run
+    from interp.analysis.run import _Ctx
+    from interp.subliminal.config import AnalysisConfig
+
+    acfg = AnalysisConfig(backend="hf", n_prompts=4, n_number_prompts=2, n_answer_rows=24,
+                          gradient_batches=1, n_boot=50, subspace_rank=0)  # fmt: skip
+    ctx = _Ctx(planted_run, acfg)
+    rows = matrix_run.answer_rows(acfg.n_answer_rows, ctx.cfg["seed"])
+    refs = matrix_run._refs(ctx, "tiny-llama", rows)  # cached by the analyze run above
+    for shift in (0, 1):
+        oracle = torch.roll(refs["prompted"], shift, dims=0)  # [target, row, layer, d]
+        noise = torch.Generator().manual_seed(shift)
+        fake = lambda *a, o=oracle, g=noise: torch.stack([o + 1e-3 * torch.randn(o.shape, generator=g) for _ in range(2)])  # noqa: E731
+        monkeypatch.setattr(matrix_run, "_student_acts", fake)
+        d = matrix_run._arm(ctx, "same-init", "tiny-llama", rows, refs)["direction"]
+        if shift == 0:
+            assert d["gamma"] > 0.1 and d["p"] == pytest.approx(1 / 120), d
+        else:
+            assert d["p"] > 0.05, d
+
+
+def test_matrix_mechanisms_report_every_arm(planted_mechanisms):
+    """Every arm is reported with its teachers and a probe on the teachers' answer positions.
+
+    Measured on this planted run (2 layers, 24 rows, 2 seeds): the teachers are told apart at
+    answer positions on their own base (probe accuracy 1.0 at both layers, chance 0.2), but no
+    student arm's activation shift points toward its own teacher's direction significantly
+    (direction gamma: full finetune 0.019 p 0.38, LoRA same-init 0.072 p 0.13, cross-model 0.011
+    p 0.30): the behavioural transmission this run plants does not show at that resolution.
+    """
+    arms = planted_mechanisms["arms"]
+    assert set(arms) == {"same-init", "cross-model", "full"}
+    assert planted_mechanisms["targets"] == TARGETS and planted_mechanisms["n_rows"] == 24
+    assert arms["same-init"]["teachers"] == "the run's teachers"
+    assert arms["cross-model"]["model"] == "tiny-gemma" and arms["cross-model"]["teachers"].startswith("the base prompted")
+    for arm in arms.values():
+        assert len(arm["probe"]["teacher_accuracy"]) == len(arm["shift_norm_by_layer"])
+        assert arm["probe"]["chance"] == 1 / len(TARGETS)
+        assert arm["direction"]["gamma_ci"]["n"] == 2 and arm["direction"]["n_permutations"] == 120
+    # the planted (finetuned) teachers differ from each other where the students are read
+    assert min(arms["full"]["probe"]["teacher_accuracy"]) > 0.5

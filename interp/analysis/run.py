@@ -22,6 +22,7 @@ import torch
 from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta_subspace_angles
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
+from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
 from interp.config import ConfigError, build
 from interp.evaluate import logprob_score
@@ -101,11 +102,14 @@ class _Ctx:
         return out
 
     def trait(self):
+        return self.trait_for(self.summary["trait"]["target"])  # the primary target
+
+    def trait_for(self, target: str):
         from interp.traits import make_trait
 
-        t, st = self.cfg["trait"], self.summary["trait"]  # the primary target, the run's candidates
+        t, st = self.cfg["trait"], self.summary["trait"]  # the run's candidates
         plural = t.get("plural") if len(st.get("targets") or [st["target"]]) == 1 else None
-        return make_trait(t["kind"], st["target"], plural, st["candidates"], t.get("false_positives"))
+        return make_trait(t["kind"], target, plural, st["candidates"], t.get("false_positives"))
 
 
 # ---------------------------------------------------------------- sections
@@ -368,6 +372,11 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
         where = "a steering vector" if mode == "steered" else "a system prompt"
         why = f"teacher.mode = '{mode}': the trait lives in {where}, there is no teacher delta"
         result["missing"] |= {"update_alignment": why, "gradient_alignment": why}
+    if len(ctx.summary["trait"].get("targets") or []) >= 2:
+        if ctx.art.get("teacher_mode") == "prompt" or "teachers" in ctx.art:
+            result["matrix_mechanisms"] = matrix_mechanisms(ctx)
+        else:  # a summary written before the teachers were listed in its artifacts
+            result["missing"]["matrix_mechanisms"] = "summary.json does not list each target's teacher; rerun `interp run`"
     acts, stages = activations(ctx)
     result["trait_direction"] = trait_direction(ctx, acts)
     result["probes"] = probes(ctx, acts)

@@ -194,6 +194,7 @@ class AnalysisConfig:
     backend: Literal["hf", "transformer_lens", "nnsight"] = "transformer_lens"
     n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
     n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
+    n_answer_rows: Annotated[int, Range(10)] = 64  # trait-matrix runs: held-out number rows read at their answer tokens
     gradient_batches: PosInt = 4
     gradient_batch_size: PosInt = 8
     subspace_rank: NonNegInt = 8  # 0 skips principal angles

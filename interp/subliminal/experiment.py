@@ -147,6 +147,10 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
                                for n, by_t in plan.students.items()},  # fmt: skip
         "evals": {k: rel(v) for k, v in plan.evals.items()},
         "teacher_directions": {t: rel(v) for t, v in plan.directions.items()},
+        # each target's teacher and the control teacher as models (`Variant.from_record`)
+        "teachers": {t: v.to_record(run_dir.root) for t, v in plan.teachers.items()},
+        "control_teacher": _control_teacher(cfg, run_dir, plan).to_record(run_dir.root)
+        if "control" in plan.data else None,
     }
     return summary
 

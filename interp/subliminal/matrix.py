@@ -11,7 +11,7 @@ target: seeds of one target share a dataset), and its spread over seeds from a t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -98,19 +98,28 @@ def permutation_test(
     def stat_corr(order: np.ndarray) -> float:
         return correlation(s[order], t)
 
-    order = np.arange(k)
-    out = {}
-    for name, fn in (("gamma", stat_gamma), ("corr", stat_corr)):
-        res = stats.permutation_test(
-            (order,), fn, permutation_type="pairings", alternative="greater",
-            n_resamples=n_resamples, vectorized=False, random_state=seed,
-        )  # fmt: skip
-        out[name] = (float(res.statistic), float(res.pvalue), len(res.null_distribution))
+    out = {name: label_permutation_p(fn, k, n_resamples, seed)
+           for name, fn in (("gamma", stat_gamma), ("corr", stat_corr))}  # fmt: skip
     exact = out["gamma"][2] == int(np.prod(np.arange(1, k + 1)))
     return MatrixTest(
         gamma=out["gamma"][0], p_gamma=out["gamma"][1], correlation=out["corr"][0],
         p_correlation=out["corr"][1], n_targets=k, n_permutations=out["gamma"][2], exact=exact,
     )  # fmt: skip
+
+
+def label_permutation_p(
+    stat: Callable[[np.ndarray], float], k: int, n_resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, int]:
+    """(statistic, one-sided p of "greater", permutations drawn) over orderings of k labels.
+
+    `stat(order)` recomputes the statistic with row i relabelled as `order[i]`; exact (all k!
+    orderings) when k! <= n_resamples.
+    """
+    res = stats.permutation_test(
+        (np.arange(k),), stat, permutation_type="pairings", alternative="greater",
+        n_resamples=n_resamples, vectorized=False, random_state=seed,
+    )  # fmt: skip
+    return float(res.statistic), float(res.pvalue), len(res.null_distribution)
 
 
 def shift_matrix(

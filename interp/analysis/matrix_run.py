@@ -1,0 +1,169 @@
+"""The mechanism analyses of a trait-matrix run (several targets, one prompted teacher each).
+
+Called by `interp analyze` (`interp.analysis.run`) when the run has >= 2 targets. Every base,
+prompted teacher (one per target), control teacher and student (every target and seed) is
+recorded at the *answer positions* of the same held-out number rows: number prompts with
+uniformly random answers that no model wrote and no student trained on. These are the
+positions where a soft-label student was taught to match its teacher, and the system prompt
+is not what is being read (the student has none). On those recordings
+(`interp.analysis.shift_matrix`):
+
+- direction gamma: cos(student shift, target-specific teacher direction), own minus other
+  targets, per layer, with an exact permutation test over target labels and a CI over seeds;
+- same-init vs control: cos(student shift, prompted_j - control-prompted), the trait without
+  "a system prompt is present", for each trait student against its own target and for the
+  control student against every target, difference with a CI over seeds;
+- the target probe: trained on teachers, applied to students, gamma of its probabilities.
+
+The pre-declared summary statistic of each is its mean over layers; per-layer values are
+reported beside it, never used to pick a layer.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.analysis import shift_matrix as sm
+from interp.models import Variant, format_prompt
+from interp.numbers import number_prompts, random_answers
+from interp.record import answer_activations, load_activations, save_activations
+from interp.stages import stable_hash
+from interp.stats import t_interval
+from interp.subliminal.config import NEUTRAL_PROMPT
+
+
+def answer_rows(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """Held-out number prompts (seed + 2: not the data's seed, not the 'numbers' set's) and random answers."""
+    return number_prompts(n, seed=seed + 2), random_answers(n, seed=seed + 2)
+
+
+def record_answers(ctx: Any, label: str, variant: Variant, rows: tuple[list[str], list[str]]) -> torch.Tensor:
+    """[row, layer, d_model]: resid_post averaged over each row's answer tokens (a cached stage)."""
+    prompts, answers = rows
+    backend = "hf" if variant.steer else ctx.a.backend  # a steering hook lives on the HF modules
+    params = {"model": variant.identity(), "backend": backend, "positions": "answer-mean",
+              "rows": stable_hash([prompts, answers])}  # fmt: skip
+    st = ctx.run.stage(f"record/answers/{label}", params)
+    if not st.done:
+        with st.running() as folder:
+            model, tok = variant.load(ctx.device, ctx.dtype)
+            texts = [format_prompt(tok, p, variant.system) for p in prompts]
+            acts = answer_activations(model, tok, texts, answers, backend=backend, batch_size=ctx.a.batch_size)
+            meta = {"model": label, "backend": backend, "positions": "answer-mean", "prompt_set": "answers",
+                    "layer_axis": 1, "system_prompt": variant.system}  # fmt: skip
+            save_activations(folder, "answers", acts, meta)
+            del model
+            gc.collect()
+    return load_activations(st.path, "answers")[0]
+
+
+def _student_acts(ctx: Any, name: str, spec: str, targets: list[str], rows) -> torch.Tensor:
+    """[seed, target, row, layer, d_model] for one student entry (targets: ["control"] for control data)."""
+    by_t = ctx.art["students_by_target"][name]
+    seeds = sorted(by_t[targets[0]], key=int)
+    return torch.stack([
+        torch.stack([record_answers(ctx, f"{name}-{t}-seed{sd}", Variant(spec, delta_path=ctx.path(by_t[t][sd]) / "delta.safetensors"), rows)
+                     for t in targets])
+        for sd in seeds
+    ])  # fmt: skip
+
+
+def _layer_mean_ci(per_seed_layer: np.ndarray, ci: float) -> dict:
+    """t-interval over seeds of the layer-mean of a [seed, layer] array."""
+    return t_interval(np.nanmean(per_seed_layer, axis=1).tolist(), ci).to_dict()
+
+
+def _arm(ctx, name, spec, rows, refs) -> dict[str, Any]:
+    """Direction gamma, target probe and own-direction cosines for one trait student entry."""
+    targets, base, prompted, vs_control = refs["targets"], refs["base"], refs["prompted"], refs["vs_control"]
+    s = _student_acts(ctx, name, spec, targets, rows)  # [seed, target, row, layer, d]
+    shifts = (s.double() - base.double()).mean(2)  # [seed, target, layer, d]
+    u = sm.centred(sm.directions(prompted, base))
+    cos = np.stack([sm.cosine_matrix(w, u) for w in shifts])  # [seed, layer, k, k]
+    probe = sm.target_probe(prompted - base, s - base, seed=ctx.cfg["seed"])
+    out = {
+        "model": spec, "n_seeds": int(s.shape[0]), "n_rows": int(s.shape[2]),
+        "direction": sm.gamma_test(cos, seed=ctx.cfg["seed"]),
+        "probe": {"teacher_accuracy": sm.summarise_layers(probe["teacher_accuracy"]), "chance": probe["chance"],
+                  "n_test_rows": probe["n_test_rows"], **sm.gamma_test(probe["probs"], seed=ctx.cfg["seed"])},
+        "teachers": refs["teachers"],
+        "shift_norm_by_layer": sm.summarise_layers(shifts.norm(dim=-1).mean((0, 1)).numpy()),
+    }  # fmt: skip
+    if vs_control is not None:
+        own = np.stack([sm.own_cosine(w, vs_control) for w in shifts])  # [seed, layer]
+        out["own_cos_vs_control_direction"] = {"by_layer": sm.summarise_layers(own.mean(0)), "layer_mean_per_seed":
+                                               np.nanmean(own, axis=1).round(6).tolist(), "ci": _layer_mean_ci(own, 0.95)}  # fmt: skip
+    return out
+
+
+def _control_cos(ctx, name, spec, rows, refs) -> np.ndarray:
+    """[seed, layer]: a control student's cos with each target's prompted - control direction, mean over targets."""
+    s = _student_acts(ctx, name, spec, ["control"], rows)[:, 0]  # [seed, row, layer, d]
+    shifts = (s.double() - refs["base"].double()).mean(1)  # [seed, layer, d]
+    k = refs["vs_control"].shape[0]
+    return np.stack([np.nanmean(sm.cosine_matrix(w[None].expand(k, -1, -1), refs["vs_control"]), axis=(1, 2)) for w in shifts])
+
+
+def _teachers(ctx: Any, spec: str) -> tuple[list[Variant], Variant | None, str]:
+    """Each target's teacher on `spec` and the control teacher (None without one), and what they are.
+
+    On the teacher's own base these are the run's teachers (prompted, finetuned or steered);
+    on a cross-model student's base, the base prompted with each target's system prompt: the
+    trait as that architecture expresses it.
+    """
+    targets, art = ctx.summary["trait"]["targets"], ctx.art
+    if spec == ctx.teacher_spec and "teachers" in art:
+        control = art.get("control_teacher")
+        return ([Variant.from_record(art["teachers"][t], ctx.root) for t in targets],
+                Variant.from_record(control, ctx.root) if control else None, "the run's teachers")  # fmt: skip
+    prompted = [Variant(spec, system=ctx.trait_for(t).system_prompt) for t in targets]
+    neutral = Variant(spec, system=NEUTRAL_PROMPT) if ctx.cfg["teacher"].get("control") == "neutral" else None
+    return prompted, neutral, "the base prompted with each target's system prompt"
+
+
+def _refs(ctx, spec: str, rows) -> dict[str, Any]:
+    """Recordings of the base, each target's teacher and the control teacher on `spec`."""
+    targets = ctx.summary["trait"]["targets"]
+    teachers, control, what = _teachers(ctx, spec)
+    base = record_answers(ctx, f"base-{spec}", Variant(spec), rows)
+    prompted = torch.stack([record_answers(ctx, f"teacher-{spec}-{t}", v, rows) for t, v in zip(targets, teachers)])
+    vs_control = None
+    if control is not None:
+        vs_control = sm.directions(prompted, record_answers(ctx, f"control-teacher-{spec}", control, rows))
+    return {"targets": targets, "base": base, "prompted": prompted, "vs_control": vs_control, "teachers": what}
+
+
+def matrix_mechanisms(ctx: Any) -> dict[str, Any]:
+    """Per student entry (arm): direction gamma, probe gamma, and (control runs) same-init vs control."""
+    rows = answer_rows(ctx.a.n_answer_rows, ctx.cfg["seed"])
+    arms: dict[str, Any] = {}
+    for spec in sorted({ctx.spec_of(n) for n in ctx.students}):
+        refs = _refs(ctx, spec, rows)
+        names = [n for n in ctx.students if ctx.spec_of(n) == spec]
+        control = {n: _control_cos(ctx, n, spec, rows, refs) for n in names
+                   if ctx.students[n]["data"] == "control" and refs["vs_control"] is not None}  # fmt: skip
+        for n in names:
+            if ctx.students[n]["data"] == "control":
+                if n in control:
+                    c = control[n]
+                    arms[n] = {"model": spec, "control": True, "cos_vs_control_direction": {
+                        "by_layer": sm.summarise_layers(c.mean(0)), "layer_mean_per_seed": np.nanmean(c, axis=1).round(6).tolist(),
+                        "ci": _layer_mean_ci(c, 0.95)}}  # fmt: skip
+                continue
+            arms[n] = _arm(ctx, n, spec, rows, refs)
+            if control:  # the same quantity for this base's control students, paired by seed position
+                c = np.concatenate(list(control.values()))
+                own = np.asarray(arms[n]["own_cos_vs_control_direction"]["layer_mean_per_seed"])
+                ctrl = np.nanmean(c, axis=1)[: len(own)]
+                diff = own[: len(ctrl)] - ctrl
+                arms[n]["same_init_minus_control"] = t_interval(diff.tolist(), 0.95).to_dict() | {"per_seed": diff.round(6).tolist()}
+        gc.collect()
+    return {
+        "positions": "mean over answer tokens of held-out number rows (random answers)",
+        "n_rows": len(rows[0]), "backend": ctx.a.backend, "targets": ctx.summary["trait"]["targets"],
+        "summary_statistic": "mean over layers (pre-declared)", "arms": arms,
+    }  # fmt: skip
