@@ -3,10 +3,9 @@ the teacher's auxiliary logits (on noise) learns to classify digits when it star
 teacher's initialisation, and does better than a student started from another seed's init.
 
 Test: per m, held-out accuracy of same-init vs cross-init students (target "aux"; "all" if the
-run has no aux students), Welch t-test and Welch CI of the difference over seeds. Per-seed
-accuracies come from the students/m<m> stage's metrics.json (the stage whose parameters match
-the resolved config); without it, the same test is computed from the summary's means, CIs and
-counts (the t-interval gives back the standard deviation exactly). A paired t over teachers
+run has no aux students), Welch t-test and Welch CI of the difference over seeds, on the
+per-seed accuracies the summary stores (`per_m.<m>.<kind>.acc.per_seed`; a summary written
+before they were stored is left out, with a line saying so). A paired t over teachers
 (student i of both kinds imitates teacher i) is printed as a check. Several runs pool seeds.
 
 Primary comparison (fixed before looking): the largest m of the sweep, where the paper's
@@ -27,82 +26,42 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from interp.verdict import (
+from interp.hypothesis import (
     Comparison,
     Run,
     Verdict,
     decide,
     fmt,
     from_comparison,
-    load_json,
     run_script,
     welch,
-    welch_from_stats,
 )
 
 HYPOTHESIS = "mlp_theorem"
 
 
-def stage_metrics(run: Run, m: str) -> dict[str, Any] | None:
-    """metrics.json of the students/m<m> stage that this run's config produced (if unique)."""
-    cfg = run.config or {}
-    matches = []
-    for p in sorted((run.root / "stages").glob(f"students__m{m}-*/manifest.json")):
-        man, _ = load_json(p)
-        par = (man or {}).get("params") or {}
-        if str(par.get("m")) != m:
-            continue
-        want = {"seed": cfg.get("seed"), "student": cfg.get("student"), "model": cfg.get("model"),
-                "data": cfg.get("data"), "n_models": (cfg.get("sweep") or {}).get("n_models")}  # fmt: skip
-        if all(v is None or par.get(k) == v for k, v in want.items()):
-            matches.append(p.parent)
-    if len(matches) != 1:
-        return None
-    metrics, _ = load_json(matches[0] / "metrics.json")
-    return metrics
-
-
-def per_seed(run: Run, m: str, kind: str) -> list[float] | None:
-    metrics = stage_metrics(run, m)
-    acc = ((metrics or {}).get(kind) or {}).get("acc")
-    return None if acc is None else [float(a) for a in acc if a is not None]
-
-
-def _var_from_ci(est: dict[str, Any]) -> float:
-    """Sample variance from a 95% t-interval over n seeds (how measure.ci95 built it)."""
-    n = int(est["n"])
-    if n < 2 or est["hi"] == est["lo"]:
-        return 0.0
-    sem = (est["hi"] - est["lo"]) / (2 * stats.t.ppf(0.975, n - 1))
-    return float(sem**2 * n)
+def per_seed(block: dict[str, Any], kind: str) -> list[float] | None:
+    acc = (block.get(kind) or {}).get("acc") or {}
+    return None if "per_seed" not in acc else [float(a) for a in acc["per_seed"]]
 
 
 def compare_m(runs: list[Run], m: str, target: str) -> Comparison | None:
     same_k, cross_k = f"same-init/{target}", f"cross-init/{target}"
-    a_all, b_all, stat_parts = [], [], []
+    a_all, b_all = [], []
     for run in runs:
         block = ((run.summary or {}).get("per_m") or {}).get(m) or {}
         if same_k not in block or cross_k not in block:
             continue
-        a, b = per_seed(run, m, same_k), per_seed(run, m, cross_k)
-        if a is not None and b is not None:
-            a_all += a
-            b_all += b
-            if len(a) == len(b) and len(a) > 1 and np.std(np.subtract(a, b)) > 0:
-                t, p = stats.ttest_rel(a, b)
-                print(f"  {run.name} m={m}: paired over teachers t = {fmt(t)}, p = {fmt(p)}")
-        else:
-            stat_parts.append((block[same_k]["acc"], block[cross_k]["acc"]))
-    if a_all and not stat_parts:
-        return welch(a_all, b_all)
-    if stat_parts and not a_all and len(stat_parts) == 1:
-        (ea, eb), = stat_parts  # fmt: skip
-        print(f"  m={m}: per-seed values not found; Welch from the summary's means and CIs")
-        return welch_from_stats(ea["mean"], _var_from_ci(ea), ea["n"], eb["mean"], _var_from_ci(eb), eb["n"])  # fmt: skip
-    if a_all:  # some runs without per-seed data: use the ones that have it, say so
-        print(f"  m={m}: {len(stat_parts)} run(s) without per-seed data left out of the pool")
-        return welch(a_all, b_all)
-    return None
+        a, b = per_seed(block, same_k), per_seed(block, cross_k)
+        if a is None or b is None:
+            print(f"  {run.name} m={m}: no per-seed accuracies in summary.json (an older run): left out; rerun it")
+            continue
+        a_all += a
+        b_all += b
+        if len(a) == len(b) and len(a) > 1 and np.std(np.subtract(a, b)) > 0:
+            t, p = stats.ttest_rel(a, b)
+            print(f"  {run.name} m={m}: paired over teachers t = {fmt(t)}, p = {fmt(p)}")
+    return welch(a_all, b_all) if a_all else None
 
 
 def test(runs: list[Run]) -> Verdict:

@@ -29,8 +29,7 @@ import sys
 
 import numpy as np
 
-from interp.stats import bootstrap_ci
-from interp.verdict import (
+from interp.hypothesis import (
     Run,
     Verdict,
     decide,
@@ -41,6 +40,7 @@ from interp.verdict import (
     sign_flip_p,
     subliminal_roles,
 )
+from interp.stats import bootstrap_ci
 
 HYPOTHESIS = "shared_init"
 

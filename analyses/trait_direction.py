@@ -30,7 +30,7 @@ import sys
 
 from scipy import stats
 
-from interp.verdict import (
+from interp.hypothesis import (
     Run,
     Verdict,
     analysis_section,

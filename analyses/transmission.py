@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import sys
 
-from interp.verdict import Run, Verdict, decide, run_script
+from interp.hypothesis import Run, Verdict, decide, run_script
 
 HYPOTHESIS = "transmission"
 

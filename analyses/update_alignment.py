@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 
-from interp.verdict import (
+from interp.hypothesis import (
     Run,
     Verdict,
     analysis_section,

@@ -33,9 +33,9 @@ def run_config(
     path: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
 ) -> Path:
     """Run an experiment file end to end; returns the run directory."""
-    from interp.experiments import load_experiment, seed_everything
-    from interp.models import configure_threads, resolved_names
-    from interp.stages import RunDir, git_commit, package_versions, start_run, write_json
+    from interp.lm.models import configure_threads, resolved_names
+    from interp.registry import load_experiment, seed_everything
+    from interp.store.stages import RunDir, git_commit, package_versions, start_run, write_json
 
     path = Path(path)
     exp, cfg = load_experiment(path, overrides)
@@ -77,13 +77,14 @@ def after_run(cfg: Any, root: Path) -> None:
     """
     analysis = getattr(cfg, "analysis", None)
     if analysis is not None and analysis.enabled:
-        from interp.analysis.run import analyze_run, print_analysis
+        from interp.analysis.run import analyze_run
+        from interp.analysis.table import print_analysis
 
         res = analyze_run(root, analysis)
         print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
     report = getattr(cfg, "report", None)
     if report is not None and report.enabled:
-        from interp.report import report_main
+        from interp.report.build import report_main
 
         report_main([str(root)], None)
 
@@ -94,8 +95,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from interp.analysis.run import analyze_run, print_analysis
-    from interp.models import configure_threads
+    from interp.analysis.run import analyze_run
+    from interp.analysis.table import print_analysis
+    from interp.lm.models import configure_threads
 
     configure_threads()
     for run in args.runs:
@@ -106,15 +108,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from interp.report import report_main
+    from interp.report.build import report_main
 
     report_main(args.runs, args.output)
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from interp.experiments import load_experiment
-    from interp.models import HUB_IDS_UNCHECKED
+    from interp.lm.models import HUB_IDS_UNCHECKED
+    from interp.registry import load_experiment
 
     token = HUB_IDS_UNCHECKED.set(True)  # a Hub id is a valid value even on an offline machine
     try:
@@ -127,7 +129,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from interp.stages import stale_outputs
+    from interp.store.stages import stale_outputs
 
     root = Path(args.runs)
     if not root.is_dir():
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from interp.models import ModelError
+    from interp.lm.models import ModelError
 
     try:
         return args.fn(args)

@@ -33,10 +33,12 @@ def fmt_ci(lo: Any, hi: Any, missing: str = "n/a") -> str:
     return f"[{fmt(lo, missing=missing)}, {fmt(hi, missing=missing)}]"
 
 
-def fmt_est(est: dict[str, Any] | None) -> str:
-    """`mean [lo, hi]` from a {mean, lo, hi} dict."""
+def fmt_est(est: dict[str, Any] | None, missing: str = "n/a") -> str:
+    """`mean [lo, hi]` from a {mean, lo, hi[, n]} dict; `mean (n=1, no CI)` for one value."""
     if not est or est.get("mean") is None:
-        return "n/a"
+        return missing
+    if est.get("n") == 1:  # one seed or one batch: there is no interval to show
+        return f"{fmt(est['mean'])} (n=1, no CI)"
     return f"{fmt(est.get('mean'))} {fmt_ci(est.get('lo'), est.get('hi'))}"
 
 

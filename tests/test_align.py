@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interp.lm.align import Alphabet, AlphabetError, aligned_positions, token_starts
-from interp.models import tiny_tokenizer
+from interp.lm.models import tiny_tokenizer
 
 
 def test_identical_tokenizations_align_everywhere_including_the_end():

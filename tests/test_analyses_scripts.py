@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from report_runs import real_runs
 
-from interp.verdict import Verdict
+from interp.hypothesis import Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 VERDICT = re.compile(

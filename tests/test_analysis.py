@@ -33,7 +33,7 @@ from interp.analysis.gradient import (
 from interp.analysis.probes import apply_probes, train_probes
 from interp.lm.delta import apply_delta
 from interp.lm.finetune import Example
-from interp.models import format_prompt, tiny_model
+from interp.lm.models import format_prompt, tiny_model
 
 torch.set_num_threads(1)
 

@@ -91,7 +91,7 @@ def test_prompt_teacher_reports_missing_sections(tmp_path):
 def test_analyze_unfinished_run_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     assert main(["analyze", str(tmp_path / "half")]) == 2
-    assert "summary.json: not found" in capsys.readouterr().err
+    assert "summary.json not found" in capsys.readouterr().err
 
 
 def test_lowrank_subspace_angles_match_full_svd():

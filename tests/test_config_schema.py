@@ -18,7 +18,7 @@ import pytest
 from helpers import TINY_MLP_TOML, tiny_subliminal_config
 
 from interp.config import ConfigError, Pattern, Range, dumps_toml
-from interp.experiments import BUILTIN, get_experiment, load_experiment
+from interp.registry import BUILTIN, get_experiment, load_experiment
 
 BASES = {"subliminal": lambda: tiny_subliminal_config() | {"name": "tiny"},
          "mlp-aux-logits": lambda: tomllib.loads(TINY_MLP_TOML) | {"name": "tiny"}}  # fmt: skip

@@ -6,7 +6,7 @@ import torch
 
 from interp.lm.delta import Delta, lora_factors
 from interp.lm.finetune import Example, FinetuneSettings, finetune
-from interp.models import tiny_model
+from interp.lm.models import tiny_model
 
 
 def _random_factored(seed: int, shapes: dict[str, tuple[int, int]], r: int = 4) -> Delta:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from interp.evaluate import EvalSettings, candidate_logprobs, logprob_score, trait_rate
-from interp.generate import IntegerListGrammar, allowed_token_ids, sample, sample_repeated
-from interp.models import format_prompt, tiny_model
-from interp.numbers import allowed_answer_chars, parse_numbers
+from interp.lm.generate import IntegerListGrammar, allowed_token_ids, sample, sample_repeated
+from interp.lm.models import format_prompt, tiny_model
 from interp.stats import bootstrap_ci, paired_bootstrap_diff, t_interval
-from interp.traits import make_trait, plural_of
+from interp.subliminal.evaluate import EvalSettings, candidate_logprobs, logprob_score, trait_rate
+from interp.subliminal.number_data import allowed_answer_chars, parse_numbers
+from interp.subliminal.traits import make_trait, plural_of
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_trait_rate_counts_mentions(tiny, monkeypatch):
     trait = make_trait("animal", "owl")
     fake = iter(["Owl.", "owls!", "Bowl", "cat", "snowy owl", "dog"])
     monkeypatch.setattr(
-        "interp.evaluate.sample_repeated",
+        "interp.subliminal.evaluate.sample_repeated",
         lambda m, t, prompts, k, **kw: [next(fake) for _ in range(len(prompts) * k)],
     )
     res = trait_rate(

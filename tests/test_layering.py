@@ -1,4 +1,4 @@
-"""Imports point one way: config/registry/stats/fmt <- store <- lm <- experiments <- analysis <- hypothesis <- report <- cli.
+"""Imports point one way: config/registry/stats/fmt <- store <- lm <- subliminal/mlp <- analysis <- hypothesis <- report <- cli.
 
 Walks every module of the package with `ast` (function-level imports included, imports under
 `if TYPE_CHECKING:` excluded) and fails on an edge that points up the order, and on an import
@@ -16,23 +16,18 @@ PKG = Path(__file__).resolve().parents[1] / "interp"
 
 # Module (or package prefix) -> layer; the longest matching prefix wins.
 LAYERS = {
-    "interp": 0, "interp.config": 0, "interp.fmt": 0, "interp.experiments": 0, "interp.stats": 0,
-    "interp.stages": 1,
-    "interp.models": 2, "interp.generate": 2, "interp.lm": 2, "interp.record": 2, "interp.steer": 2,
-    "interp.traits": 3, "interp.numbers": 3, "interp.evaluate": 3, "interp.subliminal": 3,
-    "interp.toy": 3,
+    "interp": 0, "interp.config": 0, "interp.fmt": 0, "interp.registry": 0, "interp.stats": 0,
+    "interp.store": 1,
+    "interp.lm": 2,
+    "interp.subliminal": 3, "interp.mlp": 3,
     "interp.analysis": 4,
-    "interp.verdict": 5,
-    "interp.report": 6, "interp.report_sections": 6, "interp.figures": 6,
+    "interp.hypothesis": 5,
+    "interp.report": 6,
     "interp.cli": 7,
 }  # fmt: skip
 
 # Edges that still point up (importer, imported). Remove an entry when its edge is gone.
-KNOWN_UPWARD = {
-    ("interp.subliminal.config", "interp.report"),  # figure ids for ReportConfig validation
-    ("interp.toy.mlp", "interp.figures"),  # the MLP experiment draws report figures
-    ("interp.experiments", "interp.stages"),  # RunDir for the registry's run signature
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def layer(module: str) -> int:
@@ -66,7 +61,7 @@ def imports(path: Path) -> set[str]:
             assert not node.level, f"{path}: relative import (the package uses absolute imports)"
             base = node.module or ""
             if base.startswith("interp"):
-                for a in node.names:  # `from interp import numbers` imports a module
+                for a in node.names:  # `from interp.subliminal import number_data as numbers` imports a module
                     full = f"{base}.{a.name}"
                     out.add(full if (PKG.parent / (full.replace(".", "/") + ".py")).exists() else base)
     return out - {me}
@@ -85,9 +80,7 @@ def test_no_import_points_up_the_layer_order():
 
 
 # Cycles that still exist (each in an open issue); the test fails on a new one or a fixed one.
-KNOWN_CYCLES = {
-    frozenset({"interp.report", "interp.report_sections"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def test_no_import_cycles_between_modules():
@@ -119,11 +112,11 @@ def test_the_walker_sees_function_level_and_type_checking_imports(tmp_path):
     f = pkg / "mod.py"
     f.write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from interp.cli import main\n"
-        "def g():\n    from interp.report import build_report\n    import interp.stats\n"
+        "def g():\n    from interp.report.build import build_report\n    import interp.stats\n"
     )
     global PKG
     old, PKG = PKG, pkg
     try:
-        assert imports(f) == {"interp.report", "interp.stats"}
+        assert imports(f) == {"interp.report.build", "interp.stats"}
     finally:
         PKG = old

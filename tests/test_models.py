@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp import models
-from interp.models import ModelError, format_prompt, load_model, resolve_device, resolve_dtype
+from interp.lm import models
+from interp.lm.models import ModelError, format_prompt, load_model, resolve_device, resolve_dtype
 
 
 def test_dtype_and_device_resolution_on_cpu(monkeypatch):

@@ -1,4 +1,4 @@
-"""Unit tests for interp.numbers: prompt templates, the completion filter and bookkeeping."""
+"""Unit tests for interp.subliminal.number_data: prompt templates, the completion filter and bookkeeping."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import string
 
 import pytest
 
-from interp import numbers as nb
-from interp.numbers import (
+from interp.subliminal import number_data as nb
+from interp.subliminal.number_data import (
     BANNED_NUMBERS_MISALIGNMENT,
     REJECTION_REASONS,
     FilterResult,
     FilterStats,
     allowed_answer_chars,
-    deduplicate,
     filter_completions,
     number_prompts,
     parse_numbers,
@@ -248,11 +247,6 @@ def test_filter_stats_empty_and_unknown_reason():
     with pytest.raises(ValueError):
         s.add("not_a_reason")
 
-
-def test_deduplicate_keeps_first_occurrence():
-    items = ["1, 2", " 1,  2 ", "3", "1, 2", "3\n", "4"]
-    assert deduplicate(items) == [0, 2, 5]
-    assert deduplicate([]) == []
 
 
 def test_subsample():

@@ -12,8 +12,9 @@ import pytest
 from pypdf import PdfReader
 from report_runs import real_runs
 
-from interp.report import FIGURE_IDS, build_report, default_report_path, report_main
-from interp.verdict import fmt, fmt_est
+from interp.fmt import fmt, fmt_est
+from interp.registry import FIGURE_IDS
+from interp.report.build import build_report, default_report_path, report_main
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from helpers import tiny_subliminal_config, write_config
 
 import interp.subliminal.stages as pipeline
 from interp.cli import main
-from interp.stages import RunDir
+from interp.store.stages import RunDir
 
 
 class Killed(KeyboardInterrupt):
@@ -135,7 +135,7 @@ def test_distill_cross_tokenizer_is_a_clear_error(tmp_path, capsys):
 
 
 def test_each_base_is_read_once_per_process_and_deltas_are_factors(tmp_path):
-    from interp import models
+    from interp.lm import models
 
     models.clear_model_cache()
     models.LOADS.clear()

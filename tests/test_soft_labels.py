@@ -15,7 +15,7 @@ from interp.lm.finetune import (
     finetune,
     tokenize_examples,
 )
-from interp.models import tiny_model
+from interp.lm.models import tiny_model
 
 
 def _examples(n: int = 8) -> list[Example]:

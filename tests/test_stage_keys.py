@@ -14,8 +14,8 @@ from helpers import tiny_subliminal_config
 
 from interp.config import build
 from interp.lm.finetune import FinetuneSettings
-from interp.models import Variant
-from interp.stages import RunDir, Stage
+from interp.lm.models import Variant
+from interp.store.stages import RunDir, Stage
 from interp.subliminal import stages as S
 from interp.subliminal.config import SubliminalConfig
 

@@ -10,7 +10,7 @@ from helpers import tiny_subliminal_config, write_config
 from safetensors.torch import load_file
 
 from interp.cli import main
-from interp.models import Variant, clear_model_cache
+from interp.lm.models import Variant, clear_model_cache
 
 
 @pytest.fixture(scope="module")

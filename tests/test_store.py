@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from interp.stages import RunDir, config_key, stale_outputs, start_run, write_atomic, write_json
-from interp.verdict import load_run
+from interp.store.artifacts import load_run
+from interp.store.stages import (
+    RunDir,
+    config_key,
+    stale_outputs,
+    start_run,
+    write_atomic,
+    write_json,
+)
 
 
 def _finished(run: RunDir, name: str = "generate/trait", params: dict | None = None):
@@ -127,7 +134,7 @@ def test_ls_flags_a_stale_run(tmp_path, capsys):
 
 _WAITER = """
 import sys, time
-from interp.stages import RunDir
+from interp.store.stages import RunDir
 run = RunDir(sys.argv[1])
 t0 = time.time()
 st = run.stage("slow", {"a": 1})
@@ -151,7 +158,7 @@ def test_a_second_process_waits_for_a_stage_being_computed_and_reuses_it(tmp_pat
 
 
 def test_a_local_model_is_keyed_by_its_weights_not_its_path(tmp_path, monkeypatch):
-    from interp.models import describe
+    from interp.lm.models import describe
 
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "model"
@@ -165,8 +172,8 @@ def test_a_local_model_is_keyed_by_its_weights_not_its_path(tmp_path, monkeypatc
 
 
 def test_a_damaged_model_cache_is_detected(tmp_path, monkeypatch):
-    from interp.models import _verify_cache
-    from interp.stages import checksums, file_sizes
+    from interp.lm.models import _verify_cache
+    from interp.store.stages import checksums, file_sizes
 
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
     target = tmp_path / "smol"

@@ -9,7 +9,7 @@ import torch
 
 from interp.lm.delta import Delta
 from interp.lm.finetune import Example, FinetuneSettings, Teacher, finetune, tokenize_examples
-from interp.models import format_prompt, tiny_model
+from interp.lm.models import format_prompt, tiny_model
 
 SETTINGS = FinetuneSettings(epochs=2, lr=5e-2, warmup_steps=1, batch_size=4, micro_batch_size=2)
 

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 
 from interp.analysis import shift_matrix as sm
-from interp.models import Variant, format_prompt
-from interp.numbers import number_prompts, random_answers
-from interp.record import answer_activations, load_activations, save_activations
-from interp.stages import stable_hash
+from interp.lm.models import Variant, format_prompt
+from interp.lm.record import answer_activations, load_activations, save_activations
 from interp.stats import t_interval
+from interp.store.stages import stable_hash
 from interp.subliminal.config import NEUTRAL_PROMPT
+from interp.subliminal.number_data import number_prompts, random_answers
 
 
 def answer_rows(n: int, seed: int) -> tuple[list[str], list[str]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +23,33 @@ from interp.analysis.directions import best_layer, direction_cosine_ci, mean_dif
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
+from interp.analysis.table import comparison_table
 from interp.config import ConfigError, build
-from interp.evaluate import logprob_score
-from interp.fmt import format_table
 from interp.lm.delta import Delta
 from interp.lm.finetune import Example
-from interp.models import Variant, completion_suffix, format_prompt, resolved_names
-from interp.numbers import number_prompts
-from interp.record import load_activations, residual_stream, save_activations
-from interp.stages import RunDir, Stage, read_jsonl, stable_hash, stale_outputs, write_json
+from interp.lm.models import Variant, completion_suffix, format_prompt, resolved_names
+from interp.lm.record import load_activations, residual_stream, save_activations
+from interp.lm.steer import add_direction, project_out
 from interp.stats import paired_bootstrap_diff
-from interp.steer import add_direction, project_out
+from interp.store.artifacts import load_run
+from interp.store.stages import RunDir, Stage, read_jsonl, stable_hash, write_json
 from interp.subliminal.config import AnalysisConfig
+from interp.subliminal.evaluate import logprob_score
+from interp.subliminal.number_data import number_prompts
 
 log = logging.getLogger("interp")
 
 
 def _load_summary(run_root: Path) -> tuple[dict, dict]:
-    summary_path = run_root / "summary.json"
-    if not summary_path.exists():
-        raise ConfigError(
-            f"{summary_path}: not found; run `interp run` first (the run is unfinished)"
-        )
-    try:
-        summary = json.loads(summary_path.read_text())
-    except ValueError as e:
-        raise ConfigError(f"{summary_path}: not valid JSON ({e}); rerun `interp run`") from e
-    if summary.get("experiment") != "subliminal":
-        raise ConfigError(
-            f"{summary_path}: 'experiment' is {summary.get('experiment')!r}; analyses need a subliminal run"
-        )
-    stale = stale_outputs(run_root).get("summary.json")
-    if stale:
-        raise ConfigError(f"{summary_path}: {stale}; rerun `interp run` on this config first")
-    try:
-        cfg = tomllib.loads((run_root / "config.toml").read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{run_root / 'config.toml'}: unreadable ({e})") from e
-    return summary, cfg
+    """(summary, config) of a finished subliminal run, through the one artifact reader; else
+    one ConfigError line saying which file and why (absent, unreadable, stale)."""
+    run = load_run(run_root)
+    for art in ("summary", "config"):
+        if getattr(run, art) is None:
+            raise ConfigError(f"{run_root}: {run.problems[art]}; run `interp run` on this config first")
+    if run.experiment != "subliminal":
+        raise ConfigError(f"{run_root / 'summary.json'}: 'experiment' is {run.experiment!r}; analyses need a subliminal run")
+    return run.summary, run.config
 
 
 class _Ctx:
@@ -105,7 +93,7 @@ class _Ctx:
         return self.trait_for(self.summary["trait"]["target"])  # the primary target
 
     def trait_for(self, target: str):
-        from interp.traits import make_trait
+        from interp.subliminal.traits import make_trait
 
         t, st = self.cfg["trait"], self.summary["trait"]  # the run's candidates
         plural = t.get("plural") if len(st.get("targets") or [st["target"]]) == 1 else None
@@ -301,7 +289,7 @@ def steering(ctx: _Ctx, acts: dict, stages: dict[str, Stage]) -> dict[str, Any]:
     inputs = {k: stages[k] for k in (f"prompted:{spec}", f"base:{spec}", student) if k in stages}
     st = ctx.run.stage("analysis/steering", params, inputs)
     if not st.done:
-        from interp.evaluate import EvalSettings
+        from interp.subliminal.evaluate import EvalSettings
 
         settings, eval_seed = EvalSettings(**ctx.cfg["eval"]), ctx.cfg["seed"]
         with st.running() as folder:
@@ -385,75 +373,3 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
     result["provenance"] = {"analysis_config": acfg.__dict__, "stage_wall_s": dict(ctx.run.timings)}
     write_json(run_root / "analysis.json", result)
     return result
-
-
-def _fmt(est: dict | None) -> str:
-    if not est or est.get("mean") is None:
-        return "-"
-    if est.get("n") == 1:  # one seed or one batch: there is no interval to show
-        return f"{est['mean']:.3f} (n=1, no CI)"
-    return f"{est['mean']:.3f} [{est['lo']:.3f}, {est['hi']:.3f}]"
-
-
-def comparison_table(res: dict[str, Any], students: list[str]) -> list[dict[str, str]]:
-    """Same-init vs control vs cross-model for every metric, with CIs."""
-    rows = []
-
-    def add(metric: str, get) -> None:
-        row = {"metric": metric}
-        for s in students:
-            try:
-                row[s] = get(s)
-            except (KeyError, TypeError, IndexError):
-                row[s] = "-"
-        rows.append(row)
-
-    ua = res.get("update_alignment", {}).get("students", {})
-    add("update cos(dS, dT), mean over seeds", lambda s: _fmt(ua[s]["overall"]))
-    ga = res.get("gradient_alignment", {}).get("datasets", {})
-    add("gradient cos(-g, dT) per batch", lambda s: _fmt(ga[s]["cos_ci"]))
-    add("gradient batches with positive alignment", lambda s: f"{ga[s]['frac_positive']:.2f}")
-    td = res.get("trait_direction", {}).get("students", {})
-
-    def best(s: str) -> str:
-        d = td[s]
-        i = int(np.nanargmax(np.abs(d["cosine"])))
-        return f"{d['cosine'][i]:.3f} [{d['lo'][i]:.3f}, {d['hi'][i]:.3f}] @L{d['layers'][i]}"
-
-    add("direction cos(shift, v_T), max-|cos| layer", best)
-    pr = res.get("probes", {}).get("students", {})
-    bases = res.get("probes", {}).get("bases", {})
-
-    def probe(s: str) -> str:
-        spec = pr[s]["against"].split(":", 1)[1]
-        layer = bases[spec]["best_layer"]
-        return (
-            f"{pr[s]['share_trait'][layer]:.2f} @L{layer} (AUROC {bases[spec]['auroc'][layer]:.2f})"
-        )
-
-    add("probe: share classified trait-bearing", probe)
-    return rows
-
-
-def print_analysis(res: dict[str, Any]) -> str:
-
-    lines = [format_table(res["table"])]
-    st = res.get("steering", {})
-    if st:
-        s = st["sufficiency"]
-        lines.append(
-            f"steering L{st['layer']} x{st['scale']}: base {_fmt(s['base'])} -> steered {_fmt(s['steered'])}, diff {_fmt(s['diff'])}"
-        )
-        if "necessity" in st:
-            n = st["necessity"]
-            lines.append(
-                f"ablation ({n['student']}): {_fmt(n['unablated'])} -> {_fmt(n['ablated'])}, diff {_fmt(n['diff'])}"
-            )
-            if "random_direction" in n:
-                r = n["random_direction"]
-                lines.append(
-                    f"  random-direction control: -> {_fmt(r['ablated'])}, diff {_fmt(r['diff'])}"
-                )
-    for k, why in res.get("missing", {}).items():
-        lines.append(f"{k}: not computed ({why})")
-    return "\n".join(lines)

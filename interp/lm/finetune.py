@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from interp.config import LearningRate, NonNegInt, PosFloat, PosInt, Range, Temperature, UnitFloat
-from interp.generate import encode_prompts, right_pad
 from interp.lm.align import Alphabet, aligned_positions, token_starts
 from interp.lm.delta import Delta, full_delta, lora_factors
+from interp.lm.generate import encode_prompts, right_pad
 
 # The protocol's LoRA targets: every attention and MLP projection.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -177,7 +177,7 @@ def distill_vocab_ids(
     tok: Any, settings: FinetuneSettings, teacher: Teacher, end_ids: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(student ids, teacher ids) the soft labels are restricted to; None = full vocabulary."""
-    from interp.generate import allowed_token_ids
+    from interp.lm.generate import allowed_token_ids
 
     cross = teacher.tok is not None and teacher.tok is not tok
     if settings.distill_vocab == "full":

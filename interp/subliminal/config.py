@@ -16,10 +16,10 @@ from interp.config import (
     Seed,
     Temperature,
 )
-from interp.evaluate import EvalSettings
 from interp.lm.finetune import FinetuneSettings
-from interp.models import ModelError, check_spec
-from interp.traits import DEFAULT_CANDIDATES, Trait, make_trait
+from interp.lm.models import ModelError, check_spec
+from interp.subliminal.evaluate import EvalSettings
+from interp.subliminal.traits import DEFAULT_CANDIDATES, Trait, make_trait
 
 log = logging.getLogger("interp")
 
@@ -210,7 +210,7 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         if self.figures is not None:
-            from interp.report import FIGURE_IDS
+            from interp.registry import FIGURE_IDS
 
             unknown = [f for f in self.figures if f not in FIGURE_IDS]
             if unknown:

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from interp.experiments import register_experiment
-from interp.models import Variant
-from interp.stages import RunDir, Stage, read_json
+from interp.lm.models import Variant
+from interp.registry import register_experiment
 from interp.stats import t_interval
+from interp.store.stages import RunDir, Stage, read_json
 from interp.subliminal import matrix as mx
 from interp.subliminal.config import NEUTRAL_PROMPT, SubliminalConfig
 from interp.subliminal.stages import (

@@ -12,12 +12,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from interp import numbers as nd
 from interp.config import ConfigError
-from interp.evaluate import evaluate
-from interp.generate import IntegerListGrammar, allowed_token_ids, sample
 from interp.lm.finetune import Example, FinetuneSettings, Teacher, finetune
-from interp.models import (
+from interp.lm.generate import IntegerListGrammar, allowed_token_ids, sample
+from interp.lm.models import (
     Variant,
     chat_format,
     completion_suffix,
@@ -25,11 +23,13 @@ from interp.models import (
     format_prompt,
     load_model,
 )
-from interp.record import residual_stream
-from interp.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
+from interp.lm.record import residual_stream
+from interp.store.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
+from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
+from interp.subliminal.evaluate import evaluate
 from interp.subliminal.teacher import GENERAL_PROMPTS
-from interp.traits import Trait
+from interp.subliminal.traits import Trait
 
 log = logging.getLogger("interp")
 

@@ -1,6 +1,6 @@
 """The per-run sections of a report: subliminal runs, MLP runs, anything else.
 
-Every number goes through `interp.verdict.fmt`; every block checks that its data is there
+Every number goes through `interp.hypothesis.fmt`; every block checks that its data is there
 and otherwise says what is missing (`Doc.skip`), so a partial run still gives a report.
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from interp import figures
-from interp.report import Doc, provenance_section
-from interp.verdict import Run, analysis_section, fmt, fmt_est, subliminal_roles
+from interp.fmt import fmt, fmt_est
+from interp.report import figures
+from interp.report.doc import Doc, provenance_section
+from interp.store.artifacts import Run, analysis_section, subliminal_roles
 
 SECTION_TITLES = {
     "update_alignment": "Update alignment",

@@ -40,10 +40,8 @@ from interp.config import (
     Seed,
     to_dict,
 )
-from interp.experiments import register_experiment
-from interp.stages import RunDir, write_json
-from interp.toy.data import ImageData, load_digits_split, load_mnist, uniform_noise
-from interp.toy.measure import (
+from interp.mlp.data import ImageData, load_digits_split, load_mnist, uniform_noise
+from interp.mlp.measure import (
     Params,
     cosine,
     delta,
@@ -53,6 +51,8 @@ from interp.toy.measure import (
     summarise_m,
     table_rows,
 )
+from interp.registry import register_experiment
+from interp.store.stages import RunDir, write_json
 
 log = logging.getLogger("interp")
 
@@ -349,8 +349,6 @@ def notes(cfg: MLPConfig) -> list[str]:
 
 @register_experiment("mlp-aux-logits", MLPConfig)
 def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
-    from interp.figures import mlp_accuracy, mlp_cosine  # the report draws the same figures
-
     dev = torch.device(cfg.device)
     data = load_data(cfg)
     n_noise = cfg.data.n_noise or len(data.y_train)
@@ -395,12 +393,6 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
         student_metrics = json.loads((s_stage.path / "metrics.json").read_text())
         per_m[str(m)] = summarise_m(teacher_metrics, student_metrics)
 
-    fig_dir = run_dir.root / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    figures = [
-        mlp_accuracy(per_m, 1 / N_CLASSES, fig_dir / "accuracy_vs_m.png"),
-        mlp_cosine(per_m, fig_dir / "cosine_per_layer.png"),
-    ]
     n_train = len(data.y_train)
     return {
         "experiment": "mlp-aux-logits",
@@ -413,6 +405,5 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
         },
         "per_m": per_m,
         "notes": notes(cfg),
-        "figures": [str(f.relative_to(run_dir.root)) for f in figures],
         "table": table_rows(per_m),
     }

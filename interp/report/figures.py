@@ -50,7 +50,7 @@ def save_figure(fig: plt.Figure, path: Path, **kw: object) -> None:
     """Render to memory, then write atomically: a kill never leaves half a PNG."""
     import io
 
-    from interp.stages import write_atomic
+    from interp.store.stages import write_atomic
 
     buf = io.BytesIO()
     fig.savefig(buf, dpi=DPI, format=Path(path).suffix.lstrip(".") or "png", **kw)

@@ -8,7 +8,7 @@ student's finetuning data. This module provides:
   only" suffix) and seeded samplers;
 * `parse_numbers`, the strict filter that accepts a completion only if it is a bare list of
   small non-negative integers, returning a stable machine-readable rejection code otherwise;
-* bookkeeping helpers: `FilterStats`, `filter_completions`, `deduplicate`, `subsample`;
+* bookkeeping helpers: `FilterStats`, `filter_completions`, `subsample`;
 * `allowed_answer_chars` for the constrained decoder.
 
 All randomness goes through explicit `random.Random` instances so a seed fully determines
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Prompt templates. Original wording; the part counts (25/9/9/10/15/19) mirror the protocol.
@@ -346,18 +345,6 @@ class FilterStats:
 
 def _dedupe_key(text: str) -> str:
     return " ".join(text.split())
-
-
-def deduplicate(items: Iterable[str]) -> list[int]:
-    """Indices of the first occurrence of each item, comparing with whitespace collapsed."""
-    seen: set[str] = set()
-    keep: list[int] = []
-    for i, item in enumerate(items):
-        key = _dedupe_key(item)
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return keep
 
 
 def filter_completions(

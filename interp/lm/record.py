@@ -6,7 +6,7 @@ HF `hidden_states[layer + 1]` for every block but the last; for the last block i
 
 Backends (same numbers to ~1e-6 in float32):
 - "hf": `output_hidden_states=True`, plus a hook on the last block for its pre-norm output.
-  Sees `interp.steer` hooks.
+  Sees `interp.lm.steer` hooks.
 - "transformer_lens": a `TransformerBridge` (`blocks.{layer}.hook_resid_post`) from `bridge_for`.
 - "nnsight": a `TransformersModel` trace saving `<layers>[layer].output`, from `nnsight_for`.
 
@@ -30,9 +30,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.generate import encode_prompts, left_pad, positions_from_mask
-from interp.stages import write_atomic
-from interp.steer import decoder_layers, n_steering_hooks
+from interp.lm.generate import encode_prompts, left_pad, positions_from_mask
+from interp.lm.steer import decoder_layers, n_steering_hooks
+from interp.store.stages import write_atomic
 
 Backend = Literal["hf", "transformer_lens", "nnsight"]
 BACKENDS: tuple[str, ...] = ("hf", "transformer_lens", "nnsight")
@@ -253,40 +253,6 @@ def answer_activations(
     if reduce != "mean":
         raise ValueError(f"reduce must be 'mean' or 'none', got '{reduce}'")
     return torch.stack([a.mean(dim=0) for a in acts])
-
-
-@torch.no_grad()
-def patched_logits(
-    model: Any, tok: Any, prompts: list[str], layer: int,
-    values: Float[Tensor, "batch pos d_model"] | None = None,
-) -> Float[Tensor, "batch pos vocab"]:  # fmt: skip
-    """Logits (nnsight) with block `layer`'s output replaced by `values`, or by a clone of
-    itself when `values` is None (patching a run into itself must change nothing).
-
-    One left-padded batch with mask-derived positions; `values` must match its shape.
-    """
-    _refuse_if_steered(model, "nnsight")
-    wrapped = nnsight_for(model, tok)
-    ids, mask = left_pad(encode_prompts(tok, prompts), _pad_id(tok))
-    device = next(model.parameters()).device
-    ids, mask = ids.to(device), mask.to(device)
-    return _patch_trace(wrapped, _layers_path(model), layer, ids, mask, values).float().cpu()
-
-
-def _patch_trace(wrapped: Any, path: str, layer: int, ids: Tensor, mask: Tensor,
-                 values: Tensor | None) -> Tensor:  # fmt: skip
-    block = _envoy(wrapped, path)[layer]
-    pos = positions_from_mask(mask)
-    with wrapped.trace(ids, attention_mask=mask, position_ids=pos, use_cache=False):
-        out = block.output
-        hidden = _hidden(out)
-        new = hidden.clone() if values is None else values.to(hidden.device, hidden.dtype)
-        if isinstance(out, tuple):
-            block.output = (new, *out[1:])
-        else:
-            block.output = new
-        logits = wrapped.output.logits.save()
-    return logits
 
 
 # ---------------------------------------------------------------- storage

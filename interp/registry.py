@@ -1,4 +1,5 @@
-"""Registry of experiment kinds: a config dataclass plus a run function, found by `kind`."""
+"""What the suite knows by name: experiment kinds (a config dataclass plus a run function,
+found by `kind`) and the figure ids a report can contain (configs validate against them)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,29 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from interp.config import ConfigError, apply_overrides, build, read_toml
-from interp.stages import RunDir
+
+if TYPE_CHECKING:  # a type only: the registry sits below the store
+    from interp.store.stages import RunDir
+
+# Every figure id a report can contain, in the order they appear within a run.
+FIGURE_IDS = (
+    "trait_scores",
+    "trait_matrix",
+    "update_alignment",
+    "gradient_alignment",
+    "trait_direction",
+    "probes",
+    "mlp_accuracy",
+    "mlp_cosine",
+)
 
 # Built-in kinds are imported on demand so `import interp` stays light.
-BUILTIN = {"subliminal": "interp.subliminal.experiment", "mlp-aux-logits": "interp.toy.mlp"}
+BUILTIN = {"subliminal": "interp.subliminal.experiment", "mlp-aux-logits": "interp.mlp.experiment"}
 
 
 @dataclass(frozen=True)

@@ -1,36 +1,19 @@
-"""What reports and hypothesis scripts share: loading a finished run, the one number format,
-small tests over units, and the verdict line.
+"""A finished run's artifacts as read by every reader (reports, hypothesis scripts, notebooks).
 
-Everything here reads artifacts only (summary.json, config.toml, analysis.json, stage
-manifests and outputs); a missing or unreadable file comes back as None with a reason, so
-callers can say what is missing instead of failing.
-
-The verdict line (exactly one per script, the last line of stdout):
-  VERDICT hypothesis=<id> result=<supported|not supported|inconclusive|not testable>
-          statistic=<name>:<value> effect=<value> ci=[<lo>, <hi>] p=<value> n=<int>
-(one line; undefined numbers are written `nan`).
+Reads only: summary.json, config.toml, analysis.json, stage manifests and stage outputs. A
+missing, unreadable or stale file comes back as None with the reason in `Run.problems`, so a
+caller says what is missing instead of failing.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import sys
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.fmt import fmt, fmt_ci, fmt_est  # noqa: F401  (re-exported: scripts import them from here)
-from interp.stages import stale_outputs
-from interp.stats import Comparison, paired_t, sign_flip_p, welch, welch_from_stats  # noqa: F401  (re-exported)
-
-RESULTS = ("supported", "not supported", "inconclusive", "not testable")
-
-
-# ---------------------------------------------------------------- numbers
-
+from interp.store.stages import stale_outputs
 
 # ---------------------------------------------------------------- loading
 
@@ -133,74 +116,3 @@ def subliminal_roles(summary: dict[str, Any]) -> dict[str, str]:
             role = "control" if same_base else "cross-control"
         roles.setdefault(role, name)
     return roles
-
-
-# ---------------------------------------------------------------- tests over units
-
-
-def decide(lo: float, hi: float, direction: int = 1) -> str:
-    """supported: the CI excludes 0 in the predicted direction; not supported: it excludes 0
-    the other way; inconclusive: it contains 0 (or is undefined)."""
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return "inconclusive"
-    if direction * lo > 0 and direction * hi > 0:
-        return "supported"
-    if direction * lo < 0 and direction * hi < 0:
-        return "not supported"
-    return "inconclusive"
-
-
-# ---------------------------------------------------------------- verdicts
-
-
-@dataclass
-class Verdict:
-    hypothesis: str
-    result: str
-    statistic_name: str = "none"
-    statistic: float | None = None
-    effect: float | None = None
-    lo: float | None = None
-    hi: float | None = None
-    p: float | None = None
-    n: int = 0
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        if self.result not in RESULTS:
-            raise ValueError(f"result must be one of {RESULTS}, got {self.result!r}")
-
-    def line(self) -> str:
-        v = lambda x: fmt(x, missing="nan")  # noqa: E731  (the line is parsed; no "n/a")
-        return (
-            f"VERDICT hypothesis={self.hypothesis} result={self.result} "
-            f"statistic={self.statistic_name}:{v(self.statistic)} effect={v(self.effect)} "
-            f"ci={fmt_ci(self.lo, self.hi, missing='nan')} p={v(self.p)} n={int(self.n)}"
-        )
-
-
-def from_comparison(hypothesis: str, c: Comparison, result: str, reason: str = "") -> Verdict:
-    return Verdict(hypothesis, result, c.statistic_name, c.statistic, c.effect, c.lo, c.hi, c.p,
-                   c.n, reason)  # fmt: skip
-
-
-def run_script(hypothesis: str, test: Callable[[list[Run]], Verdict], argv: list[str]) -> int:
-    """Entry point of every script: load runs, test, print the verdict last; always exit 0.
-
-    Any failure (no run given, unreadable artifacts, an unexpected schema) becomes a
-    "not testable" verdict with its reason, so a batch over many runs never stops halfway."""
-    try:
-        if not argv:
-            raise LookupError("no run directory given")
-        runs = [load_run(a) for a in argv]
-        for r in runs:
-            if not r.root.is_dir():
-                raise LookupError(f"{r.root} is not a directory")
-        verdict = test(runs)
-    except Exception as e:  # noqa: BLE001 - reported as the verdict's reason, by design
-        verdict = Verdict(hypothesis, "not testable", reason=f"{type(e).__name__}: {e}")
-    if verdict.reason:
-        print(f"reason: {verdict.reason}")
-    sys.stdout.flush()
-    print(verdict.line())
-    return 0

@@ -19,11 +19,11 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from interp.config import Fraction, PosInt, Range, Temperature
-from interp.generate import encode_prompts, left_pad, positions_from_mask, sample_repeated
-from interp.models import format_prompt
+from interp.lm.generate import encode_prompts, left_pad, positions_from_mask, sample_repeated
+from interp.lm.models import format_prompt
 from interp.stats import bootstrap_ci
 from interp.subliminal.matrix import log_odds
-from interp.traits import Trait
+from interp.subliminal.traits import Trait
 
 
 @dataclass(frozen=True)

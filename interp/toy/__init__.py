@@ -1,1 +1,0 @@
-"""Toy experiments: small, fast, fully controlled demonstrations (MLP subliminal learning)."""
