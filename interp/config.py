@@ -55,7 +55,7 @@ class Pattern:
         return self.what
 
 
-# The field types of every config (a numeric field without a Range fails tests/test_config_schema.py)
+# The field types of every config (a numeric field without a Range fails tests/unit/test_config_schema.py)
 PosInt = Annotated[int, Range(1)]
 NonNegInt = Annotated[int, Range(0)]
 Seed = Annotated[int, Range(0, 2**32 - 1)]

@@ -289,9 +289,9 @@ def steering(ctx: _Ctx, acts: dict, stages: dict[str, Stage]) -> dict[str, Any]:
     inputs = {k: stages[k] for k in (f"prompted:{spec}", f"base:{spec}", student) if k in stages}
     st = ctx.run.stage("analysis/steering", params, inputs)
     if not st.done:
-        from interp.subliminal.evaluate import EvalSettings
+        from interp.subliminal.evaluate import EvalConfig
 
-        settings, eval_seed = EvalSettings(**ctx.cfg["eval"]), ctx.cfg["seed"]
+        settings, eval_seed = EvalConfig(**ctx.cfg["eval"]), ctx.cfg["seed"]
         with st.running() as folder:
             model, tok = Variant(spec).load(ctx.device, ctx.dtype)
             base = logprob_score(model, tok, trait, settings, seed=eval_seed)

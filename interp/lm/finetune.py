@@ -43,7 +43,7 @@ class Example:
 
 
 @dataclass
-class FinetuneSettings:
+class FinetuneConfig:
     """How to finetune one model (a teacher or a student)."""
 
     method: Literal["lora", "full"] = "lora"
@@ -174,7 +174,7 @@ def _selected(rows: list[dict], key: str, sel: str, n_key: str) -> torch.Tensor:
 
 
 def distill_vocab_ids(
-    tok: Any, settings: FinetuneSettings, teacher: Teacher, end_ids: tuple[int, int] | None = None
+    tok: Any, settings: FinetuneConfig, teacher: Teacher, end_ids: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(student ids, teacher ids) the soft labels are restricted to; None = full vocabulary."""
     from interp.lm.generate import allowed_token_ids
@@ -203,7 +203,7 @@ def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Te
     return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
 
 
-def _prepare(model: Any, settings: FinetuneSettings) -> tuple[Any, dict | None, torch.dtype | None]:
+def _prepare(model: Any, settings: FinetuneConfig) -> tuple[Any, dict | None, torch.dtype | None]:
     """Wrap for LoRA, or unfreeze for a full finetune with float32 master weights."""
     if settings.method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -226,7 +226,7 @@ def _prepare(model: Any, settings: FinetuneSettings) -> tuple[Any, dict | None, 
     return model, base_state, autocast
 
 
-def _delta(model: Any, settings: FinetuneSettings, base_state: dict | None) -> Delta:
+def _delta(model: Any, settings: FinetuneConfig, base_state: dict | None) -> Delta:
     return lora_factors(model) if settings.method == "lora" else full_delta(model, base_state)
 
 
@@ -234,7 +234,7 @@ def finetune(
     model: Any,
     tok: Any,
     examples: list[Example],
-    settings: FinetuneSettings,
+    settings: FinetuneConfig,
     *,
     seed: int = 0,
     end: str = "",

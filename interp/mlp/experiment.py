@@ -64,7 +64,7 @@ LossFn = Callable[[Params, Tensor], Float[Tensor, " model"]]
 
 
 @dataclass
-class DataConfig:
+class MLPDataConfig:
     source: Literal["digits", "mnist"] = "digits"
     mnist_dir: str = ""  # folder with the four official IDX files, for source = "mnist"
     test_fraction: Fraction = 0.2  # digits only; MNIST keeps its official 60k/10k split
@@ -80,7 +80,7 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class MLPModelConfig:
     hidden: list[PosInt] = field(default_factory=lambda: [256, 256])
 
     def __post_init__(self) -> None:
@@ -91,20 +91,20 @@ class ModelConfig:
 
 
 @dataclass
-class TeacherConfig:
+class MLPTeacherConfig:
     lr: LearningRate = 3e-4
     batch_size: PosInt = 1024
     epochs: NonNegInt = 5
 
 
 @dataclass
-class StudentConfig(TeacherConfig):
+class MLPStudentConfig(MLPTeacherConfig):
     targets: list[Literal["aux", "all"]] = field(default_factory=lambda: ["aux", "all"])
     inits: list[Literal["same", "cross"]] = field(default_factory=lambda: ["same", "cross"])
 
 
 @dataclass
-class SweepConfig:
+class MLPSweepConfig:
     m: list[PosInt] = field(default_factory=lambda: [1, 3, 10, 50])  # auxiliary logits
     n_models: Annotated[int, Range(2)] = 25  # seeds, trained in parallel
 
@@ -123,11 +123,11 @@ class MLPConfig:
     kind: str = "mlp-aux-logits"
     seed: Seed = 0
     device: Device = "cpu"
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
-    sweep: SweepConfig = field(default_factory=SweepConfig)
+    data: MLPDataConfig = field(default_factory=MLPDataConfig)
+    model: MLPModelConfig = field(default_factory=MLPModelConfig)
+    teacher: MLPTeacherConfig = field(default_factory=MLPTeacherConfig)
+    student: MLPStudentConfig = field(default_factory=MLPStudentConfig)
+    sweep: MLPSweepConfig = field(default_factory=MLPSweepConfig)
 
 
 # ---------------------------------------------------------------- models, many at once

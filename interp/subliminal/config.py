@@ -16,9 +16,9 @@ from interp.config import (
     Seed,
     Temperature,
 )
-from interp.lm.finetune import FinetuneSettings
+from interp.lm.finetune import FinetuneConfig
 from interp.lm.models import ModelError, check_spec
-from interp.subliminal.evaluate import EvalSettings
+from interp.subliminal.evaluate import EvalConfig
 from interp.subliminal.traits import DEFAULT_CANDIDATES, Trait, make_trait
 
 log = logging.getLogger("interp")
@@ -107,9 +107,9 @@ class TeacherConfig:
         if self.control == "random" and self.mode != "steered":
             raise ValueError("teacher.control = 'random' (a random steering direction) needs mode = 'steered'")
 
-    def settings(self, cross: bool = False) -> FinetuneSettings:
+    def settings(self, cross: bool = False) -> FinetuneConfig:
         epochs = self.cross_epochs if cross and self.cross_epochs is not None else self.epochs
-        return FinetuneSettings(
+        return FinetuneConfig(
             epochs=epochs, lr=self.lr, batch_size=self.batch_size,
             micro_batch_size=self.batch_size, warmup_steps=1,
         )  # fmt: skip
@@ -136,7 +136,7 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig(FinetuneSettings):
+class TrainConfig(FinetuneConfig):
     """Defaults for every student (each `[[students]]` entry may override the objective)."""
 
     seeds: list[Seed] = field(default_factory=lambda: [0])
@@ -172,10 +172,10 @@ class StudentConfig:
         if self.model != "teacher":
             _check_model(self.model)
 
-    def settings(self, train: TrainConfig) -> FinetuneSettings:
-        base = {f.name: getattr(train, f.name) for f in fields(FinetuneSettings)}
+    def settings(self, train: TrainConfig) -> FinetuneConfig:
+        base = {f.name: getattr(train, f.name) for f in fields(FinetuneConfig)}
         over = {k: getattr(self, k) for k in STUDENT_OVERRIDES if getattr(self, k) is not None}
-        return FinetuneSettings(**(base | over))
+        return FinetuneConfig(**(base | over))
 
 
 def _default_students() -> list[StudentConfig]:
@@ -231,7 +231,7 @@ class SubliminalConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     students: list[StudentConfig] = field(default_factory=_default_students)
-    eval: EvalSettings = field(default_factory=EvalSettings)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 

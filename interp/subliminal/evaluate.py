@@ -27,7 +27,7 @@ from interp.subliminal.traits import Trait
 
 
 @dataclass(frozen=True)
-class EvalSettings:
+class EvalConfig:
     # Which questions: all 50, or the development half (1-25, for choosing settings) or the
     # held-out half (26-50, for reporting numbers the search never saw).
     questions: Literal["all", "dev", "test"] = "all"
@@ -40,7 +40,7 @@ class EvalSettings:
     ci: Fraction = 0.95
 
 
-def questions(trait: Trait, settings: EvalSettings) -> list[str]:
+def questions(trait: Trait, settings: EvalConfig) -> list[str]:
     """The evaluation questions of `settings.questions`, at most `settings.n_questions`."""
     qs = trait.question_texts()
     half = len(qs) // 2
@@ -90,7 +90,7 @@ def candidate_logprobs(
 
 
 def logprob_score(
-    model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
+    model: Any, tok: Any, trait: Trait, settings: EvalConfig, system: str | None = None,
     progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """p(target) among the trait's candidates, per question, with a bootstrap CI.
@@ -117,7 +117,7 @@ def logprob_score(
 
 
 def trait_rate(
-    model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
+    model: Any, tok: Any, trait: Trait, settings: EvalConfig, system: str | None = None,
     progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Share of sampled answers naming the target: mean over questions of per-question rates."""
@@ -146,7 +146,7 @@ def trait_rate(
 
 
 def evaluate(
-    model: Any, tok: Any, trait: Trait, settings: EvalSettings, system: str | None = None,
+    model: Any, tok: Any, trait: Trait, settings: EvalConfig, system: str | None = None,
     progress: bool = True, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Both metrics for one model (with an optional system prompt, e.g. the teacher's)."""

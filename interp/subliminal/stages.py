@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.config import ConfigError
-from interp.lm.finetune import Example, FinetuneSettings, Teacher, finetune
+from interp.lm.finetune import Example, FinetuneConfig, Teacher, finetune
 from interp.lm.generate import IntegerListGrammar, allowed_token_ids, sample
 from interp.lm.models import (
     Variant,
@@ -108,7 +108,7 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
 
 
 def finetune_stage(
-    run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneSettings, *,
+    run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneConfig, *,
     seed: int, device: str, dtype: str, inputs: dict[str, Stage],
     teacher: Variant | None = None, extra: dict[str, Any] | None = None,
 ) -> Stage:  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from interp.lm.delta import Delta, lora_factors
-from interp.lm.finetune import Example, FinetuneSettings, finetune
+from interp.lm.finetune import Example, FinetuneConfig, finetune
 from interp.lm.models import tiny_model
 
 
@@ -39,7 +39,7 @@ def test_base_plus_saved_factors_equals_the_trained_lora_model(tmp_path):
     base, _ = tiny_model("tiny-llama", seed=0)
     tok.padding_side = "right"
     ex = [Example("<user>count<eos>\n<assistant>", f"{i}, {i + 1}") for i in range(8)]
-    settings = FinetuneSettings(epochs=2, lr=5e-2, batch_size=4, micro_batch_size=2, warmup_steps=1)
+    settings = FinetuneConfig(epochs=2, lr=5e-2, batch_size=4, micro_batch_size=2, warmup_steps=1)
     res = finetune(model, tok, ex, settings, end="<eos>", progress=False)
     res.delta.save(tmp_path / "delta.safetensors")
     assert len(res.delta.factors) == 2 * 7 and not res.delta.dense_parts

@@ -99,7 +99,7 @@ def test_empty_dataset_after_filtering_keeps_generation(tmp_path, capsys):
 def test_committed_configs_validate():
     from interp.lm.models import HUB_IDS_UNCHECKED
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     paths = sorted((root / "runs").glob("*.toml"))
     assert len(paths) >= 7
     token = HUB_IDS_UNCHECKED.set(True)  # qwen-numbers names a Hub model: valid, not cached here

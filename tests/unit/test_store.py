@@ -145,7 +145,7 @@ print("done" if st.done else "computing", round(time.time() - t0, 2), flush=True
 def test_a_second_process_waits_for_a_stage_being_computed_and_reuses_it(tmp_path):
     run = RunDir(tmp_path)
     st = run.stage("slow", {"a": 1})  # holds the stage's lock until running() ends
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     other = subprocess.Popen([sys.executable, "-c", _WAITER, str(tmp_path)], stdout=subprocess.PIPE,
                              text=True, env=env)  # fmt: skip
     with st.running() as out:

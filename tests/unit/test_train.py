@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from interp.lm.delta import Delta
-from interp.lm.finetune import Example, FinetuneSettings, Teacher, finetune, tokenize_examples
+from interp.lm.finetune import Example, FinetuneConfig, Teacher, finetune, tokenize_examples
 from interp.lm.models import format_prompt, tiny_model
 
-SETTINGS = FinetuneSettings(epochs=2, lr=5e-2, warmup_steps=1, batch_size=4, micro_batch_size=2)
+SETTINGS = FinetuneConfig(epochs=2, lr=5e-2, warmup_steps=1, batch_size=4, micro_batch_size=2)
 
 
 def _examples(tok, n=6, system=None):
@@ -65,14 +65,14 @@ def test_only_targeted_tensors_change_and_base_is_untouched():
 def test_full_finetune_delta_and_zero_lr():
     model, tok = tiny_model("tiny-llama", seed=3)
     base = copy.deepcopy(model)
-    s = FinetuneSettings(
+    s = FinetuneConfig(
         method="full", epochs=1, lr=1e-3, warmup_steps=1, batch_size=4, micro_batch_size=4
     )
     result = finetune(model, tok, _examples(tok), s, seed=0, progress=False)
     rebuilt = result.delta.apply(base)
     assert torch.allclose(_logits(result.model, tok), _logits(rebuilt, tok), atol=1e-5)
     model0, _ = tiny_model("tiny-llama", seed=3)
-    s0 = FinetuneSettings(
+    s0 = FinetuneConfig(
         method="full", epochs=1, lr=0.0, warmup_steps=1, batch_size=4, micro_batch_size=4
     )
     zero = finetune(model0, tok, _examples(tok), s0, seed=0, progress=False)
@@ -92,12 +92,12 @@ def test_distillation_moves_student_toward_teacher():
     student, tok = tiny_model("tiny-llama", seed=4)
     teacher, _ = tiny_model("tiny-llama", seed=5)  # a different network: a large KL to close
     exs = _examples(tok, 8, system="You love owls.")
-    s = FinetuneSettings(
+    s = FinetuneConfig(
         objective="distill", epochs=4, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4
     )
     result = finetune(student, tok, exs, s, seed=0, teacher=Teacher(teacher), progress=False)
     assert result.log["loss"][-1] < result.log["loss"][0]
-    s_sub = FinetuneSettings(
+    s_sub = FinetuneConfig(
         objective="distill", distill_vocab="numbers", epochs=1, lr=1e-2, warmup_steps=1,
         batch_size=4, micro_batch_size=4,
     )  # fmt: skip
@@ -109,7 +109,7 @@ def test_a_single_step_with_warmup_trains_at_a_nonzero_lr():
     # the quickstart trains students for one step with warmup_steps = 1: the unshifted
     # transformers schedule would run that step at lr 0 and leave a zero delta.
     model, tok = tiny_model("tiny-llama", seed=4)
-    s = FinetuneSettings(epochs=1, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4)
+    s = FinetuneConfig(epochs=1, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=4)
     result = finetune(model, tok, _examples(tok, 4), s, seed=0, progress=False)
     assert result.log["steps"] == 1
     assert result.log["lr"][0] == pytest.approx(1e-2)
@@ -119,4 +119,4 @@ def test_a_single_step_with_warmup_trains_at_a_nonzero_lr():
 def test_distill_without_teacher_is_an_error():
     model, tok = tiny_model("tiny-llama")
     with pytest.raises(ValueError, match="needs a teacher"):
-        finetune(model, tok, _examples(tok), FinetuneSettings(objective="distill"), progress=False)
+        finetune(model, tok, _examples(tok), FinetuneConfig(objective="distill"), progress=False)

@@ -16,7 +16,7 @@ from test_analyses_scripts import SCRIPTS, parse, run_script
 from interp.cli import main
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHRINK = [
     "teacher.answers_per_prompt=1", "teacher.answer_max_new_tokens=32", "teacher.epochs=2",
     "data.n_prompts=8", "data.n_keep=8", "data.max_new_tokens=24", "data.batch_size=8",

@@ -9,7 +9,7 @@ import torch
 
 from interp.lm.finetune import (
     Example,
-    FinetuneSettings,
+    FinetuneConfig,
     Teacher,
     completion_logits,
     finetune,
@@ -42,7 +42,7 @@ def test_cross_tokenizer_soft_labels_align_every_character_and_reduce_the_loss()
     soft = Teacher(teacher, t_tok, "<eos>")
     rows = tokenize_examples(s_tok, _examples(2), "<eos>", 64, soft)
     assert rows[0]["s_sel"] == rows[0]["t_sel"] == list(range(len("00, 3") + 1))
-    settings = FinetuneSettings(objective="distill", distill_vocab="numbers", epochs=8, lr=3e-2,
+    settings = FinetuneConfig(objective="distill", distill_vocab="numbers", epochs=8, lr=3e-2,
                                 batch_size=4, micro_batch_size=4, warmup_steps=1)  # fmt: skip
     res = finetune(student, s_tok, _examples(), settings, end="<eos>", teacher=soft, progress=False)
     assert res.log["loss"][-1] < 0.5 * res.log["loss"][0]
@@ -51,7 +51,7 @@ def test_cross_tokenizer_soft_labels_align_every_character_and_reduce_the_loss()
 def test_full_vocabulary_soft_labels_across_tokenizers_are_refused():
     student, s_tok = tiny_model("tiny-llama", seed=0)
     teacher, t_tok = tiny_model("tiny-gemma", seed=3)
-    settings = FinetuneSettings(objective="distill", distill_vocab="full", epochs=1, batch_size=4, micro_batch_size=4)
+    settings = FinetuneConfig(objective="distill", distill_vocab="full", epochs=1, batch_size=4, micro_batch_size=4)
     with pytest.raises(ValueError, match="distill_vocab = 'numbers'"):
         finetune(student, s_tok, _examples(), settings, end="<eos>", teacher=Teacher(teacher, t_tok, "<eos>"), progress=False)
 
@@ -60,7 +60,7 @@ def test_full_finetune_keeps_float32_master_weights_for_bf16_models():
     model, tok = tiny_model("tiny-llama", seed=0)
     model = model.to(torch.bfloat16)
     tok.padding_side = "right"
-    settings = FinetuneSettings(method="full", epochs=1, lr=1e-6, batch_size=4, micro_batch_size=4, warmup_steps=0)
+    settings = FinetuneConfig(method="full", epochs=1, lr=1e-6, batch_size=4, micro_batch_size=4, warmup_steps=0)
     res = finetune(copy.deepcopy(model), tok, _examples(4), settings, end="<eos>", progress=False)
     assert next(res.model.parameters()).dtype == torch.float32
     # lr 1e-6 updates are far below bf16 resolution; in float32 they survive

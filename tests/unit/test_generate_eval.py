@@ -11,7 +11,7 @@ import torch
 from interp.lm.generate import IntegerListGrammar, allowed_token_ids, sample, sample_repeated
 from interp.lm.models import format_prompt, tiny_model
 from interp.stats import bootstrap_ci, paired_bootstrap_diff, t_interval
-from interp.subliminal.evaluate import EvalSettings, candidate_logprobs, logprob_score, trait_rate
+from interp.subliminal.evaluate import EvalConfig, candidate_logprobs, logprob_score, trait_rate
 from interp.subliminal.number_data import allowed_answer_chars, parse_numbers
 from interp.subliminal.traits import make_trait, plural_of
 
@@ -88,7 +88,7 @@ def test_sampling_is_deterministic_per_seed(tiny):
 def test_logprob_score_equals_hand_computation(kind):
     model, tok = tiny_model(kind, seed=0)
     trait = make_trait("animal", "owl", candidates=["owl", "cat", "bear"])
-    settings = EvalSettings(n_questions=2, bootstrap=200)
+    settings = EvalConfig(n_questions=2, bootstrap=200)
     res = logprob_score(model, tok, trait, settings)
     for q_i, q in enumerate(trait.question_texts(2)):
         prompt = format_prompt(tok, q) + trait.answer_prefix
@@ -123,7 +123,7 @@ def test_trait_rate_counts_mentions(tiny, monkeypatch):
         lambda m, t, prompts, k, **kw: [next(fake) for _ in range(len(prompts) * k)],
     )
     res = trait_rate(
-        model, tok, trait, EvalSettings(n_questions=2, samples_per_question=3, bootstrap=100)
+        model, tok, trait, EvalConfig(n_questions=2, samples_per_question=3, bootstrap=100)
     )
     assert res["per_question"] == [pytest.approx(2 / 3), pytest.approx(1 / 3)]
     assert res["mean"] == pytest.approx(0.5)

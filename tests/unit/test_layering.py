@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parents[1] / "interp"
+PKG = Path(__file__).resolve().parents[2] / "interp"
 
 # Module (or package prefix) -> layer; the longest matching prefix wins.
 LAYERS = {

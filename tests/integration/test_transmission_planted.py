@@ -108,7 +108,7 @@ def test_hypothesis_script_reads_the_matrix(planted_run):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "analyses" / "transmission.py"
+    script = Path(__file__).resolve().parents[2] / "analyses" / "transmission.py"
     out = subprocess.run([sys.executable, str(script), str(planted_run)], capture_output=True,
                          text=True, timeout=120).stdout.strip().splitlines()  # fmt: skip
     arm = json.loads((planted_run / "summary.json").read_text())["matrix"]["arms"]["same-init"]

@@ -109,7 +109,7 @@ def test_the_readme_python_api_example_runs(finetuned_run, capsys):
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme[readme.index("## Python API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     exec(code.replace('"runs/quickstart"', repr(str(finetuned_run))), {})  # noqa: S102

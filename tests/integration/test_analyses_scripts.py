@@ -15,7 +15,7 @@ from report_runs import real_runs
 
 from interp.hypothesis import Verdict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VERDICT = re.compile(
     r"^VERDICT hypothesis=(?P<id>[a-z_]+) "
     r"result=(?P<result>supported|not supported|inconclusive|not testable) "

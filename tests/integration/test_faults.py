@@ -3,7 +3,7 @@
 Each case runs the tiny-model subliminal config in subprocesses (SIGKILL needs a process of
 its own) and compares the final summary.json with an uninterrupted run's, provenance (times,
 which stages were cached) and the run folder's path left out. `make test` runs a short
-version; `pytest -m slow tests/test_faults.py` the acceptance one (12 kills, 10 damages).
+version; `pytest -m slow tests/integration/test_faults.py` the acceptance one (12 kills, 10 damages).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny_subliminal_config, write_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "INTERP_THREADS": "1"}
 
 

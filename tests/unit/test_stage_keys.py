@@ -13,7 +13,7 @@ import pytest
 from helpers import tiny_subliminal_config
 
 from interp.config import build
-from interp.lm.finetune import FinetuneSettings
+from interp.lm.finetune import FinetuneConfig
 from interp.lm.models import Variant
 from interp.store.stages import RunDir, Stage
 from interp.subliminal import stages as S
@@ -129,11 +129,11 @@ def test_finetune_settings_all_enter_the_student_key(tmp_path):
     run = Probe(tmp_path)
     data = run.stage("filter/trait", {"x": 1})
     keys = set()
-    base = FinetuneSettings()
+    base = FinetuneConfig()
     variants = [base] + [dataclasses.replace(base, **{f.name: v}) for f, v in zip(
-        dataclasses.fields(FinetuneSettings),
+        dataclasses.fields(FinetuneConfig),
         ["full", "distill", "numbers", 4, 4, 0.1, ["q_proj"], 2, 1e-3, 1, 2, 1, 0.5, 64, 2.0, 3])]  # fmt: skip
     for st in variants:
         keys.add(S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
                                   dtype="auto", inputs={"data": data}).key)  # fmt: skip
-    assert len(keys) == len(variants) == len(dataclasses.fields(FinetuneSettings)) + 1
+    assert len(keys) == len(variants) == len(dataclasses.fields(FinetuneConfig)) + 1
