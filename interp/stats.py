@@ -1,4 +1,5 @@
-"""Confidence intervals used across the suite (bootstrap over units, t-intervals over seeds)."""
+"""Statistics used across the suite: confidence intervals (bootstrap over units, t-intervals
+over seeds), tests over units on scipy, and the one cosine."""
 
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from scipy import stats
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """cos(a, b) along `dim` (broadcasting), in float64; NaN where either vector is zero (an
+    undefined direction is not an orthogonal one), clamped to [-1, 1]."""
+    a, b = a.double(), b.double()
+    denom = a.norm(dim=dim) * b.norm(dim=dim)
+    cos = (a * b).sum(dim) / denom.clamp_min(1e-300)
+    return torch.where(denom > 0, cos.clamp(-1, 1), torch.full_like(cos, float("nan")))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.stats import cosine
+
 
 def mean_difference(
     trait_acts: Float[Tensor, "n layer d_model"], neutral_acts: Float[Tensor, "m layer d_model"]
@@ -42,10 +44,7 @@ def layer_cosines(
         raise ValueError(
             f"layer_cosines needs equal shapes, got {tuple(a.shape)}, {tuple(b.shape)}"
         )
-    a64, b64 = a.double(), b.double()
-    denom = a64.norm(dim=-1) * b64.norm(dim=-1)
-    cos = (a64 * b64).sum(-1) / denom
-    return torch.where(denom > 0, cos.clamp(-1, 1), torch.full_like(cos, float("nan")))
+    return cosine(a, b)
 
 
 def projections(
@@ -190,9 +189,9 @@ def direction_cosine_ci(
             n_, _counts(gen, b, n_.shape[0])
         )
         pc = _counts(gen, b, base.shape[0])  # one paired draw for student, base and control
-        boot_s.append(_batched_cos(d, _boot_means(shift_s, pc)))
+        boot_s.append(cosine(d, _boot_means(shift_s, pc)))
         if shift_c is not None:
-            boot_c.append(_batched_cos(d, _boot_means(shift_c, pc)))
+            boot_c.append(cosine(d, _boot_means(shift_c, pc)))
     bs = torch.cat(boot_s).numpy() if boot_s else np.full((1, direction.shape[0]), np.nan)
     out["lo"], out["hi"] = _interval(bs, ci)
     if shift_c is not None:
@@ -208,10 +207,3 @@ def direction_cosine_ci(
         mean = (np.asarray(out["cosine"]) - np.asarray(out["control"]["cosine"])).tolist()
         out["diff_vs_control"] = {"mean": mean, "lo": lo, "hi": hi}
     return out
-
-
-def _batched_cos(a: Tensor, b: Tensor) -> Tensor:
-    """Cosine over the last axis of [B, layer, d_model] pairs; nan for zero vectors."""
-    denom = a.norm(dim=-1) * b.norm(dim=-1)
-    cos = (a * b).sum(-1) / denom
-    return torch.where(denom > 0, cos.clamp(-1, 1), torch.full_like(cos, float("nan")))

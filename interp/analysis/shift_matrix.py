@@ -28,10 +28,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from interp.stats import cosine
 from interp.subliminal import matrix as mx
 
 
@@ -67,11 +67,7 @@ def cosine_matrix(
     _check(dirs, 3, "dirs")
     if shifts.shape[1:] != dirs.shape[1:]:
         raise ValueError(f"shifts {tuple(shifts.shape)} and dirs {tuple(dirs.shape)} differ in [layer, d_model]")
-    s, d = shifts.double(), dirs.double()
-    dot = torch.einsum("ild,jld->lij", s, d)
-    norm = s.norm(dim=-1).T[:, :, None] * d.norm(dim=-1).T[:, None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm.numpy() > 0, (dot / norm).numpy(), np.nan)
+    return cosine(shifts[:, None], dirs[None, :]).permute(2, 0, 1).numpy()  # [i, j, layer] -> [layer, i, j]
 
 
 def diagonal_gamma(c: Float[np.ndarray, "... k k"]) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.stats import t_interval
+from interp.stats import cosine, t_interval
 
 Params = dict[str, Tensor]  # "W1": (model, d_in, d_out), "b1": (model, 1, d_out), ...
 
@@ -30,13 +30,6 @@ def per_layer(params: Params) -> dict[str, Float[Tensor, "model p"]]:
     }
     out["overall"] = torch.cat(list(out.values()), 1)
     return out
-
-
-def cosine(a: Float[Tensor, "model p"], b: Float[Tensor, "model p"]) -> Float[Tensor, " model"]:
-    """Row-wise cosine; NaN where either vector is zero (an undefined direction, not 0)."""
-    num = (a * b).sum(1)
-    den = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(den > 0, num / den.clamp_min(1e-30), torch.full_like(num, float("nan")))
 
 
 def delta_metrics(d_student: Params, d_teacher: Params) -> dict[str, Any]:
