@@ -127,6 +127,26 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[list[float], list[float]]
     return lo.tolist(), hi.tolist()
 
 
+def _check_paired(student: Tensor, base: Tensor, control: Tensor | None, direction: Tensor) -> None:
+    """Student, base and control rows are the same prompts, in the direction's [layer, d_model]."""
+    student_acts, base_acts, control_acts = student, base, control
+    for x, label in ((student_acts, "student_acts"), (base_acts, "base_acts")):
+        _check_acts(x, label)
+    if student_acts.shape != base_acts.shape:
+        raise ValueError(
+            f"student and base acts must be paired (same prompts): "
+            f"{tuple(student_acts.shape)} vs {tuple(base_acts.shape)}"
+        )
+    if control_acts is not None and control_acts.shape != base_acts.shape:
+        raise ValueError(
+            f"control acts must be paired with base acts: {tuple(control_acts.shape)} vs {tuple(base_acts.shape)}"
+        )
+    if student_acts.shape[1:] != direction.shape:
+        raise ValueError(
+            f"student acts {tuple(student_acts.shape[1:])} and trait acts {tuple(direction.shape)} differ in [layer, d_model]"
+        )
+
+
 def direction_cosine_ci(
     trait_acts: Float[Tensor, "n layer d_model"],
     neutral_acts: Float[Tensor, "m layer d_model"],
@@ -148,21 +168,7 @@ def direction_cosine_ci(
     diff_vs_control (None or {mean, lo, hi}), n_trait, n_neutral, n_paired, n_boot, ci, seed.
     """
     direction = mean_difference(trait_acts, neutral_acts).double()
-    for x, label in ((student_acts, "student_acts"), (base_acts, "base_acts")):
-        _check_acts(x, label)
-    if student_acts.shape != base_acts.shape:
-        raise ValueError(
-            f"student and base acts must be paired (same prompts): "
-            f"{tuple(student_acts.shape)} vs {tuple(base_acts.shape)}"
-        )
-    if control_acts is not None and control_acts.shape != base_acts.shape:
-        raise ValueError(
-            f"control acts must be paired with base acts: {tuple(control_acts.shape)} vs {tuple(base_acts.shape)}"
-        )
-    if student_acts.shape[1:] != direction.shape:
-        raise ValueError(
-            f"student acts {tuple(student_acts.shape[1:])} and trait acts {tuple(direction.shape)} differ in [layer, d_model]"
-        )
+    _check_paired(student_acts, base_acts, control_acts, direction)
     t, n_ = trait_acts.double(), neutral_acts.double()
     base = base_acts.double()
     shift_s = student_acts.double() - base  # paired: resample prompt-level differences

@@ -224,11 +224,42 @@ def _analyses(doc: Doc, run: Run) -> None:
         _steering(doc, st)
     else:
         doc.skip(run.name, "steering", "Steering", why or "no steering results")
+    mm = (run.analysis or {}).get("matrix_mechanisms")
+    if mm:
+        _matrix_mechanisms(doc, mm)
     table = (run.analysis or {}).get("table")
     if table:
         doc.heading("Analysis summary (from analysis.json)", 3)
         cols = list(table[0])
         doc.table([cols] + [[r.get(c, "") for c in cols] for r in table])
+
+
+def _matrix_mechanisms(doc: Doc, mm: dict[str, Any]) -> None:
+    """Trait-matrix runs: does each student's activation shift point toward its own teacher?"""
+    doc.heading("Trait-matrix mechanisms at answer positions", 3)
+    rows = [["student", "base model", "direction gamma [CI over seeds]", "p (perm.)",
+             "probe gamma [CI]", "p (perm.)", "own - control cos [CI]"]]  # fmt: skip
+    for name, a in (mm.get("arms") or {}).items():
+        if a.get("control"):
+            rows.append([name + " (control)", a.get("model"), "", "", "", "",
+                         "cos " + fmt_est((a.get("cos_vs_control_direction") or {}).get("ci"))])  # fmt: skip
+            continue
+        d, pr = a.get("direction") or {}, a.get("probe") or {}
+        rows.append([name, a.get("model"), fmt_est(d.get("gamma_ci")), fmt(d.get("p")),
+                     fmt_est(pr.get("gamma_ci")), fmt(pr.get("p")), fmt_est(a.get("same_init_minus_control"))])  # fmt: skip
+    doc.table(rows, [1.6, 1.6, 2.2, 0.8, 2.0, 0.8, 2.0])
+    doc.para(f"Activations (resid_post, backend {mm.get('backend')}) averaged over the answer tokens "
+             f"of {mm.get('n_rows')} held-out number rows with random answers that no model wrote: "
+             "the positions soft-label students were taught at, without any system prompt in the "
+             "student's input. Direction gamma: cosine of the student's activation shift (vs its base) "
+             "with its own teacher's target-specific direction (teacher minus base, centred over "
+             "targets) minus the cosine with the other targets' directions. Probe gamma: a "
+             "probe trained to tell the teachers apart, applied to the students; probability of "
+             "the own target minus the others. Both are means over layers (fixed in advance, no "
+             "layer picked); p: permutation over target labels. own - control: cosine of a trait "
+             "student's shift with (its teacher - the control teacher) minus the control "
+             "student's, per seed. Cross-model students are compared with their own base "
+             "prompted with each target's system prompt.")  # fmt: skip
 
 
 def _steering(doc: Doc, st: dict[str, Any]) -> None:

@@ -171,3 +171,20 @@ def test_matrix_mechanisms_report_every_arm(planted_mechanisms):
         assert arm["direction"]["gamma_ci"]["n"] == 2 and arm["direction"]["n_permutations"] == 120
     # the planted (finetuned) teachers differ from each other where the students are read
     assert min(arms["full"]["probe"]["teacher_accuracy"]) > 0.5
+
+
+def test_report_shows_the_matrix_mechanisms(planted_run, planted_mechanisms, tmp_path):
+    """The PDF carries each arm's direction and probe gamma as analysis.json has them."""
+    import re
+
+    from pypdf import PdfReader
+
+    from interp.fmt import fmt, fmt_est
+    from interp.report.build import build_report
+
+    build_report([planted_run], tmp_path / "planted.pdf")
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(str(tmp_path / "planted.pdf")).pages))
+    assert "Trait-matrix mechanisms at answer positions" in text
+    for name, arm in planted_mechanisms["arms"].items():
+        d = arm["direction"]
+        assert f"{name} {arm['model']} {fmt_est(d['gamma_ci'])} {fmt(d['p'])}" in text, name
