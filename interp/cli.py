@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -129,23 +128,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    from interp.store.stages import stale_outputs
+    from interp.store.artifacts import load_run
 
     root = Path(args.runs)
     if not root.is_dir():
         raise ConfigError(f"{root}: no such folder of runs")
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        s = d / "summary.json"
-        status = "finished" if s.exists() else "incomplete"
-        stale = stale_outputs(d)
+        run = load_run(d)  # the one reader: a stale or unreadable summary comes back None, with why
+        why = run.problems.get("summary", "")
+        status = "finished" if run.summary else "STALE" if "stale" in why else "incomplete"
+        stale = [v for k, v in run.problems.items() if "stale" in v]
         if stale:
-            status += " (STALE: " + "; ".join(f"{k} {v}" for k, v in stale.items()) + ")"
-        stages = len([p for p in (d / "stages").glob("*") if (p / "manifest.json").exists()])
+            status += " (" + "; ".join(stale) + ")"
         extra = ""
-        if s.exists():
-            prov = json.loads(s.read_text()).get("provenance", {})
+        if run.summary:
+            prov = run.summary.get("provenance", {})
             extra = f", {prov.get('wall_s', '?')}s, commit {str(prov.get('git_commit'))[:10]}"
-        print(f"{d.name}: {status}, {stages} stages done{extra}")
+        print(f"{d.name}: {status}, {len(run.manifests())} stages done{extra}")
     return 0
 
 

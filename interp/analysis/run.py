@@ -33,7 +33,7 @@ from interp.lm.steer import add_direction, project_out
 from interp.stats import paired_bootstrap_diff
 from interp.store.artifacts import load_run
 from interp.store.stages import RunDir, Stage, read_jsonl, stable_hash, write_json
-from interp.subliminal.config import AnalysisConfig
+from interp.subliminal.config import AnalysisConfig, SubliminalConfig
 from interp.subliminal.evaluate import logprob_score
 from interp.subliminal.number_data import number_prompts
 
@@ -62,12 +62,14 @@ class _Ctx:
         self.art = self.summary["artifacts"]
         self.device, self.dtype = self.cfg["device"], self.cfg["dtype"]
         self.run = RunDir(run_root, self.cfg["seed"], *resolved_names(self.device, self.dtype))
-        self.teacher_spec = self.cfg["teacher"]["model"]
+        # the typed config: what the experiment itself used (student bases, traits), not a re-derivation
+        self.config: SubliminalConfig = build(SubliminalConfig, self.cfg, source=str(run_root / "config.toml"))
+        self.teacher_spec = self.config.teacher.model
         self.students = {s["name"]: s for s in self.cfg["students"]}
+        self._student_cfg = {s.name: s for s in self.config.students}
 
     def spec_of(self, student: str) -> str:
-        m = self.students[student]["model"]
-        return self.teacher_spec if m == "teacher" else m
+        return self.config.student_model(self._student_cfg[student])
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -93,11 +95,7 @@ class _Ctx:
         return self.trait_for(self.summary["trait"]["target"])  # the primary target
 
     def trait_for(self, target: str):
-        from interp.subliminal.traits import make_trait
-
-        t, st = self.cfg["trait"], self.summary["trait"]  # the run's candidates
-        plural = t.get("plural") if len(st.get("targets") or [st["target"]]) == 1 else None
-        return make_trait(t["kind"], target, plural, st["candidates"], t.get("false_positives"))
+        return self.config.trait.trait(target)
 
 
 # ---------------------------------------------------------------- sections

@@ -172,7 +172,7 @@ def test_a_local_model_is_keyed_by_its_weights_not_its_path(tmp_path, monkeypatc
 
 
 def test_a_damaged_model_cache_is_detected(tmp_path, monkeypatch):
-    from interp.lm.models import _verify_cache
+    from interp.lm.checkpoints import _verify_cache
     from interp.store.stages import checksums, file_sizes
 
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path / "cache"))
