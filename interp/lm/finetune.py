@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,10 +63,19 @@ class FinetuneConfig:
     max_seq_len: Annotated[int, Range(8)] = 500
     distill_temperature: Temperature = 1.0
     checkpoint_every: NonNegInt = 0  # save the delta (LoRA factors: small) every N steps; 0 = only at the end
+    # AdamW; SGD with momentum; SignSGD (Signum: the sign of the momentum buffer; momentum 0 = plain signs)
+    optimizer: Literal["adamw", "sgd", "signsgd"] = "adamw"
+    momentum: UnitFloat = 0.9  # sgd and signsgd only
+    # decoder blocks that train (indices; e.g. [3] or list(range(0, 6))); None = every block.
+    # LoRA: adapters only on those blocks; full: only those blocks' weights (embeddings, final
+    # norm and head frozen too)
+    layers: list[NonNegInt] | None = None
 
     def __post_init__(self) -> None:
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module (e.g. q_proj)")
+        if self.layers is not None and not self.layers:
+            raise ValueError("layers must name at least one block index, or be left out for every block")
 
 
 @dataclass
@@ -203,14 +213,36 @@ def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Te
     return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
 
 
+_BLOCK = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def _block_of(name: str) -> int | None:
+    """Decoder block index of a parameter name (`model.layers.3.mlp...` -> 3), None outside blocks."""
+    m = _BLOCK.search(name)
+    return int(m.group(1)) if m else None
+
+
+def _check_layers(model: Any, layers: list[int] | None) -> None:
+    if layers is None:
+        return
+    n = model.config.num_hidden_layers
+    bad = [i for i in layers if i >= n]
+    if bad:
+        raise ValueError(f"layers {bad} out of range: the model has {n} decoder blocks (0..{n - 1})")
+
+
 def _prepare(model: Any, settings: FinetuneConfig) -> tuple[Any, dict | None, torch.dtype | None]:
-    """Wrap for LoRA, or unfreeze for a full finetune with float32 master weights."""
+    """Wrap for LoRA, or unfreeze for a full finetune with float32 master weights; only the
+    blocks in `settings.layers` train when it is set."""
+    _check_layers(model, settings.layers)
     if settings.method == "lora":
         from peft import LoraConfig, get_peft_model
 
         lcfg = LoraConfig(
             r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
             target_modules=list(settings.target_modules), bias="none", task_type="CAUSAL_LM",
+            layers_to_transform=list(settings.layers) if settings.layers is not None else None,
+            layers_pattern="layers" if settings.layers is not None else None,
         )  # fmt: skip
         return get_peft_model(model, lcfg), None, None
     if settings.method != "full":
@@ -221,9 +253,42 @@ def _prepare(model: Any, settings: FinetuneConfig) -> tuple[Any, dict | None, to
     autocast = dtype if dtype in (torch.bfloat16, torch.float16) else None
     model.float()
     base_state = {n: p.detach().float().cpu().clone() for n, p in model.named_parameters()}
-    for p in model.parameters():
-        p.requires_grad_(True)
+    keep = None if settings.layers is None else set(settings.layers)
+    for n, p in model.named_parameters():
+        p.requires_grad_(keep is None or _block_of(n) in keep)
     return model, base_state, autocast
+
+
+class SignSGD(torch.optim.Optimizer):
+    """Signum (Bernstein et al. 2018): p -= lr * sign(m), m = momentum * m + (1 - momentum) * grad.
+
+    With momentum 0 it is plain SignSGD. Every coordinate moves by exactly lr (or 0)."""
+
+    def __init__(self, params: Any, lr: float, momentum: float = 0.9):
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["momentum"]:
+                    buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                    g = buf.mul_(group["momentum"]).add_(p.grad, alpha=1 - group["momentum"])
+                p.add_(torch.sign(g), alpha=-group["lr"])
+
+
+def make_optimizer(params: list[torch.Tensor], settings: FinetuneConfig) -> torch.optim.Optimizer:
+    """The optimiser `settings.optimizer` names (no weight decay: the delta is the object of study)."""
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum)
+    if settings.optimizer == "signsgd":
+        return SignSGD(params, lr=settings.lr, momentum=settings.momentum)
+    raise ValueError(f"unknown optimizer {settings.optimizer!r} (adamw | sgd | signsgd)")
 
 
 def _delta(model: Any, settings: FinetuneConfig, base_state: dict | None) -> Delta:
@@ -259,7 +324,7 @@ def finetune(
     t_vocab = t_vocab.to(device) if t_vocab is not None else None
     t_pad = (teacher.tok or tok).pad_token_id if distill else None
     total_steps = math.ceil(len(rows) / settings.batch_size) * settings.epochs
-    opt = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
+    opt = make_optimizer(trainable, settings)
     # transformers' linear schedule, shifted one step so that no optimiser step runs at lr 0:
     # step s uses lambda(s + 1), i.e. lr/warmup on the first step and a nonzero lr on the last
     # (a 1-step CPU run with warmup_steps = 1 trains at the full lr instead of not at all).

@@ -15,6 +15,7 @@ from interp.config import (
     SafeName,
     Seed,
     Temperature,
+    UnitFloat,
 )
 from interp.lm.finetune import FinetuneConfig
 from interp.lm.models import ModelError, check_spec
@@ -152,7 +153,8 @@ class TrainConfig(FinetuneConfig):
 
 
 # The per-student overrides of [train]: one run holds the hard-label and soft-label arms.
-STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lora_r", "lora_alpha")
+STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lora_r", "lora_alpha",
+                     "target_modules", "optimizer", "momentum", "layers")  # fmt: skip
 
 
 @dataclass
@@ -167,6 +169,10 @@ class StudentConfig:
     epochs: PosInt | None = None
     lora_r: PosInt | None = None
     lora_alpha: PosInt | None = None
+    target_modules: list[str] | None = None
+    optimizer: Literal["adamw", "sgd", "signsgd"] | None = None
+    momentum: UnitFloat | None = None
+    layers: list[NonNegInt] | None = None  # decoder blocks that train (see FinetuneConfig.layers)
 
     def __post_init__(self) -> None:
         if self.model != "teacher":

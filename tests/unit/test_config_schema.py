@@ -35,6 +35,7 @@ FREE_FIELDS = {
     "teacher.model": "no-such-model",
     "students[].model": "no-such-model",
     "train.target_modules": [],
+    "students[].target_modules": [],
     "report.figures": ["no_such_figure"],
     "data.mnist_dir": 5,
     "model.hidden": [],

@@ -132,7 +132,8 @@ def test_finetune_settings_all_enter_the_student_key(tmp_path):
     base = FinetuneConfig()
     variants = [base] + [dataclasses.replace(base, **{f.name: v}) for f, v in zip(
         dataclasses.fields(FinetuneConfig),
-        ["full", "distill", "numbers", 4, 4, 0.1, ["q_proj"], 2, 1e-3, 1, 2, 1, 0.5, 64, 2.0, 3])]  # fmt: skip
+        ["full", "distill", "numbers", 4, 4, 0.1, ["q_proj"], 2, 1e-3, 1, 2, 1, 0.5, 64, 2.0, 3,
+         "sgd", 0.5, [0]])]  # fmt: skip
     for st in variants:
         keys.add(S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
                                   dtype="auto", inputs={"data": data}).key)  # fmt: skip

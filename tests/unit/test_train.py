@@ -120,3 +120,65 @@ def test_distill_without_teacher_is_an_error():
     model, tok = tiny_model("tiny-llama")
     with pytest.raises(ValueError, match="needs a teacher"):
         finetune(model, tok, _examples(tok), FinetuneConfig(objective="distill"), progress=False)
+
+
+# ---------------------------------------------------------------- optimiser and layer factors
+
+
+@pytest.mark.parametrize("name,cls", [("adamw", "AdamW"), ("sgd", "SGD"), ("signsgd", "SignSGD")])
+def test_the_optimizer_setting_picks_the_optimizer(name, cls):
+    from interp.lm.finetune import make_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(3))]
+    opt = make_optimizer(p, FinetuneConfig(optimizer=name, momentum=0.5, lr=0.1))
+    assert type(opt).__name__ == cls and opt.param_groups[0]["lr"] == 0.1
+    if name != "adamw":
+        assert opt.param_groups[0]["momentum"] == 0.5
+
+
+def test_signsgd_moves_every_trained_weight_by_exactly_the_lr():
+    model, tok = tiny_model("tiny-llama", seed=3)
+    st = FinetuneConfig(method="full", optimizer="signsgd", momentum=0.0, lr=1e-3, warmup_steps=0,
+                        epochs=1, batch_size=4, micro_batch_size=4, max_grad_norm=1e9)  # fmt: skip
+    res = finetune(model, tok, _examples(tok, n=4), st, seed=0, progress=False)
+    lr = res.log["lr"][0]
+    assert res.log["steps"] == 1 and 0 < lr <= 1e-3
+    moved = torch.cat([d.flatten() for _, d in res.delta.items()]).abs()
+    # each coordinate moves by lr (its gradient's sign) or stays (a zero gradient)
+    assert torch.all(((moved - lr).abs() < 1e-6) | (moved < 1e-9)), moved.unique()
+    assert (moved > 0).float().mean() > 0.5
+
+
+def test_sgd_and_adamw_give_different_updates():
+    deltas = {}
+    for name in ("sgd", "adamw"):
+        model, tok = tiny_model("tiny-llama", seed=4)
+        st = FinetuneConfig(optimizer=name, lr=1e-2, epochs=1, batch_size=2, micro_batch_size=2)
+        deltas[name] = finetune(model, tok, _examples(tok, n=4), st, seed=0, progress=False).delta
+    a, b = (torch.cat([d.flatten() for _, d in deltas[k].items()]) for k in ("sgd", "adamw"))
+    assert a.shape == b.shape and not torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_single_layer_setting_trains_only_that_block(method):
+    model, tok = tiny_model("tiny-llama", seed=5)
+    st = FinetuneConfig(method=method, layers=[1], lr=1e-2, epochs=1, batch_size=2, micro_batch_size=2)
+    res = finetune(model, tok, _examples(tok, n=4), st, seed=0, progress=False)
+    names = list(res.delta.names())
+    assert names and all(".layers.1." in n for n in names), names
+    assert any(d.abs().max() > 0 for _, d in res.delta.items())
+
+
+def test_a_layer_beyond_the_model_is_one_clear_error():
+    model, tok = tiny_model("tiny-llama", seed=6)
+    with pytest.raises(ValueError, match=r"layers \[7\] out of range: the model has 2 decoder blocks"):
+        finetune(model, tok, _examples(tok, n=2), FinetuneConfig(layers=[7]), seed=0, progress=False)
+
+
+def test_a_student_entry_overrides_the_optimizer_and_layers():
+    from interp.subliminal.config import StudentConfig, TrainConfig
+
+    train = TrainConfig(lr=3e-4)
+    st = StudentConfig("sgd-layer0", optimizer="sgd", momentum=0.0, layers=[0]).settings(train)
+    assert (st.optimizer, st.momentum, st.layers, st.lr) == ("sgd", 0.0, [0], 3e-4)
+    assert StudentConfig("plain").settings(train).optimizer == "adamw"
