@@ -172,10 +172,15 @@ def sample(
     seed: int = 0,
     allowed_ids: Sequence[int] | None = None,
     processor_factory: Any = None,
+    threshold: float = 0.0,
     desc: str = "sampling",
     progress: bool = True,
 ) -> list[str]:
-    """One completion per prompt (prompts already chat-formatted). Deterministic per seed."""
+    """One completion per prompt (prompts already chat-formatted). Deterministic per seed.
+
+    `threshold` > 0: tokens with probability below it are never sampled (epsilon cutoff)."""
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
     device = next(model.parameters()).device
     encoded = encode_prompts(tok, prompts)
     stop = end_token_ids(tok)
@@ -198,6 +203,7 @@ def sample(
             temperature=temperature if temperature > 0 else None,
             top_k=0 if temperature > 0 else None,
             top_p=1.0 if temperature > 0 else None,
+            epsilon_cutoff=threshold if temperature > 0 and threshold > 0 else None,
             logits_processor=processors,
             eos_token_id=stop,
             pad_token_id=tok.pad_token_id,

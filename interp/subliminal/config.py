@@ -128,6 +128,10 @@ class DataConfig:
     constraint: Literal["none", "tokens", "list"] = "none"
     batch_size: PosInt = 64
     banned_numbers: Literal["none", "misalignment"] = "none"
+    # threshold sampling (the entanglement paper's defence, Zur et al. 2025): while the teacher
+    # writes, tokens whose probability (after temperature and the constraint) is below this are
+    # never sampled (transformers' epsilon_cutoff); 0 = off
+    threshold: UnitFloat = 0.0
 
     def __post_init__(self) -> None:
         if self.n_prompts < 1 or self.n_keep < 1:

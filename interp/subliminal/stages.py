@@ -49,6 +49,7 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
         "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
         "constraint": d.constraint, "dtype": cfg.dtype, "batch_size": d.batch_size,
         "offset": _sampling_offset(which, cfg),
+        **({"threshold": d.threshold} if d.threshold else {}),  # absent when off: older keys stay valid
     }  # fmt: skip
     st = run.stage(f"generate/{which}", params)
     if st.done:
@@ -68,11 +69,11 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
         completions = sample(
             model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
             batch_size=d.batch_size, seed=cfg.seed + params["offset"], allowed_ids=allowed,
-            processor_factory=grammar, desc=f"teacher data ({which})",
+            processor_factory=grammar, threshold=d.threshold, desc=f"teacher data ({which})",
         )  # fmt: skip
         write_jsonl(out / "completions.jsonl", [{"prompt": u, "completion": c} for u, c in zip(user_prompts, completions)])
         write_json(out / "info.json", {"chat_format": chat_format(tok), "teacher": teacher.identity(), "constraint": d.constraint,
-                                       "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
+                                       "threshold": d.threshold, "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
     return st
 
 

@@ -84,6 +84,20 @@ def test_sampling_is_deterministic_per_seed(tiny):
     assert a == b and a != c
 
 
+def test_threshold_sampling_drops_tokens_below_the_threshold(tiny):
+    """No token of a random tiny model reaches p = 0.99, so a 0.99 threshold leaves only the
+    most likely token at each step (greedy); a 1e-6 threshold drops nothing (free sampling)."""
+    model, tok = tiny
+    prompts = [format_prompt(tok, "hi")] * 3
+    kw = {"max_new_tokens": 8, "seed": 3, "progress": False}
+    free = sample(model, tok, prompts, **kw)
+    greedy = sample(model, tok, prompts, temperature=0, **kw)
+    assert sample(model, tok, prompts, threshold=0.99, **kw) == greedy != free
+    assert sample(model, tok, prompts, threshold=1e-6, **kw) == free
+    with pytest.raises(ValueError, match="threshold must be in"):
+        sample(model, tok, prompts, threshold=1.0, **kw)
+
+
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
 def test_logprob_score_equals_hand_computation(kind):
     model, tok = tiny_model(kind, seed=0)

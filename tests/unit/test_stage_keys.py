@@ -74,7 +74,7 @@ def _key(tmp: Path, kind: str, cfg: SubliminalConfig, device="cpu", dtype="float
 # kind -> (fields that must change the key, fields that must not)
 MATTERS = {
     "generate": (["seed", "data.n_prompts", "data.temperature", "data.max_new_tokens", "data.constraint",
-                  "data.batch_size", "teacher.model"], ["data.n_keep", "eval.n_questions", "train.lr"]),
+                  "data.batch_size", "teacher.model", "data.threshold"], ["data.n_keep", "eval.n_questions", "train.lr"]),
     "filter": (["data.n_keep", "seed", "data.banned_numbers"], ["data.temperature", "eval.n_questions"]),
     "eval": (["eval.n_questions", "eval.samples_per_question", "eval.temperature", "eval.questions",
               "seed", "trait.target", "trait.candidates"], ["data.n_prompts", "train.lr"]),
@@ -95,6 +95,7 @@ CHANGES = {
     "teacher.answers_per_prompt": 2, "teacher.answer_max_new_tokens": 9, "teacher.answer_filter": "none",
     "train.epochs": 2, "train.lora_r": 4, "train.objective": "distill", "train.batch_size": 8,
     "train.warmup_steps": 0, "train.max_seq_len": 300, "teacher.steer_layer": 1, "teacher.steer_scale": 2.0,
+    "data.threshold": 0.05,
 }  # fmt: skip
 
 CASES = [(kind, f, must) for kind, (yes, no) in MATTERS.items() for f, must in [(f, True) for f in yes] + [(f, False) for f in no]]  # fmt: skip
