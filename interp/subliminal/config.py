@@ -177,6 +177,9 @@ class StudentConfig:
     optimizer: Literal["adamw", "sgd", "signsgd"] | None = None
     momentum: UnitFloat | None = None
     layers: list[NonNegInt] | None = None  # decoder blocks that train (see FinetuneConfig.layers)
+    # the paper's shuffle controls on this student's data: numbers permuted within each
+    # response, or dealt across responses from one shuffled pool (formats and counts kept)
+    shuffle: Literal["none", "within", "across"] = "none"
 
     def __post_init__(self) -> None:
         if self.model != "teacher":

@@ -27,6 +27,7 @@ from interp.lm.record import residual_stream
 from interp.store.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
 from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
+from interp.subliminal.data_controls import shuffle_numbers
 from interp.subliminal.evaluate import evaluate
 from interp.subliminal.teacher import GENERAL_PROMPTS
 from interp.subliminal.traits import Trait
@@ -145,16 +146,24 @@ def finetune_stage(
     return st
 
 
+def student_rows(cfg: SubliminalConfig, s: StudentConfig, seed: int, data: Stage) -> tuple[list[dict], dict | None]:
+    """The rows a student trains on, and what enters its key beyond the data stage's: a shuffle
+    control permutes the numbers (seeded by the run and student seed; keyed only when on)."""
+    rows = read_jsonl(data.path / "dataset.jsonl")
+    if s.shuffle == "none":
+        return rows, None
+    shuffled = shuffle_numbers([r["completion"] for r in rows], s.shuffle, seed=cfg.seed * 1_000_003 + seed)
+    return [{**r, "completion": c} for r, c in zip(rows, shuffled)], {"shuffle": s.shuffle}
+
+
 def student_stage(
     cfg: SubliminalConfig, run: RunDir, s: StudentConfig, target: str, seed: int, data: Stage,
     teacher: Variant,
 ) -> Stage:  # fmt: skip
-    spec = cfg.student_model(s)
-    settings = s.settings(cfg.train)
-    rows = read_jsonl(data.path / "dataset.jsonl")
+    rows, extra = student_rows(cfg, s, seed, data)
     return finetune_stage(
-        run, f"student/{s.name}/{target}/seed{seed}", spec, rows, settings, seed=seed,
-        device=cfg.device, dtype=cfg.dtype, inputs={"data": data}, teacher=teacher,
+        run, f"student/{s.name}/{target}/seed{seed}", cfg.student_model(s), rows, s.settings(cfg.train), seed=seed,
+        device=cfg.device, dtype=cfg.dtype, inputs={"data": data}, teacher=teacher, extra=extra,
     )  # fmt: skip
 
 

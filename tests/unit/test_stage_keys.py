@@ -139,3 +139,25 @@ def test_finetune_settings_all_enter_the_student_key(tmp_path):
         keys.add(S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
                                   dtype="auto", inputs={"data": data}).key)  # fmt: skip
     assert len(keys) == len(variants) == len(dataclasses.fields(FinetuneConfig)) + 1
+
+
+def test_a_shuffle_control_trains_on_moved_numbers_under_its_own_key(tmp_path):
+    import dataclasses
+
+    from interp.store.stages import write_jsonl
+
+    cfg, run = _cfg(), Probe(tmp_path)
+    data = run.stage("filter/trait", {"x": 1})
+    data.path.mkdir(parents=True, exist_ok=True)
+    rows = [{"prompt": f"p{i}", "completion": f"{i}1, {i}2, {i}3, {i}4"} for i in range(6)]
+    write_jsonl(data.path / "dataset.jsonl", rows)
+    s = cfg.students[0]
+    same, extra = S.student_rows(cfg, s, 0, data)
+    assert same == rows and extra is None  # off: the data and the key are what they were
+    for how in ("within", "across"):
+        moved, extra = S.student_rows(cfg, dataclasses.replace(s, shuffle=how), 0, data)
+        assert extra == {"shuffle": how} and [r["prompt"] for r in moved] == [r["prompt"] for r in rows]
+        assert [r["completion"] for r in moved] != [r["completion"] for r in rows]
+        keys = {S.finetune_stage(run, "student/x", "tiny-llama", [], s.settings(cfg.train), seed=0, device="cpu",
+                                 dtype="auto", inputs={"data": data}, extra=e).key for e in (None, extra)}  # fmt: skip
+        assert len(keys) == 2
