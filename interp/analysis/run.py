@@ -20,6 +20,7 @@ import torch
 
 from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta_subspace_angles
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
+from interp.analysis.entanglement_run import entanglement
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
@@ -363,6 +364,10 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
             result["matrix_mechanisms"] = matrix_mechanisms(ctx)
         else:  # a summary written before the teachers were listed in its artifacts
             result["missing"]["matrix_mechanisms"] = "summary.json does not list each target's teacher; rerun `interp run`"
+    if ctx.a.entanglement:
+        result["entanglement"] = entanglement(ctx)
+    else:
+        result["missing"]["entanglement"] = "off; set [analysis] entanglement = true"
     acts, stages = activations(ctx)
     result["trait_direction"] = trait_direction(ctx, acts)
     result["probes"] = probes(ctx, acts)

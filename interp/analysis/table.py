@@ -70,6 +70,7 @@ def print_analysis(res: dict[str, Any]) -> str:
                     f"  random-direction control: -> {fmt_est(r['ablated'])}, diff {fmt_est(r['diff'])}"
                 )
     lines += matrix_lines(res.get("matrix_mechanisms"))
+    lines += entanglement_lines(res.get("entanglement"))
     for k, why in res.get("missing", {}).items():
         lines.append(f"{k}: not computed ({why})")
     return "\n".join(lines)
@@ -91,4 +92,16 @@ def matrix_lines(mm: dict[str, Any] | None) -> list[str]:
         if "same_init_minus_control" in arm:
             line += f"; own - control cos {fmt_est(arm['same_init_minus_control'])}"
         out.append(line)
+    return out
+
+
+def entanglement_lines(en: dict[str, Any] | None) -> list[str]:
+    """Per target: the top entangled numbers and the subliminal-prompting difference."""
+    if not en:
+        return []
+    out = ["token entanglement (numbers the trait prompt raises most, nats; prompting: p(target) loving them vs random numbers):"]
+    for t, r in en["targets"].items():
+        top = ", ".join(f"{x['number']} ({fmt(x['shift'])})" for x in r["entangled"]["top"])
+        pr = r["prompting"]
+        out.append(f"  {t}: {top}; prompting {fmt(pr['entangled'])} vs {fmt(pr['random'])}, diff {fmt_est(pr['diff'])}")
     return out

@@ -227,6 +227,9 @@ def _analyses(doc: Doc, run: Run) -> None:
     mm = (run.analysis or {}).get("matrix_mechanisms")
     if mm:
         _matrix_mechanisms(doc, mm)
+    en = (run.analysis or {}).get("entanglement")  # opt-in ([analysis] entanglement = true): absent = off
+    if en:
+        _entanglement(doc, en)
     table = (run.analysis or {}).get("table")
     if table:
         doc.heading("Analysis summary (from analysis.json)", 3)
@@ -260,6 +263,29 @@ def _matrix_mechanisms(doc: Doc, mm: dict[str, Any]) -> None:
              "student's shift with (its teacher - the control teacher) minus the control "
              "student's, per seed. Cross-model students are compared with their own base "
              "prompted with each target's system prompt.")  # fmt: skip
+
+
+def _entanglement(doc: Doc, en: dict[str, Any]) -> None:
+    """Token entanglement: the numbers each target's prompt raises, their data rates, prompting."""
+    doc.heading("Token entanglement and subliminal prompting", 3)
+    rows = [["target", "top entangled numbers (shift, nats)", "rate /1000 trait | control",
+             "p(target): loving them | random", "difference [CI]"]]  # fmt: skip
+    for t, r in (en.get("targets") or {}).items():
+        top = r["entangled"]["top"]
+        rates = r.get("rates") or {}
+        per = lambda k, n, rates=rates: fmt(((rates.get(k) or {}).get("per_1000") or {}).get(str(n)))  # noqa: E731
+        pr = r["prompting"]
+        rows.append([t, ", ".join(f"{x['number']} ({fmt(x['shift'])})" for x in top),
+                     "; ".join(f"{x['number']}: {per('trait', x['number'])} | {per('control', x['number'])}" for x in top),
+                     f"{fmt(pr['entangled'])} | {fmt(pr['random'])}", fmt_est(pr["diff"])])  # fmt: skip
+    doc.table(rows, [1.2, 3.6, 3.6, 2.4, 2.2])
+    n_prompts = next(iter((en.get("targets") or {}).values()), {}).get("entangled", {}).get("n_prompts")
+    doc.para(f"Numbers 0-999 scored as the first answer ('<n>,') to {fmt(n_prompts)} held-out number "
+             "prompts, with and without the target's system prompt; shift = mean log-prob change, "
+             "centred over numbers per prompt. Rates: occurrences per 1,000 numbers in the trait "
+             "teacher's and the control teacher's filtered data. Prompting: p(target) on the run's "
+             "questions under 'You love <n>...' system prompts with the top numbers vs as many random "
+             "numbers, difference with a paired bootstrap CI over questions.")  # fmt: skip
 
 
 def _steering(doc: Doc, st: dict[str, Any]) -> None:

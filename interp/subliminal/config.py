@@ -208,6 +208,9 @@ class AnalysisConfig:
     n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
     n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
     n_answer_rows: Annotated[int, Range(10)] = 64  # trait-matrix runs: held-out number rows read at their answer tokens
+    entanglement: bool = False  # token entanglement and subliminal prompting (interp.analysis.entanglement)
+    entangle_prompts: Annotated[int, Range(2)] = 16  # held-out number prompts over which 0..999 are scored
+    entangle_top_k: Annotated[int, Range(1, 100)] = 5  # entangled numbers reported and used for prompting
     gradient_batches: PosInt = 4
     gradient_batch_size: PosInt = 8
     subspace_rank: NonNegInt = 8  # 0 skips principal angles

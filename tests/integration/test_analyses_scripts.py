@@ -28,6 +28,7 @@ SCRIPTS = {
     "trait_direction": "trait_direction",
     "mlp_theorem": "mlp_theorem",
     "transmission": "transmission",
+    "entanglement": "entanglement",
 }
 # (script, run) -> is the hypothesis testable on that run?
 CASES = [
@@ -43,6 +44,7 @@ CASES = [
     ("mlp_theorem", "unfinished", False),
     ("transmission", "subliminal", False),  # one target: no matrix to test
     ("transmission", "mlp", False),
+    ("entanglement", "subliminal", False),  # its analysis ran without entanglement = true
 ]
 
 

@@ -12,7 +12,8 @@ from interp.analysis.alignment import delta_subspace_angles
 from interp.cli import main
 
 ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_batches": 2,
-            "gradient_batch_size": 2, "n_boot": 100, "backend": "nnsight"}  # fmt: skip
+            "gradient_batch_size": 2, "n_boot": 100, "backend": "nnsight",
+            "entanglement": True, "entangle_prompts": 2, "entangle_top_k": 2}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,14 @@ def test_every_section_with_cis(finetuned_run):
     )
     assert st["necessity"]["student"] == "same-init/seed0" and "random_direction" in st["necessity"]
     assert [r["metric"] for r in res["table"]][0].startswith("update cos")
+    en = res["entanglement"]["targets"]["owl"]
+    top = en["entangled"]["top"]
+    assert len(top) == 2 and all(0 <= r["number"] <= 999 for r in top) and top[0]["shift"] >= top[1]["shift"]
+    assert en["entangled"]["n_prompts"] == 2 and en["entangled"]["n_numbers"] == 1000
+    assert set(en["random_numbers"]).isdisjoint(r["number"] for r in top)
+    assert set(en["rates"]) == {"trait", "control"} and en["rates"]["trait"]["total_numbers"] > 0
+    pr = en["prompting"]
+    assert pr["diff"]["mean"] == pytest.approx(pr["entangled"] - pr["random"], abs=1e-5)
     idx = json.loads(
         next((finetuned_run / "stages").glob("record__same-init-seed0-*/index.json")).read_text()
     )
@@ -117,3 +126,33 @@ def test_the_readme_python_api_example_runs(finetuned_run, capsys):
     first = out.splitlines()[0]
     assert re.fullmatch(r"cos\(student, teacher\) = -?\d\.\d{4} over \d+ tensors", first), out
     assert "layer 0:" in out
+
+
+def test_the_entanglement_script_reads_the_section(finetuned_run):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "analyses" / "entanglement.py"
+    out = subprocess.run([sys.executable, str(script), str(finetuned_run)], capture_output=True, text=True,
+                         timeout=120).stdout  # fmt: skip
+    last = out.strip().splitlines()[-1]
+    res = json.loads((finetuned_run / "analysis.json").read_text())
+    d = res["entanglement"]["targets"]["owl"]["prompting"]["diff"]
+    assert last.startswith("VERDICT hypothesis=entanglement result=") and "not testable" not in last, out
+    assert "statistic=bootstrap_diff" in last and f"ci=[{d['lo']:.4g}, {d['hi']:.4g}]" in last, last
+
+
+def test_the_report_shows_the_entangled_numbers(finetuned_run, tmp_path):
+    import re
+
+    from pypdf import PdfReader
+
+    from interp.fmt import fmt_est
+    from interp.report.build import build_report
+
+    build_report([finetuned_run], tmp_path / "an.pdf")
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(str(tmp_path / "an.pdf")).pages))
+    en = json.loads((finetuned_run / "analysis.json").read_text())["entanglement"]["targets"]["owl"]
+    assert "Token entanglement and subliminal prompting" in text
+    assert fmt_est(en["prompting"]["diff"]) in text and str(en["entangled"]["top"][0]["number"]) in text

@@ -1,0 +1,73 @@
+"""The token-entanglement section of `interp analyze` (`[analysis] entanglement = true`).
+
+For each target of the run, on the teacher's base: whole-number log-probabilities of 0..999
+as the first answer to held-out number prompts, with and without the target's system prompt
+(`interp.analysis.entanglement`); the most raised numbers and their rate in the trait data vs
+the control data; and subliminal prompting: p(target) on the run's questions under
+"You love <n>" prompts with the top entangled numbers vs as many random numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from interp.analysis import entanglement as en
+from interp.lm.models import format_prompt, load_model
+from interp.lm.score import continuation_logprobs
+from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
+from interp.subliminal.evaluate import logprob_score
+from interp.subliminal.number_data import number_prompts
+
+NUMBERS = list(range(1000))
+
+
+def _logprobs(model: Any, tok: Any, users: list[str], system: str | None) -> np.ndarray:
+    conts = [tok(f"{n},", add_special_tokens=False)["input_ids"] for n in NUMBERS]
+    return np.stack([continuation_logprobs(model, tok, format_prompt(tok, u, system), conts) for u in users])
+
+
+def _completions(ctx: Any, key: str) -> list[str] | None:
+    rel = ctx.art["data"].get(key)
+    return None if rel is None else [r["completion"] for r in read_jsonl(ctx.path(rel) / "dataset.jsonl")]
+
+
+def _target(ctx: Any, model: Any, tok: Any, t: str, users: list[str], lp_base: np.ndarray, primary: str) -> dict:
+    a, trait = ctx.a, ctx.trait_for(t)
+    shifts = en.number_shifts(_logprobs(model, tok, users, trait.system_prompt), lp_base)
+    ent = en.entangled_numbers(shifts, NUMBERS, k=a.entangle_top_k)
+    top = [r["number"] for r in ent["top"]]
+    rng = np.random.default_rng(ctx.cfg["seed"] + 5)
+    random_numbers = [int(n) for n in rng.choice([n for n in NUMBERS if n not in top], size=len(top), replace=False)]
+    rates = {}
+    for label, key in (("trait", "trait" if t == primary else f"trait:{t}"), ("control", "control")):
+        rows = _completions(ctx, key)
+        rates[label] = en.number_rates(rows, top + random_numbers) if rows is not None else None
+
+    def p_target(numbers: list[int]) -> np.ndarray:
+        return np.array([logprob_score(model, tok, trait, ctx.config.eval, system=en.NUMBER_LOVE.format(n=n),
+                                       seed=ctx.cfg["seed"])["per_question"] for n in numbers])  # fmt: skip
+
+    return {"system_prompt": trait.system_prompt, "entangled": ent, "random_numbers": random_numbers,
+            "rates": rates, "prompting": en.prompting_effect(p_target(top), p_target(random_numbers),
+                                                            n_boot=a.n_boot, seed=ctx.cfg["seed"])}  # fmt: skip
+
+
+def entanglement(ctx: Any) -> dict[str, Any]:
+    """Every target's entangled numbers, their data rates and the subliminal-prompting effect."""
+    a, spec = ctx.a, ctx.teacher_spec
+    targets = ctx.config.trait.target_list()
+    users = number_prompts(a.entangle_prompts, seed=ctx.cfg["seed"] + 3)  # not the data's prompts
+    params = {"model": spec, "targets": targets, "users": stable_hash(users), "k": a.entangle_top_k,
+              "eval": ctx.config.eval.__dict__, "n_boot": a.n_boot, "seed": ctx.cfg["seed"],
+              "data": ctx.art["data"], "template": en.NUMBER_LOVE}  # fmt: skip
+    st = ctx.run.stage("analysis/entanglement", params)
+    if not st.done:
+        with st.running() as out:
+            model, tok = load_model(spec, ctx.device, ctx.dtype)
+            lp_base = _logprobs(model, tok, users, None)
+            result = {"model": spec, "numbers": "0..999, scored as '<n>,' at the start of the answer",
+                      "targets": {t: _target(ctx, model, tok, t, users, lp_base, targets[0]) for t in targets}}  # fmt: skip
+            write_json(out / "entanglement.json", result)
+    return read_json(st.path / "entanglement.json")
