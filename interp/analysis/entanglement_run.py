@@ -9,6 +9,8 @@ the control data; and subliminal prompting: p(target) on the run's questions und
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from interp.subliminal.evaluate import logprob_score
 from interp.subliminal.number_data import number_prompts
 
 NUMBERS = list(range(1000))
+log = logging.getLogger("interp")
 
 
 def _logprobs(model: Any, tok: Any, users: list[str], system: str | None) -> np.ndarray:
@@ -34,7 +37,7 @@ def _completions(ctx: Any, key: str) -> list[str] | None:
 
 
 def _target(ctx: Any, model: Any, tok: Any, t: str, users: list[str], lp_base: np.ndarray, primary: str) -> dict:
-    a, trait = ctx.a, ctx.trait_for(t)
+    a, trait, t0 = ctx.a, ctx.trait_for(t), time.time()
     shifts = en.number_shifts(_logprobs(model, tok, users, trait.system_prompt), lp_base)
     ent = en.entangled_numbers(shifts, NUMBERS, k=a.entangle_top_k)
     top = [r["number"] for r in ent["top"]]
@@ -49,9 +52,11 @@ def _target(ctx: Any, model: Any, tok: Any, t: str, users: list[str], lp_base: n
         return np.array([logprob_score(model, tok, trait, ctx.config.eval, system=en.NUMBER_LOVE.format(n=n),
                                        seed=ctx.cfg["seed"])["per_question"] for n in numbers])  # fmt: skip
 
-    return {"system_prompt": trait.system_prompt, "entangled": ent, "random_numbers": random_numbers,
-            "rates": rates, "prompting": en.prompting_effect(p_target(top), p_target(random_numbers),
-                                                            n_boot=a.n_boot, seed=ctx.cfg["seed"])}  # fmt: skip
+    out = {"system_prompt": trait.system_prompt, "entangled": ent, "random_numbers": random_numbers,
+           "rates": rates, "prompting": en.prompting_effect(p_target(top), p_target(random_numbers),
+                                                           n_boot=a.n_boot, seed=ctx.cfg["seed"])}  # fmt: skip
+    log.info("entanglement %s: top %s, prompting diff %.4f (%.0fs)", t, top, out["prompting"]["diff"]["mean"], time.time() - t0)
+    return out
 
 
 def entanglement(ctx: Any) -> dict[str, Any]:
@@ -67,6 +72,7 @@ def entanglement(ctx: Any) -> dict[str, Any]:
         with st.running() as out:
             model, tok = load_model(spec, ctx.device, ctx.dtype)
             lp_base = _logprobs(model, tok, users, None)
+            log.info("entanglement: base scored 0..999 on %d prompts; %d targets to go", len(users), len(targets))
             result = {"model": spec, "numbers": "0..999, scored as '<n>,' at the start of the answer",
                       "targets": {t: _target(ctx, model, tok, t, users, lp_base, targets[0]) for t in targets}}  # fmt: skip
             write_json(out / "entanglement.json", result)
