@@ -19,7 +19,6 @@ Deltas are dicts `{base parameter name: Tensor[d_out, d_in]}` as saved by `inter
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,25 +29,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.lm.delta import Delta
+from interp.lm.delta import Delta, parse_param_name
 from interp.stats import Estimate, t_interval
-
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)(?:\.|$)")
-# Suffixes that wrap the real module name (peft's base layer, parameter kinds).
-_WRAPPERS = {"weight", "bias", "base_layer", "default"}
-
-
-def parse_param_name(name: str) -> tuple[int | None, str]:
-    """`model.layers.3.mlp.up_proj.weight` -> (3, "up_proj"); non-layer params get layer None.
-
-    Works for Llama and Gemma-3 names (both `model.layers.{l}.self_attn.{q,k,v,o}_proj` and
-    `model.layers.{l}.mlp.{gate,up,down}_proj`), and tolerates peft's `.base_layer` infix.
-    """
-    m = _LAYER.search(name)
-    layer = int(m.group(1)) if m else None
-    parts = [p for p in name.split(".") if p not in _WRAPPERS]
-    module = parts[-1] if parts else name
-    return layer, module
 
 
 def as_delta(d: Delta | dict[str, Tensor]) -> Delta:

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from interp.analysis.alignment import parse_param_name, safe_cosine, shared_names
+from interp.analysis.alignment import safe_cosine, shared_names
+from interp.lm.delta import parse_param_name
 from interp.lm.finetune import Example, completion_logits, tokenize_examples
 from interp.stats import bootstrap_ci
 

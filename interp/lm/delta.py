@@ -13,6 +13,7 @@ One file per delta, `delta.safetensors`: a key `<param>` holds a dense delta, th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,24 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)(?:\.|$)")
+# Suffixes that wrap the real module name (peft's base layer, parameter kinds).
+_WRAPPERS = {"weight", "bias", "base_layer", "default"}
+
+
+def parse_param_name(name: str) -> tuple[int | None, str]:
+    """`model.layers.3.mlp.up_proj.weight` -> (3, "up_proj"); non-layer params get layer None.
+
+    Works for Llama and Gemma-3 names (both `model.layers.{l}.self_attn.{q,k,v,o}_proj` and
+    `model.layers.{l}.mlp.{gate,up,down}_proj`), and tolerates peft's `.base_layer` infix.
+    """
+    m = _LAYER.search(name)
+    layer = int(m.group(1)) if m else None
+    parts = [p for p in name.split(".") if p not in _WRAPPERS]
+    module = parts[-1] if parts else name
+    return layer, module
+
 
 _A, _B = "::A", "::B"
 

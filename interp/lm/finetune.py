@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from interp.config import LearningRate, NonNegInt, PosFloat, PosInt, Range, Temperature, UnitFloat
 from interp.lm.align import Alphabet, aligned_positions, token_starts
-from interp.lm.delta import Delta, full_delta, lora_factors
+from interp.lm.delta import Delta, full_delta, lora_factors, parse_param_name
 from interp.lm.generate import encode_prompts, right_pad
 
 # The protocol's LoRA targets: every attention and MLP projection.
@@ -213,15 +212,6 @@ def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Te
     return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
 
 
-_BLOCK = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-
-
-def _block_of(name: str) -> int | None:
-    """Decoder block index of a parameter name (`model.layers.3.mlp...` -> 3), None outside blocks."""
-    m = _BLOCK.search(name)
-    return int(m.group(1)) if m else None
-
-
 def _check_layers(model: Any, layers: list[int] | None) -> None:
     if layers is None:
         return
@@ -255,7 +245,7 @@ def _prepare(model: Any, settings: FinetuneConfig) -> tuple[Any, dict | None, to
     base_state = {n: p.detach().float().cpu().clone() for n, p in model.named_parameters()}
     keep = None if settings.layers is None else set(settings.layers)
     for n, p in model.named_parameters():
-        p.requires_grad_(keep is None or _block_of(n) in keep)
+        p.requires_grad_(keep is None or parse_param_name(n)[0] in keep)
     return model, base_state, autocast
 
 

@@ -13,7 +13,6 @@ from interp.analysis.alignment import (
     aggregate_over_seeds,
     delta_cosines,
     delta_subspace_angles,
-    parse_param_name,
     principal_angles,
     random_subspace_baseline,
 )
@@ -31,7 +30,7 @@ from interp.analysis.gradient import (
     iter_imitation_gradients,
 )
 from interp.analysis.probes import apply_probes, train_probes
-from interp.lm.delta import apply_delta
+from interp.lm.delta import apply_delta, parse_param_name
 from interp.lm.finetune import Example
 from interp.lm.models import format_prompt, tiny_model
 
