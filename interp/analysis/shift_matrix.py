@@ -9,7 +9,7 @@ soft-label students were trained), giving `[row, layer, d_model]` activations:
   "animals are in the air" cancel).
 - student shift of target i: mean(student_i) - mean(base).
 - the cosine matrix C[layer, i, j] = cos(shift_i, u_j), and gamma = mean diagonal - mean
-  off-diagonal (`interp.subliminal.matrix.gamma`): positive = each student moved toward its
+  off-diagonal (`interp.subliminal.matrix.diagonal_gamma`): positive = each student moved toward its
   own teacher's target-specific direction more than toward the others'. The permutation test
   relabels which target each student came from (exact for k! <= resamples).
 - against a control teacher (a neutral system prompt): the direction prompted_j - control is
@@ -31,7 +31,7 @@ import numpy as np
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.stats import cosine
+from interp.stats import cosine, t_interval
 from interp.subliminal import matrix as mx
 
 
@@ -70,16 +70,6 @@ def cosine_matrix(
     return cosine(shifts[:, None], dirs[None, :]).permute(2, 0, 1).numpy()  # [i, j, layer] -> [layer, i, j]
 
 
-def diagonal_gamma(c: Float[np.ndarray, "... k k"]) -> np.ndarray:
-    """Mean diagonal minus mean off-diagonal over the last two axes (rows i, columns j)."""
-    c = np.asarray(c, dtype=float)
-    k = c.shape[-1]
-    if c.shape[-2] != k or k < 2:
-        raise ValueError(f"need square [.., k, k] with k >= 2, got {c.shape}")
-    diag = np.trace(c, axis1=-2, axis2=-1) / k
-    return diag - (c.sum(axis=(-2, -1)) - diag * k) / (k * (k - 1))
-
-
 def gamma_test(
     per_seed: Float[np.ndarray, "seed layer k k"], ci: float = 0.95, seed: int = 0, n_resamples: int = 10_000
 ) -> dict:
@@ -88,17 +78,15 @@ def gamma_test(
     The pre-declared statistic is the mean over layers of gamma (no layer is picked after the
     fact); the permutation relabels rows (students' targets) of the seed-mean matrix.
     """
-    from interp.stats import t_interval
-
     c = np.asarray(per_seed, dtype=float)
     if c.ndim != 4:
         raise ValueError(f"per_seed must be [seed, layer, k, k], got {c.shape}")
     mean = np.nanmean(c, axis=0)  # [layer, k, k]
-    stat, p, n = mx.label_permutation_p(lambda order: float(np.nanmean(diagonal_gamma(mean[:, order, :]))),
+    stat, p, n = mx.label_permutation_p(lambda order: float(np.nanmean(mx.diagonal_gamma(mean[:, order, :]))),
                                         c.shape[-1], n_resamples=n_resamples, seed=seed)  # fmt: skip
-    per_seed_gamma = [float(np.nanmean(diagonal_gamma(x))) for x in c]
+    per_seed_gamma = [float(np.nanmean(mx.diagonal_gamma(x))) for x in c]
     return {
-        "gamma_by_layer": diagonal_gamma(mean).round(6).tolist(),
+        "gamma_by_layer": mx.diagonal_gamma(mean).round(6).tolist(),
         "gamma": stat, "p": p, "n_permutations": n,
         "gamma_per_seed": per_seed_gamma, "gamma_ci": t_interval(per_seed_gamma, ci).to_dict(),
     }  # fmt: skip

@@ -45,10 +45,17 @@ def gamma(
     k = len(cols)
     if s.shape[0] != k or k < 2:
         raise ValueError(f"gamma needs one row per target and >= 2 targets, got {s.shape[0]} rows, {k} targets")
-    sub = s[:, cols]  # [student of target i, shift on target j]
-    own = np.trace(sub) / k
-    other = (sub.sum() - np.trace(sub)) / (k * (k - 1))
-    return float(own - other)
+    return float(diagonal_gamma(s[:, cols]))  # [student of target i, shift on target j]
+
+
+def diagonal_gamma(c: Float[np.ndarray, "... k k"]) -> np.ndarray:
+    """Mean diagonal minus mean off-diagonal over the last two axes (rows i, columns j)."""
+    c = np.asarray(c, dtype=float)
+    k = c.shape[-1]
+    if c.shape[-2] != k or k < 2:
+        raise ValueError(f"need square [.., k, k] with k >= 2, got {c.shape}")
+    diag = np.trace(c, axis1=-2, axis2=-1) / k
+    return diag - (c.sum(axis=(-2, -1)) - diag * k) / (k * (k - 1))
 
 
 def correlation(

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from interp.analysis import shift_matrix as sm
+from interp.subliminal import matrix as mx
 
 K, ROWS, LAYERS, D = 5, 40, 3, 16
 
@@ -84,6 +85,6 @@ def test_shapes_are_checked():
     with pytest.raises(ValueError, match=">= 2 targets"):
         sm.centred(torch.zeros(1, LAYERS, D))
     with pytest.raises(ValueError, match="square"):
-        sm.diagonal_gamma(np.zeros((3, 2)))
+        mx.diagonal_gamma(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="do not match"):
         sm.target_probe(prompted - base, torch.zeros(1, K, ROWS, LAYERS, D + 1))
