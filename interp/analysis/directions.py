@@ -127,9 +127,8 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[list[float], list[float]]
     return lo.tolist(), hi.tolist()
 
 
-def _check_paired(student: Tensor, base: Tensor, control: Tensor | None, direction: Tensor) -> None:
+def _check_paired(student_acts: Tensor, base_acts: Tensor, control_acts: Tensor | None, direction: Tensor) -> None:
     """Student, base and control rows are the same prompts, in the direction's [layer, d_model]."""
-    student_acts, base_acts, control_acts = student, base, control
     for x, label in ((student_acts, "student_acts"), (base_acts, "base_acts")):
         _check_acts(x, label)
     if student_acts.shape != base_acts.shape:

@@ -72,9 +72,12 @@ def _student_acts(ctx: Any, name: str, spec: str, targets: list[str], rows) -> t
     ])  # fmt: skip
 
 
-def _layer_mean_ci(per_seed_layer: np.ndarray, ci: float) -> dict:
-    """t-interval over seeds of the layer-mean of a [seed, layer] array."""
-    return t_interval(np.nanmean(per_seed_layer, axis=1).tolist(), ci).to_dict()
+def _over_seeds(per_seed_layer: np.ndarray) -> dict:
+    """A [seed, layer] array as reported: the per-layer seed mean, each seed's layer mean and the
+    95% t-interval over seeds of that layer mean (the pre-declared statistic)."""
+    layer_mean = np.nanmean(per_seed_layer, axis=1)
+    return {"by_layer": sm.summarise_layers(per_seed_layer.mean(0)), "layer_mean_per_seed": layer_mean.round(6).tolist(),
+            "ci": t_interval(layer_mean.tolist(), 0.95).to_dict()}  # fmt: skip
 
 
 def _arm(ctx, name, spec, rows, refs) -> dict[str, Any]:
@@ -94,9 +97,7 @@ def _arm(ctx, name, spec, rows, refs) -> dict[str, Any]:
         "shift_norm_by_layer": sm.summarise_layers(shifts.norm(dim=-1).mean((0, 1)).numpy()),
     }  # fmt: skip
     if vs_control is not None:
-        own = np.stack([sm.own_cosine(w, vs_control) for w in shifts])  # [seed, layer]
-        out["own_cos_vs_control_direction"] = {"by_layer": sm.summarise_layers(own.mean(0)), "layer_mean_per_seed":
-                                               np.nanmean(own, axis=1).round(6).tolist(), "ci": _layer_mean_ci(own, 0.95)}  # fmt: skip
+        out["own_cos_vs_control_direction"] = _over_seeds(np.stack([sm.own_cosine(w, vs_control) for w in shifts]))
     return out
 
 
@@ -104,8 +105,7 @@ def _control_cos(ctx, name, spec, rows, refs) -> np.ndarray:
     """[seed, layer]: a control student's cos with each target's prompted - control direction, mean over targets."""
     s = _student_acts(ctx, name, spec, ["control"], rows)[:, 0]  # [seed, row, layer, d]
     shifts = (s.double() - refs["base"].double()).mean(1)  # [seed, layer, d]
-    k = refs["vs_control"].shape[0]
-    return np.stack([np.nanmean(sm.cosine_matrix(w[None].expand(k, -1, -1), refs["vs_control"]), axis=(1, 2)) for w in shifts])
+    return np.stack([np.nanmean(sm.cosine_matrix(w[None], refs["vs_control"]), axis=(1, 2)) for w in shifts])
 
 
 def _teachers(ctx: Any, spec: str) -> tuple[list[Variant], Variant | None, str]:
@@ -121,7 +121,7 @@ def _teachers(ctx: Any, spec: str) -> tuple[list[Variant], Variant | None, str]:
         return ([Variant.from_record(art["teachers"][t], ctx.root) for t in targets],
                 Variant.from_record(control, ctx.root) if control else None, "the run's teachers")  # fmt: skip
     prompted = [Variant(spec, system=ctx.trait_for(t).system_prompt) for t in targets]
-    neutral = Variant(spec, system=NEUTRAL_PROMPT) if ctx.cfg["teacher"].get("control") == "neutral" else None
+    neutral = Variant(spec, system=NEUTRAL_PROMPT) if ctx.config.teacher.control == "neutral" else None
     return prompted, neutral, "the base prompted with each target's system prompt"
 
 
@@ -149,10 +149,7 @@ def matrix_mechanisms(ctx: Any) -> dict[str, Any]:
         for n in names:
             if ctx.students[n]["data"] == "control":
                 if n in control:
-                    c = control[n]
-                    arms[n] = {"model": spec, "control": True, "cos_vs_control_direction": {
-                        "by_layer": sm.summarise_layers(c.mean(0)), "layer_mean_per_seed": np.nanmean(c, axis=1).round(6).tolist(),
-                        "ci": _layer_mean_ci(c, 0.95)}}  # fmt: skip
+                    arms[n] = {"model": spec, "control": True, "cos_vs_control_direction": _over_seeds(control[n])}
                 continue
             arms[n] = _arm(ctx, n, spec, rows, refs)
             if control:  # the same quantity for this base's control students, paired by seed position
