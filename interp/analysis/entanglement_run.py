@@ -20,14 +20,15 @@ from interp.lm.models import format_prompt, load_model
 from interp.lm.score import continuation_logprobs
 from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
 from interp.subliminal.evaluate import logprob_score
+from interp.subliminal.experiment import data_key
 from interp.subliminal.number_data import number_prompts
 
 NUMBERS = list(range(1000))
 log = logging.getLogger("interp")
 
 
-def _logprobs(model: Any, tok: Any, users: list[str], system: str | None) -> np.ndarray:
-    conts = [tok(f"{n},", add_special_tokens=False)["input_ids"] for n in NUMBERS]
+def _logprobs(model: Any, tok: Any, users: list[str], system: str | None, conts: list[list[int]]) -> np.ndarray:
+    """[prompt, number]: log p of each number's tokens `conts` ("<n>,") as the answer's start."""
     return np.stack([continuation_logprobs(model, tok, format_prompt(tok, u, system), conts) for u in users])
 
 
@@ -36,15 +37,16 @@ def _completions(ctx: Any, key: str) -> list[str] | None:
     return None if rel is None else [r["completion"] for r in read_jsonl(ctx.path(rel) / "dataset.jsonl")]
 
 
-def _target(ctx: Any, model: Any, tok: Any, t: str, users: list[str], lp_base: np.ndarray, primary: str) -> dict:
+def _target(ctx: Any, model: Any, tok: Any, t: str, users: list[str], conts: list[list[int]], lp_base: np.ndarray,
+            primary: str) -> dict:  # fmt: skip
     a, trait, t0 = ctx.a, ctx.trait_for(t), time.time()
-    shifts = en.number_shifts(_logprobs(model, tok, users, trait.system_prompt), lp_base)
+    shifts = en.number_shifts(_logprobs(model, tok, users, trait.system_prompt, conts), lp_base)
     ent = en.entangled_numbers(shifts, NUMBERS, k=a.entangle_top_k)
     top = [r["number"] for r in ent["top"]]
     rng = np.random.default_rng(ctx.cfg["seed"] + 5)
     random_numbers = [int(n) for n in rng.choice([n for n in NUMBERS if n not in top], size=len(top), replace=False)]
     rates = {}
-    for label, key in (("trait", "trait" if t == primary else f"trait:{t}"), ("control", "control")):
+    for label, key in (("trait", data_key(f"trait:{t}", primary)), ("control", "control")):
         rows = _completions(ctx, key)
         rates[label] = en.number_rates(rows, top + random_numbers) if rows is not None else None
 
@@ -71,9 +73,10 @@ def entanglement(ctx: Any) -> dict[str, Any]:
     if not st.done:
         with st.running() as out:
             model, tok = load_model(spec, ctx.device, ctx.dtype)
-            lp_base = _logprobs(model, tok, users, None)
+            conts = [tok(f"{n},", add_special_tokens=False)["input_ids"] for n in NUMBERS]
+            lp_base = _logprobs(model, tok, users, None, conts)
             log.info("entanglement: base scored 0..999 on %d prompts; %d targets to go", len(users), len(targets))
             result = {"model": spec, "numbers": "0..999, scored as '<n>,' at the start of the answer",
-                      "targets": {t: _target(ctx, model, tok, t, users, lp_base, targets[0]) for t in targets}}  # fmt: skip
+                      "targets": {t: _target(ctx, model, tok, t, users, conts, lp_base, targets[0]) for t in targets}}  # fmt: skip
             write_json(out / "entanglement.json", result)
     return read_json(st.path / "entanglement.json")

@@ -140,7 +140,7 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     summary["artifacts"] = {
         "teacher_mode": cfg.teacher.mode,
         "teacher_deltas": {k: rel(v) for k, v in plan.teacher_deltas.items() if ":" not in k},
-        "data": {_data_key(k, primary): rel(v) for k, v in plan.data.items()},
+        "data": {data_key(k, primary): rel(v) for k, v in plan.data.items()},
         "students": {n: {str(sd): rel(st) for sd, st in by_t[next(iter(by_t))].items()}
                      for n, by_t in plan.students.items()},  # fmt: skip
         "students_by_target": {n: {t: {str(sd): rel(st) for sd, st in seeds.items()} for t, seeds in by_t.items()}
@@ -155,8 +155,8 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     return summary
 
 
-def _data_key(key: str, primary: str) -> str:
-    """"trait" for the primary target's data (the one-target name), "trait:<t>" for the others."""
+def data_key(key: str, primary: str) -> str:
+    """The artifacts' name of a dataset: "trait" for the primary target's data (the one-target name), "trait:<t>" for the others."""
     return "trait" if key == f"trait:{primary}" else key
 
 
@@ -194,7 +194,7 @@ def summarize(cfg: SubliminalConfig, plan: Plan) -> dict[str, Any]:
                             "distill_vocab": settings.distill_vocab, "method": settings.method, **agg}  # fmt: skip
         if len(seeds) > 1:
             table.append(_row(f"{name} (mean of {len(seeds)} seeds)", cfg.student_model(spec), agg))
-    filt = {_data_key(k, primary): read_json(st.path / "filter.json") for k, st in plan.data.items()}
+    filt = {data_key(k, primary): read_json(st.path / "filter.json") for k, st in plan.data.items()}
     trait = cfg.trait.trait(primary)
     return {
         "experiment": "subliminal",
