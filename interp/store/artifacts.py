@@ -37,6 +37,7 @@ class Run:
     config: dict[str, Any] | None
     analysis: dict[str, Any] | None
     problems: dict[str, str] = field(default_factory=dict)  # artifact -> why it is absent
+    stale: dict[str, str] = field(default_factory=dict)  # output file -> why it is not this config's (`stale_outputs`)
 
     @property
     def name(self) -> str:
@@ -80,7 +81,8 @@ def load_run(path: str | Path) -> Run:
     except (OSError, tomllib.TOMLDecodeError) as e:
         problems["config"] = f"config.toml unreadable: {e}"
     # an output of another config than the config.toml beside it is refused, not mixed in
-    for name, why in stale_outputs(root).items():
+    stale = stale_outputs(root)
+    for name, why in stale.items():
         if name.removesuffix(".json") in problems:  # unreadable: already said
             continue
         problems[name.removesuffix(".json")] = f"{name} is stale: {why}"
@@ -88,7 +90,7 @@ def load_run(path: str | Path) -> Run:
             summary = None
         elif name == "analysis.json":
             analysis = None
-    return Run(root, summary, config, analysis, problems)
+    return Run(root, summary, config, analysis, problems, stale)
 
 
 def analysis_section(run: Run, section: str) -> tuple[dict[str, Any] | None, str | None]:

