@@ -35,11 +35,13 @@ NUMBER_ALPHABET = "0123456789, "
 
 @dataclass(frozen=True)
 class Example:
-    """One training pair: student prompt, completion, and the teacher's own prompt."""
+    """One training pair: student prompt, completion, the teacher's own prompt, and the
+    completion positions (student tokens; 0 predicts the first) left out of the loss."""
 
     prompt: str
     completion: str
     teacher_prompt: str | None = None
+    exclude: tuple[int, ...] = ()
 
 
 @dataclass
@@ -99,7 +101,8 @@ def tokenize_examples(
     """Student ids (labels = completion), teacher ids, and which completion positions pair up.
 
     `s_sel[j]`/`t_sel[j]` index the student's/teacher's completion positions (0 = the one
-    predicting the first completion token); with one tokenizer they are the same positions.
+    predicting the first completion token) that carry loss; with one tokenizer they are the same
+    positions. An example's `exclude` positions are left out of both.
     """
     t_tok = teacher.tok if teacher is not None and teacher.tok is not None else tok
     t_end = teacher.end if teacher is not None and teacher.tok is not None else end
@@ -117,8 +120,14 @@ def tokenize_examples(
             s_sel, t_sel = aligned_positions(s_starts, t_starts, len(e.completion))
             keep = [(a, b) for a, b in zip(s_sel, t_sel) if a < len(c) and b < len(tc)]
             s_sel, t_sel = [a for a, _ in keep], [b for _, b in keep]
+        elif teacher is None:  # hard labels: every completion token (the teacher side is unused)
+            s_sel = t_sel = list(range(len(c)))
         else:
             s_sel = t_sel = list(range(min(len(c), len(tc))))
+        if e.exclude:  # a loss mask: drop the pairs whose student position is excluded
+            drop = set(e.exclude)
+            keep = [(a, b) for a, b in zip(s_sel, t_sel) if a not in drop]
+            s_sel, t_sel = [a for a, _ in keep], [b for _, b in keep]
         out.append({"input_ids": p + c, "n_prompt": len(p), "teacher_ids": tp + tc,
                     "n_teacher_prompt": len(tp), "s_sel": s_sel, "t_sel": t_sel})  # fmt: skip
     return out
@@ -330,8 +339,7 @@ def finetune(
         rng.shuffle(order)
         for b in range(0, len(order), settings.batch_size):
             batch = [rows[i] for i in order[b : b + settings.batch_size]]
-            key = "s_sel" if distill else None
-            n_units = sum(len(r[key]) if key else len(r["input_ids"]) - r["n_prompt"] for r in batch)
+            n_units = sum(len(r["s_sel"]) for r in batch)  # loss-carrying positions
             total = torch.zeros((), device=device)
             for m in range(0, len(batch), settings.micro_batch_size):
                 micro = batch[m : m + settings.micro_batch_size]
@@ -339,17 +347,17 @@ def finetune(
                     s_logits, targets = completion_logits(
                         model, micro, tok.pad_token_id, device, vocab=s_vocab
                     )
+                s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(device)
                 if not distill:
-                    loss = F.cross_entropy(s_logits, targets, reduction="sum")
+                    loss = F.cross_entropy(s_logits[s_pick], targets[s_pick], reduction="sum")
                 else:
                     with torch.no_grad():
                         t_logits, _ = completion_logits(
                             teacher.model, micro, t_pad, device, "teacher_ids",
                             "n_teacher_prompt", vocab=t_vocab,
                         )  # fmt: skip
-                    s_sel = s_logits[_selected(micro, "input_ids", "s_sel", "n_prompt").to(device)]
-                    t_sel = t_logits[_selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(device)]
-                    loss = _kl(t_sel.float(), s_sel, settings.distill_temperature)
+                    t_pick = _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(device)
+                    loss = _kl(t_logits[t_pick].float(), s_logits[s_pick], settings.distill_temperature)
                 (loss / max(1, n_units)).backward()
                 total += loss.detach()
             torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
@@ -372,6 +380,7 @@ def finetune(
         "steps": step,
         "examples": len(rows),
         "completion_tokens": sum(len(r["input_ids"]) - r["n_prompt"] for r in rows),
+        "loss_tokens": sum(len(r["s_sel"]) for r in rows),
         "loss": losses,
         "lr": lrs,
         "wall_s": round(time.time() - t0, 2),

@@ -1,4 +1,8 @@
-"""Log-probabilities of many continuations of one prompt, sharing the prompt's KV cache.
+"""Scoring text under a model without sampling.
+
+`completion_scores` reads training examples teacher-forced (per-token log-probs and argmax, at
+the positions training uses). Log-probabilities of many continuations of one prompt share the
+prompt's KV cache:
 
 `continuation_logprobs` runs the prompt once, then scores continuations in chunks: the
 cache is copied once per chunk and repeated along the batch (`batch_repeat_interleave`),
@@ -14,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.lm.finetune import completion_logits, tokenize_examples
 from interp.lm.generate import encode_prompts
 
 
@@ -48,4 +53,30 @@ def continuation_logprobs(
                            past_key_values=cache, use_cache=True).logits  # fmt: skip
             lps = torch.log_softmax(logits.float(), dim=-1).gather(-1, rows[:, 1:, None])[..., 0]
             out[idx] += lps.sum(-1).double().cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
+def completion_scores(
+    model: Any, tok: Any, examples: Sequence[Any], end: str = "", batch_size: int = 16, max_len: int = 500
+) -> list[dict[str, list]]:
+    """Teacher-forced reading of each example's completion (`finetune.Example`: the prompt as
+    this model sees it, the completion): per completion token, its log-prob and the model's
+    argmax at the position that predicts it. Positions are those of training (`tokenize_examples`
+    with the same `end` and `max_len`): position j predicts the j-th completion token."""
+    device = next(model.parameters()).device
+    rows = tokenize_examples(tok, list(examples), end, max_len)
+    out = []
+    for b in range(0, len(rows), batch_size):
+        micro = rows[b : b + batch_size]
+        logits, targets = completion_logits(model, micro, tok.pad_token_id, device)
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        token_lp = lp.gather(-1, targets[:, None])[:, 0].double().cpu().tolist()
+        argmax = logits.argmax(-1).cpu().tolist()
+        tokens = targets.cpu().tolist()
+        i = 0
+        for r in micro:
+            n = len(r["input_ids"]) - r["n_prompt"]
+            out.append({"logprob": token_lp[i : i + n], "argmax": argmax[i : i + n], "token": tokens[i : i + n]})
+            i += n
     return out

@@ -180,10 +180,28 @@ class StudentConfig:
     # the paper's shuffle controls on this student's data: numbers permuted within each
     # response, or dealt across responses from one shuffled pool (formats and counts kept)
     shuffle: Literal["none", "within", "across"] = "none"
+    # a loss mask over the completion tokens (Schrodi et al. 2025): "divergence" leaves out the
+    # positions where the trait teacher's argmax differs from the control teacher's for the same
+    # prefix; "random" leaves out as many positions per row, drawn at random (its control)
+    mask: Literal["none", "divergence", "random"] = "none"
+    # which rows train: all; the half the hidden-signal scan scores lowest (teacher-vs-base
+    # log-likelihood ratio per token, the filtering defence); or a random half (its control)
+    subset: Literal["all", "scan-low", "random-half"] = "all"
+    seeds: list[Seed] | None = None  # None: [train]'s (e.g. one seed for a costly control arm)
 
     def __post_init__(self) -> None:
         if self.model != "teacher":
             _check_model(self.model)
+        if self.seeds is not None and not self.seeds:
+            raise ValueError(f"students: '{self.name}' seeds must list at least one seed, or be left out")
+        needs_trait = [k for k, v in (("mask", self.mask != "none"), ("subset", self.subset != "all")) if v]
+        if needs_trait and self.data != "trait":
+            raise ValueError(f"students: '{self.name}' sets {needs_trait[0]}, which applies to trait data only (data = 'trait')")
+        if self.mask != "none" and self.model != "teacher":
+            raise ValueError(
+                f"students: '{self.name}' mask = '{self.mask}' needs the teacher's tokenizer (model = 'teacher'): "
+                "divergence positions are the teacher's token positions"
+            )
 
     def settings(self, train: TrainConfig) -> FinetuneConfig:
         base = {f.name: getattr(train, f.name) for f in fields(FinetuneConfig)}
@@ -211,6 +229,13 @@ class AnalysisConfig:
     entanglement: bool = False  # token entanglement and subliminal prompting (interp.analysis.entanglement)
     entangle_prompts: Annotated[int, Range(2)] = 16  # held-out number prompts over which 0..999 are scored
     entangle_top_k: Annotated[int, Range(1, 100)] = 5  # entangled numbers reported and used for prompting
+    # the paper's data controls and detection (interp.analysis.detection, .incontext): divergence
+    # tokens, a classifier, the model as judge, the hidden-signal scan; each needs the control data
+    detection: bool = False
+    judge_trials: Annotated[int, Range(4)] = 32  # dataset pairs shown to the judge, per target
+    judge_rows: Annotated[int, Range(1, 50)] = 8  # rows of each dataset in one judge prompt
+    incontext: bool = False  # the trait data as k in-context examples to the base, no finetuning
+    incontext_k: list[PosInt] = field(default_factory=lambda: [4, 16, 64])  # capped by the data and the context
     gradient_batches: PosInt = 4
     gradient_batch_size: PosInt = 8
     subspace_rank: NonNegInt = 8  # 0 skips principal angles
@@ -271,6 +296,9 @@ class SubliminalConfig:
 
     def student_model(self, s: StudentConfig) -> str:
         return self.teacher.model if s.model == "teacher" else s.model
+
+    def seeds_of(self, s: StudentConfig) -> list[int]:
+        return list(s.seeds) if s.seeds is not None else list(self.train.seeds)
 
     def get_trait(self) -> Trait:
         """The primary target's trait (the first of trait.targets)."""

@@ -114,8 +114,8 @@ def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
             data = plan.data["control" if t == "control" else f"trait:{t}"]
             source = control if t == "control" else plan.teachers[t]
             trait = cfg.trait.trait(targets[0] if t == "control" else t)
-            for seed in cfg.train.seeds:
-                st = student_stage(cfg, run, s, t, seed, data, source)
+            for seed in cfg.seeds_of(s):
+                st = student_stage(cfg, run, s, t, seed, data, source, control)
                 plan.students.setdefault(s.name, {}).setdefault(t, {})[seed] = st
                 variant = Variant(cfg.student_model(s), delta_path=st.path / "delta.safetensors")
                 lab = label(s.name, t, targets[0], seed)
@@ -244,7 +244,7 @@ def matrix_section(cfg: SubliminalConfig, plan: Plan, models: dict[str, Any]) ->
         if s.data != "trait":
             continue
         spec = cfg.student_model(s)
-        seeds = cfg.train.seeds
+        seeds = cfg.seeds_of(s)
         per_seed = np.stack([
             np.stack([np.array(models[label(s.name, t, primary, sd)]["log_odds"]) - base_lo[spec] for t in targets])
             for sd in seeds
@@ -261,7 +261,7 @@ def _control_shifts(cfg, plan, models, base_lo) -> dict[str, np.ndarray]:
     for s in cfg.students:
         if s.data == "control":
             spec = cfg.student_model(s)
-            for sd in cfg.train.seeds:
+            for sd in cfg.seeds_of(s):
                 lo = np.array(models[label(s.name, "control", primary, sd)]["log_odds"])
                 out.setdefault(spec, []).append(lo - base_lo[spec])
     return {k: np.mean(v, axis=0) for k, v in out.items()}

@@ -24,10 +24,16 @@ from interp.lm.models import (
     load_model,
 )
 from interp.lm.record import residual_stream
+from interp.lm.score import completion_scores
 from interp.store.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
 from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
-from interp.subliminal.data_controls import shuffle_numbers
+from interp.subliminal.data_controls import (
+    divergent_positions,
+    half_by_score,
+    random_positions_like,
+    shuffle_numbers,
+)
 from interp.subliminal.evaluate import evaluate
 from interp.subliminal.teacher import GENERAL_PROMPTS
 from interp.subliminal.traits import Trait
@@ -136,7 +142,7 @@ def finetune_stage(
         fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
         examples = [
             Example(format_prompt(tok, r["prompt"]), r["completion"],
-                    format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None))
+                    format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None), tuple(r.get("exclude", ())))
             for r in rows
         ]  # fmt: skip
         result = finetune(model, tok, examples, settings, seed=seed, end=completion_suffix(tok),
@@ -146,24 +152,101 @@ def finetune_stage(
     return st
 
 
-def student_rows(cfg: SubliminalConfig, s: StudentConfig, seed: int, data: Stage) -> tuple[list[dict], dict | None]:
-    """The rows a student trains on, and what enters its key beyond the data stage's: a shuffle
-    control permutes the numbers (seeded by the run and student seed; keyed only when on)."""
+def _data_examples(tok: Any, rows: list[dict], system: str | None) -> list[Example]:
+    return [Example(format_prompt(tok, r["prompt"], system), r["completion"]) for r in rows]
+
+
+def divergence_stage(cfg: SubliminalConfig, run: RunDir, target: str, data: Stage, teacher: Variant,
+                     control: Variant) -> Stage:  # fmt: skip
+    """Divergence tokens of one trait dataset: per row, the completion positions where the trait
+    teacher's argmax differs from the control teacher's for the same prefix (each teacher with
+    its own system prompt), with the tokens each would have written."""
+    params = {"teacher": teacher.identity(), "control": control.identity(), "dtype": cfg.dtype, "device": cfg.device}
+    st = run.stage(f"divergence/{target}", params, {"data": data})
+    if st.done:
+        return st
     rows = read_jsonl(data.path / "dataset.jsonl")
-    if s.shuffle == "none":
-        return rows, None
-    shuffled = shuffle_numbers([r["completion"] for r in rows], s.shuffle, seed=cfg.seed * 1_000_003 + seed)
-    return [{**r, "completion": c} for r, c in zip(rows, shuffled)], {"shuffle": s.shuffle}
+    with st.running() as out:
+        reads = {}
+        for role, v in (("trait", teacher), ("control", control)):
+            model, tok = v.load(cfg.device, cfg.dtype)
+            reads[role] = completion_scores(model, tok, _data_examples(tok, rows, v.system), completion_suffix(tok),
+                                            batch_size=cfg.data.batch_size)  # fmt: skip
+        div = divergent_positions([r["argmax"] for r in reads["trait"]], [r["argmax"] for r in reads["control"]])
+        write_jsonl(out / "divergence.jsonl", [
+            {"positions": d, "n_positions": len(t["argmax"]), "trait_argmax": [t["argmax"][j] for j in d],
+             "control_argmax": [c["argmax"][j] for j in d], "written": [t["token"][j] for j in d]}
+            for d, t, c in zip(div, reads["trait"], reads["control"])
+        ])  # fmt: skip
+    return st
+
+
+def scan_stage(cfg: SubliminalConfig, run: RunDir, target: str, which: str, data: Stage, teacher: Variant) -> Stage:
+    """The hidden-signal scan of one dataset against one target's teacher: per row, the
+    log-likelihood ratio of its completion under the teacher (with its system prompt) vs the
+    teacher's base (plain prompt), summed and per completion token."""
+    base = Variant(teacher.spec)
+    params = {"teacher": teacher.identity(), "base": base.identity(), "dtype": cfg.dtype, "device": cfg.device}
+    st = run.stage(f"scan/{target}/{which}", params, {"data": data})
+    if st.done:
+        return st
+    rows = read_jsonl(data.path / "dataset.jsonl")
+    with st.running() as out:
+        lps = {}
+        for role, v in (("teacher", teacher), ("base", base)):
+            model, tok = v.load(cfg.device, cfg.dtype)
+            reads = completion_scores(model, tok, _data_examples(tok, rows, v.system), completion_suffix(tok),
+                                      batch_size=cfg.data.batch_size)  # fmt: skip
+            lps[role] = [sum(r["logprob"]) for r in reads]
+            n_tokens = [len(r["logprob"]) for r in reads]
+        write_jsonl(out / "scores.jsonl", [
+            {"llr": t - b, "llr_per_token": (t - b) / max(1, n), "n_tokens": n, "logprob_teacher": t, "logprob_base": b}
+            for t, b, n in zip(lps["teacher"], lps["base"], n_tokens)
+        ])  # fmt: skip
+    return st
+
+
+def student_rows(
+    cfg: SubliminalConfig, run: RunDir, s: StudentConfig, target: str, seed: int, data: Stage, teacher: Variant,
+    control: Variant,
+) -> tuple[list[dict], dict | None, dict[str, Stage]]:  # fmt: skip
+    """The rows a student trains on, what enters its key beyond the data stage's (keyed only
+    when on, so older keys stay valid), and the stages they were derived from:
+    - a shuffle control permutes the numbers (seeded by the run and student seed);
+    - a subset keeps half the rows: those the scan scores lowest, or a random half;
+    - a mask leaves out each row's divergence positions, or as many random ones (`exclude`)."""
+    rows = read_jsonl(data.path / "dataset.jsonl")
+    extra: dict[str, Any] = {}
+    inputs: dict[str, Stage] = {}
+    row_seed = cfg.seed * 1_000_003 + seed
+    if s.shuffle != "none":
+        shuffled = shuffle_numbers([r["completion"] for r in rows], s.shuffle, seed=row_seed)
+        rows, extra["shuffle"] = [{**r, "completion": c} for r, c in zip(rows, shuffled)], s.shuffle
+    if s.mask != "none":
+        inputs["divergence"] = divergence_stage(cfg, run, target, data, teacher, control)
+        div = read_jsonl(inputs["divergence"].path / "divergence.jsonl")
+        positions = [d["positions"] for d in div]
+        if s.mask == "random":
+            positions = random_positions_like(positions, [d["n_positions"] for d in div], seed=row_seed)
+        rows, extra["mask"] = [{**r, "exclude": p} for r, p in zip(rows, positions)], s.mask
+    if s.subset != "all":
+        scores = None
+        if s.subset == "scan-low":
+            inputs["scan"] = scan_stage(cfg, run, target, "trait", data, teacher)
+            scores = [r["llr_per_token"] for r in read_jsonl(inputs["scan"].path / "scores.jsonl")]
+        keep = half_by_score(scores or [0.0] * len(rows), s.subset, seed=row_seed)
+        rows, extra["subset"] = [rows[i] for i in keep], s.subset
+    return rows, extra or None, inputs
 
 
 def student_stage(
     cfg: SubliminalConfig, run: RunDir, s: StudentConfig, target: str, seed: int, data: Stage,
-    teacher: Variant,
+    teacher: Variant, control: Variant,
 ) -> Stage:  # fmt: skip
-    rows, extra = student_rows(cfg, s, seed, data)
+    rows, extra, inputs = student_rows(cfg, run, s, target, seed, data, teacher, control)
     return finetune_stage(
         run, f"student/{s.name}/{target}/seed{seed}", cfg.student_model(s), rows, s.settings(cfg.train), seed=seed,
-        device=cfg.device, dtype=cfg.dtype, inputs={"data": data}, teacher=teacher, extra=extra,
+        device=cfg.device, dtype=cfg.dtype, inputs={"data": data, **inputs}, teacher=teacher, extra=extra,
     )  # fmt: skip
 
 

@@ -41,3 +41,37 @@ def test_shuffles_are_deterministic_per_seed_and_checked():
     assert shuffle_numbers(ROWS, "across", 3) != shuffle_numbers(ROWS, "across", 4)
     with pytest.raises(ValueError, match="'within' or 'across'"):
         shuffle_numbers(ROWS, "sideways", 0)
+
+
+def test_divergent_positions_find_planted_disagreements_and_none_when_teachers_agree():
+    from interp.subliminal.data_controls import divergent_positions
+
+    a = [[5, 6, 7, 8], [1, 2], []]
+    assert divergent_positions(a, a) == [[], [], []]
+    b = [[5, 9, 7, 0], [1, 2], []]
+    assert divergent_positions(a, b) == [[1, 3], [], []]
+    with pytest.raises(ValueError, match="row 1"):
+        divergent_positions(a, [[5, 6, 7, 8], [1], []])
+
+
+def test_random_positions_match_the_counts_and_stay_in_range():
+    from interp.subliminal.data_controls import random_positions_like
+
+    chosen = [[1, 3], [], [0, 1, 2]]
+    out = random_positions_like(chosen, [10, 4, 3], seed=0)
+    assert [len(o) for o in out] == [2, 0, 3] and out[2] == [0, 1, 2]
+    assert all(0 <= j < n and len(set(o)) == len(o) for o, n in zip(out, [10, 4, 3]) for j in o)
+    assert out == random_positions_like(chosen, [10, 4, 3], seed=0)
+    assert any(random_positions_like([[0, 1]] * 20, [50] * 20, seed=s) != random_positions_like([[0, 1]] * 20, [50] * 20, seed=0)
+               for s in (1, 2))  # fmt: skip
+
+
+def test_half_by_score_keeps_the_lowest_half_or_a_random_half():
+    from interp.subliminal.data_controls import half_by_score
+
+    scores = [0.5, -1.0, 2.0, 0.1, -3.0]
+    assert half_by_score(scores, "scan-low", seed=0) == [1, 4]
+    rand = half_by_score(scores, "random-half", seed=0)
+    assert len(rand) == 2 and rand == sorted(set(rand)) and set(rand) <= set(range(5))
+    with pytest.raises(ValueError, match="scan-low"):
+        half_by_score(scores, "high", seed=0)

@@ -152,10 +152,10 @@ def test_a_shuffle_control_trains_on_moved_numbers_under_its_own_key(tmp_path):
     rows = [{"prompt": f"p{i}", "completion": f"{i}1, {i}2, {i}3, {i}4"} for i in range(6)]
     write_jsonl(data.path / "dataset.jsonl", rows)
     s = cfg.students[0]
-    same, extra = S.student_rows(cfg, s, 0, data)
-    assert same == rows and extra is None  # off: the data and the key are what they were
+    same, extra, inputs = S.student_rows(cfg, run, s, "owl", 0, data, None, None)
+    assert same == rows and extra is None and inputs == {}  # off: the data and the key are what they were
     for how in ("within", "across"):
-        moved, extra = S.student_rows(cfg, dataclasses.replace(s, shuffle=how), 0, data)
+        moved, extra, _ = S.student_rows(cfg, run, dataclasses.replace(s, shuffle=how), "owl", 0, data, None, None)
         assert extra == {"shuffle": how} and [r["prompt"] for r in moved] == [r["prompt"] for r in rows]
         assert [r["completion"] for r in moved] != [r["completion"] for r in rows]
         keys = {S.finetune_stage(run, "student/x", "tiny-llama", [], s.settings(cfg.train), seed=0, device="cpu",

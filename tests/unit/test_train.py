@@ -182,3 +182,23 @@ def test_a_student_entry_overrides_the_optimizer_and_layers():
     st = StudentConfig("sgd-layer0", optimizer="sgd", momentum=0.0, layers=[0]).settings(train)
     assert (st.optimizer, st.momentum, st.layers, st.lr) == ("sgd", 0.0, [0], 3e-4)
     assert StudentConfig("plain").settings(train).optimizer == "adamw"
+
+
+def test_a_loss_mask_leaves_its_positions_out_of_the_loss():
+    # every position excluded: no loss, no gradient, LoRA's B stays zero; a partial mask trains
+    # on fewer tokens than no mask, and both objectives honour it.
+    _, tok = tiny_model("tiny-llama")
+    exs = _examples(tok, 4)
+    n = [len(r["input_ids"]) - r["n_prompt"] for r in tokenize_examples(tok, exs, tok.eos_token, 500)]
+    s = FinetuneConfig(epochs=1, lr=1e-2, warmup_steps=1, batch_size=4, micro_batch_size=2)
+    full = [Example(e.prompt, e.completion, e.teacher_prompt, tuple(range(k))) for e, k in zip(exs, n)]
+    res = finetune(tiny_model("tiny-llama", seed=4)[0], tok, full, s, seed=0, end=tok.eos_token, progress=False)
+    assert res.log["loss_tokens"] == 0 and sum(res.delta.sq_norm(x) for x in res.delta) == 0
+    part = [Example(e.prompt, e.completion, e.teacher_prompt, (0, 2)) for e in exs]
+    for obj in ("sft", "distill"):
+        st = FinetuneConfig(**{**s.__dict__, "objective": obj})
+        teacher = Teacher(tiny_model("tiny-llama", seed=5)[0]) if obj == "distill" else None
+        res = finetune(tiny_model("tiny-llama", seed=4)[0], tok, part, st, seed=0, end=tok.eos_token,
+                       teacher=teacher, progress=False)  # fmt: skip
+        assert res.log["loss_tokens"] == sum(n) - 2 * len(exs)
+        assert sum(res.delta.sq_norm(x) for x in res.delta) > 0

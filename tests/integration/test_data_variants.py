@@ -1,0 +1,61 @@
+"""The data-side variants of issue 11 run end to end on tiny models: a divergence mask leaves
+out exactly the positions where the trait and control teachers' argmax differ, its random
+control leaves out as many, and the scan-filtered student trains on the half of the rows the
+scan scores lowest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import tiny_subliminal_config, write_config
+
+from interp.cli import main
+from interp.store.stages import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def variant_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("variants")
+    cfg = tiny_subliminal_config(data__n_prompts=12, data__n_keep=8, train__objective="distill", train__seeds=[0, 1])
+    # a strongly steered teacher and its random-direction control: their argmax differ somewhere
+    cfg["teacher"] |= {"mode": "steered", "steer_scale": 4.0, "control": "random"}
+    cfg["students"] = [
+        {"name": "same-init", "data": "trait"},
+        {"name": "mask-divergence", "mask": "divergence", "seeds": [0]},
+        {"name": "mask-random", "mask": "random", "seeds": [0]},
+        {"name": "scan-low", "subset": "scan-low", "seeds": [0]},
+        {"name": "random-half", "subset": "random-half", "seeds": [0]},
+    ]
+    assert main(["run", str(write_config(tmp, cfg)), "--out-dir", str(tmp)]) == 0
+    return tmp / "tiny"
+
+
+def _student(run, name):
+    art = json.loads((run / "summary.json").read_text())["artifacts"]["students"][name]
+    return {seed: run / rel for seed, rel in art.items()}
+
+
+def test_per_student_seeds_and_masks_leave_out_the_divergence_positions(variant_run):
+    assert sorted(_student(variant_run, "same-init")) == ["0", "1"]
+    assert sorted(_student(variant_run, "mask-divergence")) == ["0"]
+    (div_dir,) = (variant_run / "stages").glob("divergence__owl-*")
+    div = read_jsonl(div_dir / "divergence.jsonl")
+    n_div = sum(len(d["positions"]) for d in div)
+    assert 0 < n_div < sum(d["n_positions"] for d in div)
+    logs = {n: json.loads((_student(variant_run, n)["0"] / "train_log.json").read_text())
+            for n in ("same-init", "mask-divergence", "mask-random")}  # fmt: skip
+    total = logs["same-init"]["loss_tokens"]
+    assert total == sum(d["n_positions"] for d in div)
+    assert logs["mask-divergence"]["loss_tokens"] == logs["mask-random"]["loss_tokens"] == total - n_div
+
+
+def test_the_scan_filtered_student_trains_on_the_lowest_scoring_half(variant_run):
+    (scan_dir,) = (variant_run / "stages").glob("scan__owl__trait-*")
+    scores = [r["llr_per_token"] for r in read_jsonl(scan_dir / "scores.jsonl")]
+    logs = {n: json.loads((_student(variant_run, n)["0"] / "train_log.json").read_text())
+            for n in ("same-init", "scan-low", "random-half")}  # fmt: skip
+    assert logs["scan-low"]["examples"] == logs["random-half"]["examples"] == len(scores) // 2
+    assert logs["same-init"]["examples"] == len(scores)
+    summary = json.loads((variant_run / "summary.json").read_text())
+    assert set(summary["students"]) >= {"scan-low", "random-half", "mask-random"}
