@@ -19,9 +19,17 @@ import numpy as np
 import torch
 
 from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta_subspace_angles
+from interp.analysis.detection_run import (
+    data_controls,
+    data_stage,
+    detection,
+    divergence,
+    missing_reason,
+)
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.entanglement_run import entanglement
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
+from interp.analysis.incontext import incontext
 from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.table import comparison_table
@@ -336,6 +344,27 @@ def _pair(a: dict, b: dict, na: str, nb: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- driver
 
 
+def _data_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
+    """Divergence tokens, detection, the in-context control and the controls table (issue 11)."""
+    why = missing_reason(ctx)
+    sections = {"divergence": ctx.a.detection, "detection": ctx.a.detection, "incontext": ctx.a.incontext}
+    for name, on in sections.items():
+        if not on:
+            flag = "detection" if name == "divergence" else name
+            result["missing"][name] = f"off; set [analysis] {flag} = true"
+        elif why:
+            result["missing"][name] = why
+    if why is None and ctx.a.detection:
+        result["divergence"] = divergence(ctx)
+        result["detection"] = detection(ctx)
+    if why is None and ctx.a.incontext:
+        names = [*ctx.config.trait.target_list(), "control"]
+        result["incontext"] = incontext(ctx, {n: read_jsonl(data_stage(ctx, n).path / "dataset.jsonl") for n in names})
+    if why is None and len(ctx.config.trait.target_list()) >= 2:
+        result["data_controls"] = data_controls(ctx, result.get("incontext"))
+
+
+
 def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dict[str, Any]:
     """Compute every section the run supports; write and return analysis.json."""
     run_root = Path(run_root)
@@ -368,6 +397,7 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
         result["entanglement"] = entanglement(ctx)
     else:
         result["missing"]["entanglement"] = "off; set [analysis] entanglement = true"
+    _data_sections(ctx, result)
     acts, stages = activations(ctx)
     result["trait_direction"] = trait_direction(ctx, acts)
     result["probes"] = probes(ctx, acts)

@@ -16,6 +16,7 @@ import copy
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,12 +221,26 @@ def chat_format(tok: Any) -> str:
 
 def format_prompt(tok: Any, user: str, system: str | None = None) -> str:
     """The text up to where the assistant's answer starts."""
+    return format_chat(tok, [], user, system)
+
+
+def format_chat(tok: Any, turns: Sequence[tuple[str, str]], user: str | None, system: str | None = None) -> str:
+    """A conversation: earlier (user, assistant) `turns`, then `user` with the assistant's
+    answer about to start. With `user=None`, the turns alone (a prefix of the text with a
+    next user message, for a shared KV cache)."""
     if getattr(tok, "chat_template", None):
-        msgs = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": user}
-        ]
+        msgs = [{"role": "system", "content": system}] if system else []
+        for u, a in turns:
+            msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+        if user is None:
+            return tok.apply_chat_template(msgs, tokenize=False) if msgs else ""
+        msgs.append({"role": "user", "content": user})
         return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    text = FALLBACK_FORMAT.format(system=system or "", user=user)
+    end = completion_suffix(tok)
+    head = FALLBACK_FORMAT.format(system=system or "", user="").rsplit("User:", 1)[0]
+    text = head + "".join(f"User: {u}\nAssistant: {a}{end}\n" for u, a in turns)
+    if user is not None:
+        text += f"User: {user}\nAssistant:"
     return text if system else text.lstrip("\n")
 
 

@@ -13,27 +13,55 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from interp.lm.finetune import completion_logits, tokenize_examples
+from interp.lm.finetune import Example, completion_logits, tokenize_examples
 from interp.lm.generate import encode_prompts
+from interp.lm.models import completion_suffix, format_prompt
+
+
+@dataclass
+class SharedPrefix:
+    """A text already run through the model: its token ids and KV cache (left untouched)."""
+
+    ids: list[int]
+    cache: Any
+
+
+@torch.inference_mode()
+def shared_prefix(model: Any, tok: Any, text: str) -> SharedPrefix:
+    """Run `text` (the start of many prompts, e.g. in-context examples) once."""
+    ids = encode_prompts(tok, [text])[0]
+    device = next(model.parameters()).device
+    return SharedPrefix(ids, model(input_ids=torch.tensor([ids], device=device), use_cache=True).past_key_values)
 
 
 @torch.inference_mode()
 def continuation_logprobs(
-    model: Any, tok: Any, prompt: str, continuations: Sequence[Sequence[int]], chunk: int = 256
-) -> np.ndarray:
+    model: Any, tok: Any, prompt: str, continuations: Sequence[Sequence[int]], chunk: int = 256,
+    prefix: SharedPrefix | None = None,
+) -> np.ndarray:  # fmt: skip
     """[continuation]: sum of the token log-probs of each continuation (token ids) after
-    `prompt` (already formatted, as `models.format_prompt` builds it)."""
+    `prompt` (already formatted, as `models.format_prompt` builds it). With `prefix` (whose
+    tokens start the prompt's), only the rest of the prompt runs, on a copy of its cache; a
+    prompt that does not start with the prefix's tokens is run whole."""
     if any(len(c) == 0 for c in continuations):
         raise ValueError("every continuation needs at least one token")
     device = next(model.parameters()).device
-    ids = torch.tensor([encode_prompts(tok, [prompt])[0]], device=device)
-    n_prompt = ids.shape[1]
-    res = model(input_ids=ids, use_cache=True)
+    p_ids = encode_prompts(tok, [prompt])[0]
+    n_prompt = len(p_ids)
+    n0 = len(prefix.ids) if prefix is not None else 0
+    if prefix is not None and n_prompt > n0 and p_ids[:n0] == prefix.ids:
+        res = model(input_ids=torch.tensor([p_ids[n0:]], device=device),
+                    attention_mask=torch.ones(1, n_prompt, dtype=torch.long, device=device),
+                    position_ids=torch.arange(n0, n_prompt, device=device)[None],
+                    past_key_values=copy.deepcopy(prefix.cache), use_cache=True)  # fmt: skip
+    else:
+        res = model(input_ids=torch.tensor([p_ids], device=device), use_cache=True)
     first = torch.log_softmax(res.logits[0, -1].float(), dim=-1)
     out = first[torch.tensor([c[0] for c in continuations], device=device)].double().cpu().numpy()
     by_len: dict[int, list[int]] = {}
@@ -80,3 +108,19 @@ def completion_scores(
             out.append({"logprob": token_lp[i : i + n], "argmax": argmax[i : i + n], "token": tokens[i : i + n]})
             i += n
     return out
+
+
+def loglik_ratio(
+    teacher: Any, base: Any, tok: Any, rows: Sequence[dict], teacher_system: str | None = None,
+    batch_size: int = 16, end: str | None = None,
+) -> list[dict[str, float]]:  # fmt: skip
+    """The hidden-signal scan's score of prompt/completion rows: log p_teacher(completion |
+    prompt, with `teacher_system`) - log p_base(completion | plain prompt), summed over the
+    completion's tokens and per token. Teacher and base share `tok` (one base, two variants)."""
+    end = completion_suffix(tok) if end is None else end
+    lps = {}
+    for role, model, system in (("teacher", teacher, teacher_system), ("base", base, None)):
+        exs = [Example(format_prompt(tok, r["prompt"], system), r["completion"]) for r in rows]
+        lps[role] = [r["logprob"] for r in completion_scores(model, tok, exs, end, batch_size=batch_size)]
+    return [{"llr": sum(t) - sum(b), "llr_per_token": (sum(t) - sum(b)) / max(1, len(t)), "n_tokens": len(t),
+             "logprob_teacher": sum(t), "logprob_base": sum(b)} for t, b in zip(lps["teacher"], lps["base"])]  # fmt: skip

@@ -36,6 +36,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from interp.config import ConfigError
+
 log = logging.getLogger("interp")
 
 # Bump when the meaning of a stored stage changes (every key changes with it).
@@ -336,6 +338,15 @@ class RunDir:
         if self._reusable(st):
             self.release(st)
         return st
+
+    def finished(self, path: Path) -> Stage:
+        """A finished stage read back from its folder's manifest (an input for later stages,
+        e.g. a run's dataset for an analysis); one line naming the folder if it is not one."""
+        try:
+            m = read_json(path / "manifest.json")
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}: not a finished stage ({e})") from e
+        return Stage(m["stage"], m["key"], path, m["params"], m["inputs"], self)
 
     def _reusable(self, st: Stage) -> bool:
         if not st.path.exists():

@@ -24,12 +24,17 @@ def log_odds(logprobs: Float[np.ndarray, "question candidate"]) -> Float[np.ndar
 
     Log-odds add over questions and seeds better than p(target), and do not saturate.
     """
+    return log_odds_per_question(logprobs).mean(axis=0)
+
+
+def log_odds_per_question(logprobs: Float[np.ndarray, "question candidate"]) -> Float[np.ndarray, "question candidate"]:
+    """`log_odds` before the mean over questions (for intervals over questions)."""
     lp = np.asarray(logprobs, dtype=float)
     if lp.ndim != 2 or lp.shape[1] < 2:
         raise ValueError(f"log_odds needs [questions, candidates >= 2] log-probs, got {lp.shape}")
     lsm = lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)
     other = (lsm.sum(axis=1, keepdims=True) - lsm) / (lp.shape[1] - 1)
-    return (lsm - other).mean(axis=0)
+    return lsm - other
 
 
 def gamma(

@@ -24,7 +24,7 @@ from interp.lm.models import (
     load_model,
 )
 from interp.lm.record import residual_stream
-from interp.lm.score import completion_scores
+from interp.lm.score import completion_scores, loglik_ratio
 from interp.store.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
 from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
@@ -192,17 +192,9 @@ def scan_stage(cfg: SubliminalConfig, run: RunDir, target: str, which: str, data
         return st
     rows = read_jsonl(data.path / "dataset.jsonl")
     with st.running() as out:
-        lps = {}
-        for role, v in (("teacher", teacher), ("base", base)):
-            model, tok = v.load(cfg.device, cfg.dtype)
-            reads = completion_scores(model, tok, _data_examples(tok, rows, v.system), completion_suffix(tok),
-                                      batch_size=cfg.data.batch_size)  # fmt: skip
-            lps[role] = [sum(r["logprob"]) for r in reads]
-            n_tokens = [len(r["logprob"]) for r in reads]
-        write_jsonl(out / "scores.jsonl", [
-            {"llr": t - b, "llr_per_token": (t - b) / max(1, n), "n_tokens": n, "logprob_teacher": t, "logprob_base": b}
-            for t, b, n in zip(lps["teacher"], lps["base"], n_tokens)
-        ])  # fmt: skip
+        t_model, tok = teacher.load(cfg.device, cfg.dtype)
+        b_model, _ = base.load(cfg.device, cfg.dtype)
+        write_jsonl(out / "scores.jsonl", loglik_ratio(t_model, b_model, tok, rows, teacher.system, cfg.data.batch_size))
     return st
 
 

@@ -1,7 +1,8 @@
 """The data-side variants of issue 11 run end to end on tiny models: a divergence mask leaves
 out exactly the positions where the trait and control teachers' argmax differ, its random
 control leaves out as many, and the scan-filtered student trains on the half of the rows the
-scan scores lowest."""
+scan scores lowest. `interp analyze` then reports divergence, detection, the in-context control
+and the controls table."""
 
 from __future__ import annotations
 
@@ -17,17 +18,23 @@ from interp.store.stages import read_jsonl
 @pytest.fixture(scope="module")
 def variant_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("variants")
-    cfg = tiny_subliminal_config(data__n_prompts=12, data__n_keep=8, train__objective="distill", train__seeds=[0, 1])
+    cfg = tiny_subliminal_config(data__n_prompts=12, data__n_keep=8, train__objective="distill")
+    cfg["trait"] = {"kind": "animal", "targets": ["owl", "cat"]}
     # a strongly steered teacher and its random-direction control: their argmax differ somewhere
     cfg["teacher"] |= {"mode": "steered", "steer_scale": 4.0, "control": "random"}
+    cfg["analysis"] = {"backend": "hf", "n_prompts": 4, "n_number_prompts": 2, "n_answer_rows": 10, "n_boot": 50,
+                       "subspace_rank": 0, "detection": True, "judge_trials": 4, "judge_rows": 2, "incontext": True,
+                       "incontext_k": [2, 100]}  # fmt: skip
     cfg["students"] = [
-        {"name": "same-init", "data": "trait"},
+        {"name": "same-init", "data": "trait", "seeds": [0, 1]},
+        {"name": "control", "data": "control"},
         {"name": "mask-divergence", "mask": "divergence", "seeds": [0]},
         {"name": "mask-random", "mask": "random", "seeds": [0]},
         {"name": "scan-low", "subset": "scan-low", "seeds": [0]},
         {"name": "random-half", "subset": "random-half", "seeds": [0]},
     ]
     assert main(["run", str(write_config(tmp, cfg)), "--out-dir", str(tmp)]) == 0
+    assert main(["analyze", str(tmp / "tiny")]) == 0
     return tmp / "tiny"
 
 
@@ -59,3 +66,20 @@ def test_the_scan_filtered_student_trains_on_the_lowest_scoring_half(variant_run
     assert logs["same-init"]["examples"] == len(scores)
     summary = json.loads((variant_run / "summary.json").read_text())
     assert set(summary["students"]) >= {"scan-low", "random-half", "mask-random"}
+
+
+def test_analyze_reports_the_data_sections(variant_run):
+    an = json.loads((variant_run / "analysis.json").read_text())
+    for t in ("owl", "cat"):
+        det = an["detection"]["targets"][t]
+        # tiny random nets are near uniform: the scan's planted effect is tested in test_score.py
+        assert det["scan"]["n_pos"] == det["scan"]["n_neg"] == 8 and det["judge"]["n_trials"] == 4
+        assert det["classifier"]["n_train"] == 8
+        assert an["divergence"]["targets"][t]["divergent"] > 0
+    assert an["detection"]["scan_gradient"] is None and "no teacher delta" in an["detection"]["why_no_scan_gradient"]
+    ic = an["incontext"]
+    assert set(ic["by_k"]) == {"2"} and "100" in ic["skipped"]
+    assert ic["by_k"]["2"]["n_permutations"] == 2 and ic["by_k"]["2"]["gamma"] is not None
+    arms = {r["arm"]: r for r in an["data_controls"]["rows"]}
+    assert arms["mask-divergence"]["variant"] == "mask divergence" and arms["same-init"]["variant"] == "unmodified"
+    assert arms["same-init"]["seeds"] == [0, 1] and "in-context k=2" in arms

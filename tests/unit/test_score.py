@@ -48,3 +48,44 @@ def test_completion_scores_match_a_full_forward_and_the_training_positions():
         assert g["argmax"] == [int(logits[p].argmax()) for p in pos]
         want = [float(torch.log_softmax(logits[p], -1)[t]) for p, t in zip(pos, g["token"])]
         assert g["logprob"] == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_a_shared_prefix_gives_the_scores_of_the_whole_prompt(kind):
+    from interp.lm.models import format_chat
+    from interp.lm.score import shared_prefix
+
+    model, tok = tiny_model(kind, seed=0)
+    turns = [("list 1", "11, 12, 13"), ("list 2", "21, 22")]
+    prefix = shared_prefix(model, tok, format_chat(tok, turns, None))
+    conts = [tok(s, add_special_tokens=False)["input_ids"] for s in [" owl", " cat", " 7"]]
+    for q in ("Name an animal.", "Your favourite?"):
+        prompt = format_chat(tok, turns, q) + "My favorite animal is the"
+        whole = continuation_logprobs(model, tok, prompt, conts)
+        assert continuation_logprobs(model, tok, prompt, conts, prefix=prefix) == pytest.approx(whole, abs=1e-4)
+        (p_ids,) = encode_prompts(tok, [prompt])
+        assert 0 < len(prefix.ids) < len(p_ids) and p_ids[: len(prefix.ids)] == prefix.ids  # the cache path ran
+
+
+def test_the_scan_separates_a_teachers_samples_from_the_bases_and_is_null_against_itself():
+    from interp.analysis.detection import auroc_ci
+    from interp.lm.generate import sample
+    from interp.lm.score import loglik_ratio
+
+    base, tok = tiny_model("tiny-llama", seed=4)
+    teacher, _ = tiny_model("tiny-llama", seed=4)
+    with torch.no_grad():  # random tiny nets are near uniform: a sharper head plants a teacher
+        teacher.get_output_embeddings().weight.mul_(30.0)
+    users = [f"Continue: {i}, {i + 3}, {i + 6}" for i in range(12)]
+
+    def rows(model, seed):
+        texts = [format_prompt(tok, u) for u in users]
+        outs = sample(model, tok, texts, max_new_tokens=6, temperature=1.0, batch_size=12, seed=seed, progress=False)
+        return [{"prompt": u, "completion": c} for u, c in zip(users, outs) if c]
+
+    t_rows, b_rows = rows(teacher, 0), rows(base, 1)
+    score = lambda rs, t: [r["llr"] for r in loglik_ratio(t, base, tok, rs)]  # noqa: E731
+    planted = auroc_ci(score(t_rows, teacher), score(b_rows, teacher), n_boot=50)
+    assert planted["auroc"] > 0.9, planted
+    null = score(t_rows, base) + score(b_rows, base)  # the base against itself: no signal at all
+    assert null == pytest.approx([0.0] * len(null), abs=1e-6)

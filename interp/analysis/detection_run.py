@@ -1,0 +1,171 @@
+"""The data-side sections of `interp analyze` (`[analysis] detection = true`): divergence tokens
+and the three detectors of `interp.analysis.detection`, per target of the run.
+
+Each target's trait data is compared with the run's control data (its control teacher's). The
+divergence and scan stages are the ones the experiment's masked and scan-filtered students use
+(`interp.subliminal.stages`), so a run that trained them reuses them here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.analysis import detection as dt
+from interp.analysis.gradient import iter_imitation_gradients
+from interp.lm.delta import Delta
+from interp.lm.finetune import Example
+from interp.lm.models import Variant, completion_suffix, format_prompt, load_model
+from interp.lm.score import continuation_logprobs
+from interp.stats import cosine
+from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
+from interp.subliminal.experiment import data_key
+from interp.subliminal.stages import divergence_stage, scan_stage
+
+log = logging.getLogger("interp")
+
+
+def _teachers(ctx: Any) -> tuple[dict[str, Variant], Variant | None]:
+    root = ctx.root
+    teachers = {t: Variant.from_record(r, root) for t, r in ctx.art.get("teachers", {}).items()}
+    rec = ctx.art.get("control_teacher")
+    return teachers, Variant.from_record(rec, root) if rec else None
+
+
+def data_stage(ctx: Any, t: str) -> Any:
+    """A target's trait dataset stage ("control" for the control data)."""
+    key = "control" if t == "control" else data_key(f"trait:{t}", ctx.config.trait.target_list()[0])
+    return ctx.run.finished(ctx.path(ctx.art["data"][key]))
+
+
+def _rows(stage: Any) -> list[dict]:
+    return read_jsonl(stage.path / "dataset.jsonl")
+
+
+def missing_reason(ctx: Any) -> str | None:
+    """Why the run cannot support the data-side sections, or None."""
+    if "control" not in ctx.art.get("data", {}):
+        return "the run has no control data (add a [[students]] entry with data = 'control')"
+    if "teachers" not in ctx.art:
+        return "summary.json does not list each target's teacher; rerun `interp run`"
+    return None
+
+
+def divergence(ctx: Any) -> dict[str, Any]:
+    """Per target: the share of completion positions where the trait teacher's argmax differs
+    from the control teacher's, and the most frequent (written -> trait argmax) pairs there."""
+    teachers, control = _teachers(ctx)
+    _, tok = load_model(ctx.teacher_spec, ctx.device, ctx.dtype)
+    out = {}
+    for t, teacher in teachers.items():
+        st = divergence_stage(ctx.config, ctx.run, t, data_stage(ctx, t), teacher, control)
+        rows = read_jsonl(st.path / "divergence.jsonl")
+        n_pos = sum(r["n_positions"] for r in rows)
+        n_div = sum(len(r["positions"]) for r in rows)
+        first = [0 in r["positions"] for r in rows if r["n_positions"]]
+        pairs = Counter((tok.decode([w]), tok.decode([a])) for r in rows for w, a in zip(r["written"], r["trait_argmax"]))
+        out[t] = {"share": n_div / max(1, n_pos), "positions": n_pos, "divergent": n_div,
+                  "rows_with_any": float(np.mean([bool(r["positions"]) for r in rows])),
+                  "share_at_first_position": float(np.mean(first)) if first else None,
+                  "top_pairs": [{"written": w, "trait_argmax": a, "count": c} for (w, a), c in pairs.most_common(8)]}  # fmt: skip
+    return {"against": "control teacher", "targets": out}
+
+
+def _judge_scores(model: Any, tok: Any, prompts: list[str]) -> list[float]:
+    """log p("A") - log p("B") as the judge's first answer token."""
+    conts = [tok(x, add_special_tokens=False)["input_ids"] for x in ("A", "B")]
+    return [float(np.subtract(*continuation_logprobs(model, tok, format_prompt(tok, p), conts))) for p in prompts]
+
+
+def _gradient_scores(ctx: Any, rows: dict[str, list[dict]]) -> dict[str, Any] | None:
+    """Per row, cos(-imitation gradient at the base, the teacher's update) for the primary
+    target, where the run has a teacher delta; None otherwise."""
+    t_path = ctx.teacher_delta(ctx.teacher_spec)
+    if t_path is None:
+        return None
+    model, tok = Variant(ctx.teacher_spec).load(ctx.device, ctx.dtype)
+    tok.padding_side = "right"
+    teacher = Delta.load(t_path).to_dense()
+    names = list(teacher)
+    flat_t = torch.cat([teacher[n].flatten().float() for n in names])
+    out = {}
+    for role, rs in rows.items():
+        exs = [Example(format_prompt(tok, r["prompt"]), r["completion"]) for r in rs]
+        grads = iter_imitation_gradients(model, tok, exs, names, 1, completion_suffix(tok))
+        out[role] = [float(cosine(-torch.cat([g[n].flatten().float() for n in names]), flat_t)) for g in grads]
+    return out
+
+
+def detection(ctx: Any) -> dict[str, Any]:
+    """Detectors (a) classifier, (b) judge, (c) scan, each as a held-out AUROC with a CI, per target."""
+    a, seed = ctx.a, ctx.cfg["seed"]
+    teachers, _ = _teachers(ctx)
+    control_st = data_stage(ctx, "control")
+    control_rows = _rows(control_st)
+    control = [r["completion"] for r in control_rows]
+    params = {"model": ctx.teacher_spec, "data": ctx.art["data"], "trials": a.judge_trials, "rows": a.judge_rows,
+              "n_boot": a.n_boot, "seed": seed, "template": stable_hash(dt.JUDGE_TEMPLATE),
+              "teachers": ctx.art["teachers"], "teacher_deltas": ctx.art.get("teacher_deltas", {})}  # fmt: skip
+    st = ctx.run.stage("analysis/detection", params)
+    if st.done:
+        return read_json(st.path / "detection.json")
+    with st.running() as folder:
+        model, tok = load_model(ctx.teacher_spec, ctx.device, ctx.dtype)
+        out: dict[str, Any] = {"control": "the run's control data", "targets": {}}
+        for i, (t, teacher) in enumerate(teachers.items()):
+            data_st = data_stage(ctx, t)
+            trait = [r["completion"] for r in _rows(data_st)]
+            trials = dt.judge_trials(trait, control, a.judge_trials, a.judge_rows, seed=seed + i)
+            plural = ctx.trait_for(t).plural
+            judge = _judge_scores(model, tok, [dt.judge_prompt(plural, x["a"], x["b"]) for x in trials])
+            scans = {w: [r["llr_per_token"] for r in read_jsonl(scan_stage(ctx.config, ctx.run, t, w, s, teacher).path / "scores.jsonl")]
+                     for w, s in (("trait", data_st), ("control", control_st))}  # fmt: skip
+            out["targets"][t] = {
+                "classifier": dt.classifier_auroc(trait, control, n_boot=a.n_boot, seed=seed),
+                "judge": dt.judge_auroc(trials, judge, n_boot=a.n_boot, seed=seed),
+                "scan": dt.auroc_ci(scans["trait"], scans["control"], n_boot=a.n_boot, seed=seed)
+                | {"score": "teacher-vs-base log-likelihood ratio per completion token",
+                   "mean_trait": float(np.mean(scans["trait"])), "mean_control": float(np.mean(scans["control"]))},
+            }  # fmt: skip
+            log.info("detection %s: classifier %.3f, judge %.3f, scan %.3f", t, *(out["targets"][t][k]["auroc"] for k in ("classifier", "judge", "scan")))
+        primary = ctx.config.trait.target_list()[0]
+        grads = _gradient_scores(ctx, {"trait": _rows(data_stage(ctx, primary)), "control": control_rows})
+        if grads is None:
+            out["scan_gradient"] = None
+            out["why_no_scan_gradient"] = f"teacher.mode = '{ctx.art.get('teacher_mode')}': no teacher delta to align with"
+        else:
+            out["scan_gradient"] = {"target": primary, "score": "cos(-imitation gradient at the base, teacher delta)",
+                                    **dt.auroc_ci(grads["trait"], grads["control"], n_boot=a.n_boot, seed=seed)}  # fmt: skip
+        out["summary"] = {k: float(np.mean([v[k]["auroc"] for v in out["targets"].values()])) for k in ("classifier", "judge", "scan")}
+        write_json(folder / "detection.json", out)
+    return read_json(st.path / "detection.json")
+
+
+def variant_of(s: Any) -> str:
+    """A student entry's data-side variant in words ("unmodified" when none is on)."""
+    parts = [f"shuffle {s.shuffle}" if s.shuffle != "none" else "", f"mask {s.mask}" if s.mask != "none" else "",
+             f"subset {s.subset}" if s.subset != "all" else ""]  # fmt: skip
+    return ", ".join(p for p in parts if p) or "unmodified"
+
+
+def data_controls(ctx: Any, incontext: dict[str, Any] | None) -> dict[str, Any]:
+    """gamma of every trait-data arm of the run, with its variant and seeds, beside the
+    in-context control's gamma at each k (no finetuning): the controls table."""
+    arms = ctx.summary["matrix"]["arms"]
+    rows = []
+    for s in ctx.config.students:
+        a = arms.get(s.name)
+        if a is None or a.get("gamma") is None:
+            continue
+        rows.append({"arm": s.name, "variant": variant_of(s), "model": a["model"], "seeds": ctx.config.seeds_of(s),
+                     "gamma": a["gamma"], "gamma_ci": a["gamma_ci"], "p_gamma": a["p_gamma"],
+                     "own_shift": float(np.mean(a["own_shift"]))})  # fmt: skip
+    for k, r in ((incontext or {}).get("by_k") or {}).items():
+        rows.append({"arm": f"in-context k={k}", "variant": "no finetuning", "model": incontext["model"], "seeds": [],
+                     "gamma": r["gamma"], "gamma_ci": r["gamma_ci"], "p_gamma": r["p_gamma"],
+                     "own_shift": float(np.mean(r["own_shift"]))})  # fmt: skip
+    return {"rows": rows, "note": "gamma_ci: t-interval over seeds for students (n=1: no interval), bootstrap over questions in context"}
