@@ -1,4 +1,4 @@
-"""The `interp` command: run / validate / ls. Thin: it parses, then calls the library."""
+"""The `interp` command: run / analyze / scan / report / validate / ls. Thin: it parses, then calls the library."""
 
 from __future__ import annotations
 
@@ -106,6 +106,22 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from interp.analysis.scan import scan_dataset
+    from interp.lm.models import Variant, configure_threads
+
+    configure_threads()
+    teacher = Variant(args.teacher, system=args.system, delta_path=Path(args.delta) if args.delta else None)
+    res = scan_dataset(args.dataset, teacher, args.control, args.out, args.device, args.dtype, args.batch_size)
+    line = f"{res['n']} rows, mean log-likelihood ratio per token {res['mean_llr_per_token']:.4f}"
+    if "auroc" in res:
+        a = res["auroc"]
+        line += (f"; control {res['n_control']} rows, {res['mean_llr_per_token_control']:.4f}; "
+                 f"AUROC {a['auroc']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}]")  # fmt: skip
+    print(f"{line}\nscores: {res['out']}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from interp.report.build import report_main
 
@@ -163,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="mechanism analyses over finished subliminal runs")
     a.add_argument("runs", nargs="+", help="run folders, e.g. runs/quickstart")
     a.set_defaults(fn=_cmd_analyze)
+
+    sc = sub.add_parser("scan", help="score a JSONL of prompt/completion pairs by how much each carries a teacher")
+    sc.add_argument("dataset", help="JSONL, one {\"prompt\": ..., \"completion\": ...} per line")
+    sc.add_argument("--teacher", required=True, help="the teacher's base model (spec or Hub id)")
+    sc.add_argument("--system", default=None, help="the teacher's system prompt (e.g. the trait prompt)")
+    sc.add_argument("--delta", default=None, help="the teacher's delta (delta.safetensors of a finetune)")
+    sc.add_argument("--control", default=None, help="a control JSONL: also report the AUROC against it")
+    sc.add_argument("--out", default=None, help="scores JSONL (default: <dataset>.scan.jsonl)")
+    sc.add_argument("--device", default="auto")
+    sc.add_argument("--dtype", default="auto")
+    sc.add_argument("--batch-size", type=int, default=16)
+    sc.set_defaults(fn=_cmd_scan)
 
     rp = sub.add_parser("report", help="PDF report from finished runs (reports/<name>.pdf)")
     rp.add_argument("runs", nargs="+", help="one or more run folders (several: a combined report)")

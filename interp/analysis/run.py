@@ -360,7 +360,11 @@ def _data_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
     if why is None and ctx.a.incontext:
         names = [*ctx.config.trait.target_list(), "control"]
         result["incontext"] = incontext(ctx, {n: read_jsonl(data_stage(ctx, n).path / "dataset.jsonl") for n in names})
-    if why is None and len(ctx.config.trait.target_list()) >= 2:
+    if len(ctx.config.trait.target_list()) < 2:
+        result["missing"]["data_controls"] = "gamma needs >= 2 targets (trait.targets)"
+    elif why:
+        result["missing"]["data_controls"] = why
+    else:
         result["data_controls"] = data_controls(ctx, result.get("incontext"))
 
 

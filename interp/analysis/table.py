@@ -71,6 +71,7 @@ def print_analysis(res: dict[str, Any]) -> str:
                 )
     lines += matrix_lines(res.get("matrix_mechanisms"))
     lines += entanglement_lines(res.get("entanglement"))
+    lines += data_lines(res)
     for k, why in res.get("missing", {}).items():
         lines.append(f"{k}: not computed ({why})")
     return "\n".join(lines)
@@ -104,4 +105,22 @@ def entanglement_lines(en: dict[str, Any] | None) -> list[str]:
         top = ", ".join(f"{x['number']} ({fmt(x['shift'])})" for x in r["entangled"]["top"])
         pr = r["prompting"]
         out.append(f"  {t}: {top}; prompting {fmt(pr['entangled'])} vs {fmt(pr['random'])}, diff {fmt_est(pr['diff'])}")
+    return out
+
+
+def data_lines(res: dict[str, Any]) -> list[str]:
+    """The data-side sections: the controls table, divergence shares, detection AUROCs."""
+    auc = lambda a: f"{fmt(a['auroc'])} [{fmt(a['lo'])}, {fmt(a['hi'])}]"  # noqa: E731
+    out = []
+    if res.get("data_controls"):
+        out.append("data controls (gamma, nats; CI over seeds, or over questions in context):")
+        for r in res["data_controls"]["rows"]:
+            out.append(f"  {r['arm']} ({r['variant']}, seeds {r['seeds']}): gamma {fmt_est(r['gamma_ci'])} p={fmt(r['p_gamma'])}")
+    if res.get("divergence"):
+        shares = ", ".join(f"{t} {fmt(r['share'])}" for t, r in res["divergence"]["targets"].items())
+        out.append(f"divergence tokens (share of positions, trait vs control teacher argmax): {shares}")
+    if res.get("detection"):
+        out.append("detection AUROC, trait vs control data (classifier | judge | scan):")
+        for t, r in res["detection"]["targets"].items():
+            out.append(f"  {t}: {auc(r['classifier'])} | {auc(r['judge'])} | {auc(r['scan'])}")
     return out

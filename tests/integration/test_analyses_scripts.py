@@ -29,6 +29,8 @@ SCRIPTS = {
     "mlp_theorem": "mlp_theorem",
     "transmission": "transmission",
     "entanglement": "entanglement",
+    "detection": "detection",
+    "data_controls": "data_controls",
 }
 # (script, run) -> is the hypothesis testable on that run?
 CASES = [
@@ -45,6 +47,8 @@ CASES = [
     ("transmission", "subliminal", False),  # one target: no matrix to test
     ("transmission", "mlp", False),
     ("entanglement", "subliminal", False),  # its analysis ran without entanglement = true
+    ("detection", "subliminal", False),  # one target, no control data (quickstart-shaped): stated missing
+    ("data_controls", "subliminal", False),
 ]
 
 

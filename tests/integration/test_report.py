@@ -15,6 +15,7 @@ from report_runs import real_runs
 from interp.fmt import fmt, fmt_est
 from interp.registry import FIGURE_IDS
 from interp.report.build import build_report, default_report_path, report_main
+from interp.report.sections import DATA_SECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +78,13 @@ def test_subliminal_figures_and_analyses(runs, sub_report):
                                "trait_direction", "probes"]  # fmt: skip
     for f in info.figures:
         assert f"Figure {f.number} ({f.id}): Run {f.run}." in text
-    assert info.skipped == []
+    # the data-side sections are off in this run: stated with the reason, nothing else is missing
+    assert {s[1] for s in info.skipped} == set(DATA_SECTIONS)
     an = json.loads((runs["subliminal"] / "analysis.json").read_text())
     st = an["steering"]
     assert fmt_est(st["sufficiency"]["diff"]) in text and fmt_est(st["necessity"]["diff"]) in text
-    assert "not computed for this run" not in text
+    assert "Detection: not computed for this run (reason: off; set [analysis] detection = true)" in text
+    assert "Data controls: not computed for this run (reason: gamma needs >= 2 targets" in text
 
 
 def test_methods_and_provenance_from_artifacts(runs, sub_report):
@@ -105,7 +108,7 @@ def test_missing_analysis_is_said_not_fatal(runs, tmp_path):
     text = pdf_text(tmp_path / "r.pdf")
     assert info.figure_ids == ["trait_scores"]
     assert {s[1] for s in info.skipped} == {"update_alignment", "gradient_alignment",
-                                            "trait_direction", "probes", "steering"}  # fmt: skip
+                                            "trait_direction", "probes", "steering"} | set(DATA_SECTIONS)  # fmt: skip
     assert "Update alignment: not computed for this run (reason: analysis.json not found" in text
     assert "Probes: not computed for this run (reason: analysis.json not found" in text
 
@@ -165,6 +168,7 @@ def test_malformed_analysis_costs_a_figure_not_the_report(runs, tmp_path):
         "trait_direction": {"students": {"same-init": {"cosine": "oops", "lo": 3}}},
         "probes": {"bases": {"tiny-llama": {"auroc": [None, 0.5], "best_layer": 1}}},
         "steering": {"layer": 0},
+        "detection": {"targets": {"owl": {"classifier": "oops"}}},
         "missing": {},
     }
     (run / "analysis.json").write_text(json.dumps(odd))
@@ -172,6 +176,7 @@ def test_malformed_analysis_costs_a_figure_not_the_report(runs, tmp_path):
     text = pdf_text(tmp_path / "odd.pdf")
     assert "probes" in info.figure_ids  # a None AUROC is a gap, not an error
     assert "Figure (trait_direction): could not be drawn for this run (reason:" in text
+    assert "Detection: not computed for this run (reason: analysis.json section 'detection' is malformed" in text
     (run / "analysis.json").write_text("{not json")
     info = build_report([run], tmp_path / "bad.pdf")
     assert "analysis.json unreadable" in pdf_text(tmp_path / "bad.pdf")
