@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 
 from interp.fmt import fmt_est
-from interp.hypothesis import Run, Verdict, analysis_section, decide, fmt, run_script
+from interp.hypothesis import Run, Verdict, analysis_section, decide, fmt, pop_option, run_script
 from interp.stats import t_interval
 
 HYPOTHESIS = "data_controls"
@@ -59,10 +59,7 @@ def test(runs: list[Run], arm: str = "shuffle-across") -> Verdict:
 
 
 def main(argv: list[str]) -> int:
-    arm = "shuffle-across"
-    if "--arm" in argv:
-        i = argv.index("--arm")
-        arm, argv = argv[i + 1], argv[:i] + argv[i + 2 :]
+    arm, argv = pop_option(argv, "--arm", "shuffle-across")
     return run_script(HYPOTHESIS, lambda runs: test(runs, arm), argv)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from interp.hypothesis import Run, Verdict, analysis_section, decide, fmt, run_script
+from interp.hypothesis import Run, Verdict, analysis_section, decide, fmt, pop_option, run_script
 from interp.stats import t_interval
 
 HYPOTHESIS = "detection"
@@ -50,10 +50,7 @@ def test(runs: list[Run], detector: str = "scan") -> Verdict:
 
 
 def main(argv: list[str]) -> int:
-    detector = "scan"
-    if "--detector" in argv:
-        i = argv.index("--detector")
-        detector, argv = argv[i + 1], argv[:i] + argv[i + 2 :]
+    detector, argv = pop_option(argv, "--detector", "scan")
     return run_script(HYPOTHESIS, lambda runs: test(runs, detector), argv)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import sys
 
-from interp.hypothesis import Run, Verdict, decide, run_script
+from interp.hypothesis import Run, Verdict, decide, pop_option, run_script
 
 HYPOTHESIS = "transmission"
 
@@ -62,10 +62,7 @@ def test(runs: list[Run], arm_name: str | None = None) -> Verdict:
 
 
 def main(argv: list[str]) -> int:
-    arm = None
-    if "--arm" in argv:
-        i = argv.index("--arm")
-        arm, argv = argv[i + 1], argv[:i] + argv[i + 2 :]
+    arm, argv = pop_option(argv, "--arm", None)
     return run_script(HYPOTHESIS, lambda runs: test(runs, arm), argv)
 
 

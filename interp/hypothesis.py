@@ -72,6 +72,15 @@ def from_comparison(hypothesis: str, c: Comparison, result: str, reason: str = "
                    c.n, reason)  # fmt: skip
 
 
+def pop_option(argv: list[str], flag: str, default: str | None = None) -> tuple[str | None, list[str]]:
+    """(value of `flag VALUE` in argv or `default`, argv without the pair): a script's option.
+    A flag without a value gives "" (the test then says why it is not testable)."""
+    if flag not in argv:
+        return default, argv
+    i = argv.index(flag)
+    return (argv[i + 1] if i + 1 < len(argv) else ""), argv[:i] + argv[i + 2 :]
+
+
 def run_script(hypothesis: str, test: Callable[[list[Run]], Verdict], argv: list[str]) -> int:
     """Entry point of every script: load runs, test, print the verdict last; always exit 0.
 
