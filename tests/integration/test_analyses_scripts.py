@@ -31,6 +31,7 @@ SCRIPTS = {
     "entanglement": "entanglement",
     "detection": "detection",
     "data_controls": "data_controls",
+    "incontext": "incontext",
 }
 # (script, run) -> is the hypothesis testable on that run?
 CASES = [
@@ -49,6 +50,7 @@ CASES = [
     ("entanglement", "subliminal", False),  # its analysis ran without entanglement = true
     ("detection", "subliminal", False),  # one target, no control data (quickstart-shaped): stated missing
     ("data_controls", "subliminal", False),
+    ("incontext", "subliminal", False),
 ]
 
 

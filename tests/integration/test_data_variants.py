@@ -83,3 +83,20 @@ def test_analyze_reports_the_data_sections(variant_run):
     arms = {r["arm"]: r for r in an["data_controls"]["rows"]}
     assert arms["mask-divergence"]["variant"] == "mask divergence" and arms["same-init"]["variant"] == "unmodified"
     assert arms["same-init"]["seeds"] == [0, 1] and "in-context k=2" in arms
+
+
+@pytest.mark.parametrize(("script", "args", "expect"), [
+    ("detection", ["--detector", "classifier"], "detection result=(supported|not supported|inconclusive) statistic=auroc_classifier:"),
+    ("data_controls", ["--arm", "mask-divergence"], "data_controls result=inconclusive statistic=gamma_difference:"),
+    ("incontext", [], "incontext result=(supported|not supported|inconclusive) statistic=gamma_nats:"),
+])  # fmt: skip
+def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_run, script, args, expect):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "analyses" / f"{script}.py"), str(variant_run), *args],
+                         capture_output=True, text=True, timeout=120, cwd=root).stdout  # fmt: skip
+    assert re.search("^VERDICT hypothesis=" + expect, out.strip().splitlines()[-1]), out
