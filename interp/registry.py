@@ -25,6 +25,7 @@ FIGURE_IDS = (
     "gradient_alignment",
     "trait_direction",
     "probes",
+    "trajectories",
     "mlp_accuracy",
     "mlp_cosine",
 )

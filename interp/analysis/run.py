@@ -33,6 +33,7 @@ from interp.analysis.incontext import incontext
 from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.table import comparison_table
+from interp.analysis.trajectories import trajectories
 from interp.config import ConfigError, build
 from interp.lm.delta import Delta
 from interp.lm.finetune import Example
@@ -402,6 +403,14 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
     else:
         result["missing"]["entanglement"] = "off; set [analysis] entanglement = true"
     _data_sections(ctx, result)
+    if ctx.a.trajectories:
+        traj = trajectories(ctx)
+        if traj is None:
+            result["missing"]["trajectories"] = "no student saved checkpoints (set checkpoint_every on a [[students]] entry)"
+        else:
+            result["trajectories"] = traj
+    else:
+        result["missing"]["trajectories"] = "off; set [analysis] trajectories = true"
     acts, stages = activations(ctx)
     result["trait_direction"] = trait_direction(ctx, acts)
     result["probes"] = probes(ctx, acts)

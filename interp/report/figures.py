@@ -225,6 +225,34 @@ def trait_direction(students: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def trajectories(students: dict[str, Any], path: Path) -> Path:
+    """Over optimiser steps, per student: p(target) with its CI, cos(v_S, v_T) and, where the
+    run has a teacher delta, the update cosine."""
+    has_update = any(r.get("update_cos") is not None for d in students.values() for r in d["steps"])
+    fig, axes = plt.subplots(1, 3 if has_update else 2, figsize=(10 if has_update else 7.5, 3.4))
+    for i, (n, d) in enumerate(students.items()):
+        steps = [r["step"] for r in d["steps"]]
+        ts = [r["trait_score"] for r in d["steps"]]
+        axes[0].errorbar(steps, [_num(t["mean"]) for t in ts], yerr=np.array([_err(t)[1:] for t in ts]).T,
+                         marker="o", ms=3, capsize=2, color=f"C{i}", label=n)  # fmt: skip
+        vc = [(r["step"], _num(r["vector_cos"]["mean"])) for r in d["steps"] if r.get("vector_cos")]
+        if vc:
+            axes[1].plot(*zip(*vc), marker="o", ms=3, color=f"C{i}", label=n)
+        uc = [(r["step"], _num(r["update_cos"])) for r in d["steps"] if r.get("update_cos") is not None]
+        if has_update and uc:
+            axes[2].plot(*zip(*uc), marker="o", ms=3, color=f"C{i}", label=n)
+    labels = ["p(target)", "cos(v_S, v_T), mean over layers", "cos(student update, teacher update)"]
+    for ax, lab in zip(axes, labels):
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(lab, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes[1:]:
+        ax.axhline(0, color="black", lw=0.8)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 def probes(bases: dict[str, Any], students: dict[str, Any], path: Path) -> Path:
     """Held-out probe AUROC per layer (per base model) and, per student, the share of prompts
     the probe calls trait-bearing with a Wilson 95% band."""

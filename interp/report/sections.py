@@ -19,6 +19,7 @@ SECTION_TITLES = {
     "trait_direction": "Trait direction",
     "probes": "Probes",
     "steering": "Steering",
+    "trajectories": "Trajectories",
 }
 
 
@@ -208,6 +209,13 @@ ANALYSIS_FIGURES: list[tuple[str, str, Any, Any]] = [
      "base from the plain base (star = best layer, 0.5 = chance; a single split, no CI). Right: "
      "share of each student's prompts the probe of its base calls trait-bearing, with a "
      "Wilson 95% band (dotted: the base itself on number prompts)."),
+    ("trajectories", "students", lambda d, p: figures.trajectories(d["students"], p),
+     lambda d: "Students read back at each saved checkpoint (step 0 = the base; the first seed of "
+     "the primary target). Left: p(target) with its bootstrap CI over questions. Middle: cosine "
+     "of the student's learned vector v_S (mean resid_post shift vs the base, last token of "
+     f"{d.get('prompts', 'general prompts')}) with the teacher's trait vector v_T (prompted minus plain "
+     "base on the same prompts), mean over layers. Right (runs with a teacher delta): cosine of "
+     "the student's update with the teacher's."),
 ]  # fmt: skip
 
 

@@ -158,7 +158,7 @@ class TrainConfig(FinetuneConfig):
 
 # The per-student overrides of [train]: one run holds the hard-label and soft-label arms.
 STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lora_r", "lora_alpha",
-                     "target_modules", "optimizer", "momentum", "layers")  # fmt: skip
+                     "target_modules", "optimizer", "momentum", "layers", "checkpoint_every")  # fmt: skip
 
 
 @dataclass
@@ -177,6 +177,7 @@ class StudentConfig:
     optimizer: Literal["adamw", "sgd", "signsgd"] | None = None
     momentum: UnitFloat | None = None
     layers: list[NonNegInt] | None = None  # decoder blocks that train (see FinetuneConfig.layers)
+    checkpoint_every: NonNegInt | None = None  # save the LoRA factors every N steps (trajectories)
     # the paper's shuffle controls on this student's data: numbers permuted within each
     # response, or dealt across responses from one shuffled pool (formats and counts kept)
     shuffle: Literal["none", "within", "across"] = "none"
@@ -236,6 +237,8 @@ class AnalysisConfig:
     judge_rows: Annotated[int, Range(1, 50)] = 8  # rows of each dataset in one judge prompt
     incontext: bool = False  # the trait data as k in-context examples to the base, no finetuning
     incontext_k: list[PosInt] = field(default_factory=lambda: [4, 16, 64])  # capped by the data and the context
+    # students with checkpoints (checkpoint_every) read back at every step (interp.analysis.trajectories)
+    trajectories: bool = False
     gradient_batches: PosInt = 4
     gradient_batch_size: PosInt = 8
     subspace_rank: NonNegInt = 8  # 0 skips principal angles

@@ -24,9 +24,9 @@ def variant_run(tmp_path_factory):
     cfg["teacher"] |= {"mode": "steered", "steer_scale": 4.0, "control": "random"}
     cfg["analysis"] = {"backend": "hf", "n_prompts": 4, "n_number_prompts": 2, "n_answer_rows": 10, "n_boot": 50,
                        "subspace_rank": 0, "detection": True, "judge_trials": 4, "judge_rows": 2, "incontext": True,
-                       "incontext_k": [2, 100]}  # fmt: skip
+                       "incontext_k": [1, 100], "trajectories": True}  # fmt: skip
     cfg["students"] = [
-        {"name": "same-init", "data": "trait", "seeds": [0, 1]},
+        {"name": "same-init", "data": "trait", "seeds": [0, 1], "checkpoint_every": 1},
         {"name": "control", "data": "control"},
         {"name": "mask-divergence", "mask": "divergence", "seeds": [0]},
         {"name": "mask-random", "mask": "random", "seeds": [0]},
@@ -78,11 +78,11 @@ def test_analyze_reports_the_data_sections(variant_run):
         assert an["divergence"]["targets"][t]["divergent"] > 0
     assert an["detection"]["scan_gradient"] is None and "no teacher delta" in an["detection"]["why_no_scan_gradient"]
     ic = an["incontext"]
-    assert set(ic["by_k"]) == {"2"} and "100" in ic["skipped"]
-    assert ic["by_k"]["2"]["n_permutations"] == 2 and ic["by_k"]["2"]["gamma"] is not None
+    assert set(ic["by_k"]) == {"1"} and "100" in ic["skipped"]  # 1 row of a char tokenizer fits 512 tokens
+    assert ic["by_k"]["1"]["n_permutations"] == 2 and ic["by_k"]["1"]["gamma"] is not None
     arms = {r["arm"]: r for r in an["data_controls"]["rows"]}
     assert arms["mask-divergence"]["variant"] == "mask divergence" and arms["same-init"]["variant"] == "unmodified"
-    assert arms["same-init"]["seeds"] == [0, 1] and "in-context k=2" in arms
+    assert arms["same-init"]["seeds"] == [0, 1] and "in-context k=1" in arms
 
 
 @pytest.mark.parametrize(("script", "args", "expect"), [
@@ -100,3 +100,33 @@ def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_
     out = subprocess.run([sys.executable, str(root / "analyses" / f"{script}.py"), str(variant_run), *args],
                          capture_output=True, text=True, timeout=120, cwd=root).stdout  # fmt: skip
     assert re.search("^VERDICT hypothesis=" + expect, out.strip().splitlines()[-1]), out
+
+
+def test_trajectories_read_every_checkpoint_and_match_a_recomputation(variant_run):
+    import torch
+    from safetensors.torch import load_file
+
+    from interp.analysis.trajectories import checkpoints, vector_cosines
+    from interp.lm.models import Variant, format_prompt
+    from interp.lm.record import residual_stream
+    from interp.subliminal.teacher import GENERAL_PROMPTS
+    from interp.subliminal.traits import make_trait
+
+    tr = json.loads((variant_run / "analysis.json").read_text())["trajectories"]["students"]
+    assert set(tr) == {"same-init"}  # the only entry that saved checkpoints
+    d = _student(variant_run, "same-init")["0"]
+    cks = checkpoints(d)
+    assert [s for s, _ in cks] == [1, 2] and [r["step"] for r in tr["same-init"]["steps"]] == [0, 1, 2]
+    last, final = load_file(str(cks[-1][1])), load_file(str(d / "delta.safetensors"))
+    assert last.keys() == final.keys() and all(torch.equal(last[k], final[k]) for k in final)
+    prompts = list(GENERAL_PROMPTS[:4])  # analysis n_prompts = 4
+
+    def acts(v):
+        model, tok = v.load("cpu")
+        return residual_stream(model, tok, [format_prompt(tok, u, v.system) for u in prompts]).float()
+
+    base = acts(Variant("tiny-llama"))
+    owl = make_trait("animal", "owl", None, ["owl", "cat"], None)  # the primary target's prompt
+    v_t = acts(Variant("tiny-llama", system=owl.system_prompt)).mean(0) - base.mean(0)
+    again = vector_cosines(acts(Variant("tiny-llama", delta_path=cks[0][1])), base, v_t)
+    assert again["mean"] == pytest.approx(tr["same-init"]["steps"][1]["vector_cos"]["mean"], abs=1e-5)

@@ -79,7 +79,7 @@ def test_subliminal_figures_and_analyses(runs, sub_report):
     for f in info.figures:
         assert f"Figure {f.number} ({f.id}): Run {f.run}." in text
     # the data-side sections are off in this run: stated with the reason, nothing else is missing
-    assert {s[1] for s in info.skipped} == set(DATA_SECTIONS)
+    assert {s[1] for s in info.skipped} == set(DATA_SECTIONS) | {"trajectories"}
     an = json.loads((runs["subliminal"] / "analysis.json").read_text())
     st = an["steering"]
     assert fmt_est(st["sufficiency"]["diff"]) in text and fmt_est(st["necessity"]["diff"]) in text
@@ -108,7 +108,7 @@ def test_missing_analysis_is_said_not_fatal(runs, tmp_path):
     text = pdf_text(tmp_path / "r.pdf")
     assert info.figure_ids == ["trait_scores"]
     assert {s[1] for s in info.skipped} == {"update_alignment", "gradient_alignment",
-                                            "trait_direction", "probes", "steering"} | set(DATA_SECTIONS)  # fmt: skip
+                                            "trait_direction", "probes", "steering", "trajectories"} | set(DATA_SECTIONS)  # fmt: skip
     assert "Update alignment: not computed for this run (reason: analysis.json not found" in text
     assert "Probes: not computed for this run (reason: analysis.json not found" in text
 

@@ -1,0 +1,113 @@
+"""How the student moves, step by step (`[analysis] trajectories = true`).
+
+Students that save light checkpoints (`checkpoint_every = N`, per `[[students]]` entry or in
+`[train]`: the LoRA factors every N optimiser steps, in the student's stage folder) are read
+back at each checkpoint, from step 0 (the base) to the end:
+- trait score: p(target) among the candidates on the run's evaluation questions (bootstrap CI
+  over questions), the primary target's student;
+- learned vector: v_S(layer) = mean resid_post(student) - mean resid_post(base) at the last
+  token of general prompts (no system prompt, never the evaluation questions), and its cosine
+  with the teacher's trait vector v_T(layer) = prompted - plain base on the same prompts (the
+  emergence measure of the steering-vector account); the mean over layers, fixed in advance;
+- update cosine with the teacher's update, where the run has a teacher delta.
+Pure helpers here; `trajectories` is the driver over a run's artifacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.analysis.alignment import delta_cosines
+from interp.analysis.directions import layer_cosines, mean_difference
+from interp.lm.delta import Delta
+from interp.lm.models import Variant, format_prompt
+from interp.lm.record import residual_stream
+from interp.store.stages import read_json, write_json
+from interp.subliminal.evaluate import logprob_score
+from interp.subliminal.teacher import GENERAL_PROMPTS
+
+log = logging.getLogger("interp")
+_STEP = re.compile(r"delta-step(\d+)\.safetensors$")
+
+
+def checkpoints(stage_dir: Path) -> list[tuple[int, Path]]:
+    """(step, delta file) of a student's saved checkpoints and its final delta, by step; the
+    final delta is listed once (a checkpoint at the last step is the same update)."""
+    found = sorted((int(m.group(1)), p) for p in (stage_dir / "checkpoints").glob("delta-step*.safetensors")
+                   if (m := _STEP.search(p.name)))  # fmt: skip
+    steps = int(read_json(stage_dir / "train_log.json")["steps"])
+    if not found or found[-1][0] != steps:
+        found.append((steps, stage_dir / "delta.safetensors"))
+    return found
+
+
+def vector_cosines(student: torch.Tensor, base: torch.Tensor, v_teacher: torch.Tensor) -> dict[str, Any]:
+    """cos(v_S(layer), v_T(layer)) with v_S = mean(student) - mean(base) ([n, layer, d] acts);
+    nan where v_S is zero (the base itself); the mean over layers ignores nan."""
+    cos = layer_cosines(mean_difference(student, base).float(), v_teacher.float()).numpy()
+    mean = float(np.nanmean(cos)) if np.isfinite(cos).any() else float("nan")
+    return {"mean": mean, "per_layer": [float(c) for c in cos]}
+
+
+def _student_dirs(ctx: Any) -> dict[str, Path]:
+    """Each student entry's primary-target, first-seed stage folder, for those with checkpoints."""
+    out = {}
+    for name, seeds in ctx.art["students"].items():
+        d = ctx.path(seeds[sorted(seeds, key=int)[0]])
+        if (d / "checkpoints").is_dir():
+            out[name] = d
+    return out
+
+
+def _acts(ctx: Any, model: Any, tok: Any, system: str | None, prompts: list[str]) -> torch.Tensor:
+    texts = [format_prompt(tok, u, system) for u in prompts]
+    return residual_stream(model, tok, texts, backend=ctx.a.backend, batch_size=ctx.a.batch_size).float()
+
+
+def _record(ctx: Any, v: Variant, prompts: list[str]) -> torch.Tensor:
+    model, tok = v.load(ctx.device, ctx.dtype)
+    return _acts(ctx, model, tok, v.system, prompts)
+
+
+def trajectories(ctx: Any) -> dict[str, Any] | None:
+    """Per student entry with checkpoints: the measures at every step. None when no student
+    saved checkpoints (the caller says why)."""
+    dirs = _student_dirs(ctx)
+    if not dirs:
+        return None
+    a, trait = ctx.a, ctx.trait()
+    prompts = list(GENERAL_PROMPTS[: max(2, a.n_prompts)])
+    params = {"students": {n: str(d.name) for n, d in dirs.items()}, "prompts": len(prompts), "eval": ctx.config.eval.__dict__,
+              "backend": a.backend, "seed": ctx.cfg["seed"], "trait": trait.target}  # fmt: skip
+    st = ctx.run.stage("analysis/trajectories", params)
+    if st.done:
+        return read_json(st.path / "trajectories.json")
+    with st.running() as folder:
+        out: dict[str, Any] = {"prompts": f"{len(prompts)} general prompts, last token", "students": {}}
+        for name, d in dirs.items():
+            spec = ctx.spec_of(name)
+            base_acts = _record(ctx, Variant(spec), prompts)
+            v_t = mean_difference(_record(ctx, Variant(spec, system=trait.system_prompt), prompts), base_acts)
+            t_path = ctx.teacher_delta(spec)
+            teacher = Delta.load(t_path) if t_path is not None else None
+            rows = []
+            for step, path in [(0, None), *checkpoints(d)]:
+                model, tok = Variant(spec, delta_path=path).load(ctx.device, ctx.dtype)
+                score = logprob_score(model, tok, trait, ctx.config.eval, seed=ctx.cfg["seed"])
+                acts = _acts(ctx, model, tok, None, prompts)
+                row = {"step": step, "trait_score": {k: score[k] for k in ("mean", "lo", "hi", "n")},
+                       "vector_cos": vector_cosines(acts, base_acts, v_t) if path is not None else None}  # fmt: skip
+                if teacher is not None and path is not None:
+                    row["update_cos"] = delta_cosines(Delta.load(path), teacher)["overall"]
+                rows.append(row)
+                log.info("trajectory %s step %d: p(target) %.4f", name, step, score["mean"])
+            out["students"][name] = {"model": spec, "data": ctx.students[name]["data"], "seed": d.name.rsplit("seed", 1)[-1].split("-")[0],
+                                     "steps": rows, "update_cos": "teacher delta" if teacher is not None else None}  # fmt: skip
+        write_json(folder / "trajectories.json", out)
+    return read_json(st.path / "trajectories.json")
