@@ -21,9 +21,10 @@ from interp.lm.delta import Delta
 from interp.lm.finetune import Example
 from interp.lm.models import Variant, completion_suffix, format_prompt, load_model
 from interp.lm.score import continuation_logprobs
-from interp.stats import cosine
+from interp.stats import cosine, t_interval
 from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
-from interp.subliminal.experiment import data_key
+from interp.subliminal import matrix as mx
+from interp.subliminal.experiment import data_key, label
 from interp.subliminal.stages import divergence_stage, scan_stage
 
 log = logging.getLogger("interp")
@@ -152,20 +153,49 @@ def variant_of(s: Any) -> str:
     return ", ".join(p for p in parts if p) or "unmodified"
 
 
+def _per_seed_target_gammas(ctx: Any, s: Any) -> dict[int, np.ndarray]:
+    """seed -> per-target gamma of one trait arm, from the summary's log-odds."""
+    cfg, models = ctx.config, ctx.summary["models"]
+    targets = cfg.trait.target_list()
+    cands = cfg.trait.candidate_list()
+    cols = [cands.index(t) for t in targets]
+    spec = cfg.student_model(s)
+    base = np.array(models["base" if spec == cfg.teacher.model else f"base:{spec}"]["log_odds"])
+    out = {}
+    for seed in cfg.seeds_of(s):
+        shifts = np.stack([np.array(models[label(s.name, t, targets[0], seed)]["log_odds"]) - base for t in targets])
+        out[seed] = mx.per_target_gamma(shifts, cols)
+    return out
+
+
 def data_controls(ctx: Any, incontext: dict[str, Any] | None) -> dict[str, Any]:
-    """gamma of every trait-data arm of the run, with its variant and seeds, beside the
-    in-context control's gamma at each k (no finetuning): the controls table."""
+    """gamma of every trait-data arm of the run with its variant and seeds; a t-interval over
+    the targets (the units of the permutation test too), so one-seed arms have one as well;
+    each variant minus the unmodified arm on the seeds they share, paired by target; and the
+    in-context control's gamma at each k (no finetuning)."""
     arms = ctx.summary["matrix"]["arms"]
+    ci = ctx.config.eval.ci
+    trait_arms = [s for s in ctx.config.students if arms.get(s.name, {}).get("gamma") is not None]
+    per = {s.name: _per_seed_target_gammas(ctx, s) for s in trait_arms}
+    ref = next((s for s in trait_arms if variant_of(s) == "unmodified" and s.model == "teacher"), None)
     rows = []
-    for s in ctx.config.students:
-        a = arms.get(s.name)
-        if a is None or a.get("gamma") is None:
-            continue
-        rows.append({"arm": s.name, "variant": variant_of(s), "model": a["model"], "seeds": ctx.config.seeds_of(s),
-                     "gamma": a["gamma"], "gamma_ci": a["gamma_ci"], "p_gamma": a["p_gamma"],
-                     "own_shift": float(np.mean(a["own_shift"]))})  # fmt: skip
+    for s in trait_arms:
+        a, by_seed = arms[s.name], per[s.name]
+        row = {"arm": s.name, "variant": variant_of(s), "model": a["model"], "seeds": ctx.config.seeds_of(s),
+               "gamma": a["gamma"], "gamma_ci": a["gamma_ci"], "p_gamma": a["p_gamma"],
+               "gamma_ci_targets": t_interval(np.mean(list(by_seed.values()), axis=0), ci).to_dict(),
+               "own_shift": float(np.mean(a["own_shift"]))}  # fmt: skip
+        if ref is not None and s is not ref:
+            shared = sorted(set(by_seed) & set(per[ref.name]))
+            if shared:
+                d = np.mean([by_seed[sd] - per[ref.name][sd] for sd in shared], axis=0)
+                row["minus_unmodified"] = t_interval(d, ci).to_dict() | {"against": ref.name, "seeds": shared}
+        rows.append(row)
     for k, r in ((incontext or {}).get("by_k") or {}).items():
         rows.append({"arm": f"in-context k={k}", "variant": "no finetuning", "model": incontext["model"], "seeds": [],
                      "gamma": r["gamma"], "gamma_ci": r["gamma_ci"], "p_gamma": r["p_gamma"],
                      "own_shift": float(np.mean(r["own_shift"]))})  # fmt: skip
-    return {"rows": rows, "note": "gamma_ci: t-interval over seeds for students (n=1: no interval), bootstrap over questions in context"}
+    return {"rows": rows, "reference": ref.name if ref else None,
+            "note": ("gamma_ci: t-interval over seeds (n=1: none) for students, bootstrap over questions in "
+                     "context; gamma_ci_targets: t-interval over targets of the seed-mean per-target gamma; "
+                     "minus_unmodified: per-target gamma difference on shared seeds, t-interval over targets")}  # fmt: skip

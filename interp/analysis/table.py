@@ -115,7 +115,10 @@ def data_lines(res: dict[str, Any]) -> list[str]:
     if res.get("data_controls"):
         out.append("data controls (gamma, nats; CI over seeds, or over questions in context):")
         for r in res["data_controls"]["rows"]:
-            out.append(f"  {r['arm']} ({r['variant']}, seeds {r['seeds']}): gamma {fmt_est(r['gamma_ci'])} p={fmt(r['p_gamma'])}")
+            line = f"  {r['arm']} ({r['variant']}, seeds {r['seeds']}): gamma {fmt_est(r['gamma_ci'])} p={fmt(r['p_gamma'])}"
+            if r.get("minus_unmodified"):
+                line += f"; minus {r['minus_unmodified']['against']} {fmt_est(r['minus_unmodified'])} (over targets)"
+            out.append(line)
     if res.get("divergence"):
         shares = ", ".join(f"{t} {fmt(r['share'])}" for t, r in res["divergence"]["targets"].items())
         out.append(f"divergence tokens (share of positions, trait vs control teacher argmax): {shares}")

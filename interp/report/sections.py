@@ -317,18 +317,22 @@ def _data_side(doc: Doc, run: Run) -> None:
 
 def _data_controls(doc: Doc, dc: dict[str, Any]) -> None:
     doc.heading("Data controls: gamma per variant of the trait data", 3)
-    rows = [["arm", "variant", "seeds", "gamma (nats) [CI]", "p (perm.)", "own-target shift"]]
+    rows = [["arm", "variant", "seeds", "gamma [CI over seeds]", "[CI over targets]", "p (perm.)",
+             "minus unmodified [CI over targets]"]]  # fmt: skip
     for r in dc.get("rows") or []:
+        t = r.get("gamma_ci_targets")
         rows.append([r["arm"], r["variant"], ", ".join(map(str, r["seeds"])) or "-", fmt_est(r["gamma_ci"]),
-                     fmt(r["p_gamma"]), fmt(r["own_shift"])])  # fmt: skip
-    doc.table(rows, [2.2, 2.6, 1.0, 2.6, 1.0, 1.4])
+                     f"[{fmt(t['lo'])}, {fmt(t['hi'])}]" if t else "", fmt(r["p_gamma"]),
+                     fmt_est(r.get("minus_unmodified"), missing="")])  # fmt: skip
+    doc.table(rows, [2.0, 2.2, 0.9, 2.4, 1.8, 0.9, 2.4])
     doc.para("gamma: each student's shift toward its own teacher's target minus toward the other "
              "targets (log-odds vs its base, nats); CI over seeds for students (one seed: no "
              "interval) and over questions for the in-context rows, which score the base with k "
              "rows of each target's data (minus the control data's) as earlier turns, without "
-             "finetuning. p: permutation over target labels. Variants are compared with the "
-             "unmodified arm at the same seed; a difference within the spread of the unmodified "
-             "arm's seeds is not evidence of an effect.")  # fmt: skip
+             "finetuning. CI over targets: t-interval of the per-target gamma (own minus others, "
+             "the units of the permutation test). p: permutation over target labels. Minus "
+             f"unmodified: the per-target gamma of the variant minus that of '{dc.get('reference')}' "
+             "on the seeds both trained, t-interval over targets.")  # fmt: skip
 
 
 def _divergence(doc: Doc, dv: dict[str, Any]) -> None:

@@ -53,6 +53,19 @@ def gamma(
     return float(diagonal_gamma(s[:, cols]))  # [student of target i, shift on target j]
 
 
+def per_target_gamma(
+    shifts: Float[np.ndarray, "target candidate"], target_idx: Sequence[int]
+) -> Float[np.ndarray, " target"]:
+    """Row i's own-target shift minus its mean shift on the other targets' columns: gamma is
+    their mean, so a t-interval over them treats the targets as the units."""
+    s = np.asarray(shifts, dtype=float)[:, list(target_idx)]
+    k = s.shape[0]
+    if s.shape[1] != k or k < 2:
+        raise ValueError(f"need one row per target and >= 2 targets, got {s.shape}")
+    own = np.diag(s)
+    return own - (s.sum(axis=1) - own) / (k - 1)
+
+
 def diagonal_gamma(c: Float[np.ndarray, "... k k"]) -> np.ndarray:
     """Mean diagonal minus mean off-diagonal over the last two axes (rows i, columns j)."""
     c = np.asarray(c, dtype=float)

@@ -83,11 +83,15 @@ def test_analyze_reports_the_data_sections(variant_run):
     arms = {r["arm"]: r for r in an["data_controls"]["rows"]}
     assert arms["mask-divergence"]["variant"] == "mask divergence" and arms["same-init"]["variant"] == "unmodified"
     assert arms["same-init"]["seeds"] == [0, 1] and "in-context k=1" in arms
+    m = arms["mask-divergence"]["minus_unmodified"]
+    assert m["against"] == "same-init" and m["seeds"] == [0] and m["n"] == 2 and "minus_unmodified" not in arms["same-init"]
+    for name in ("same-init", "mask-divergence", "scan-low"):  # the per-target gammas average to gamma
+        assert arms[name]["gamma_ci_targets"]["mean"] == pytest.approx(arms[name]["gamma"], abs=1e-9)
 
 
 @pytest.mark.parametrize(("script", "args", "expect"), [
     ("detection", ["--detector", "classifier"], "detection result=(supported|not supported|inconclusive) statistic=auroc_classifier:"),
-    ("data_controls", ["--arm", "mask-divergence"], "data_controls result=inconclusive statistic=gamma_difference:"),
+    ("data_controls", ["--arm", "mask-divergence"], "data_controls result=(supported|not supported|inconclusive) statistic=gamma_difference:"),
     ("incontext", [], "incontext result=(supported|not supported|inconclusive) statistic=gamma_nats:"),
 ])  # fmt: skip
 def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_run, script, args, expect):

@@ -66,3 +66,14 @@ def test_shift_matrix_rows_follow_the_target_order():
 def test_gamma_needs_one_row_per_target():
     with pytest.raises(ValueError, match="one row per target"):
         gamma(np.zeros((3, 5)), [0, 1])
+
+
+def test_per_target_gamma_averages_to_gamma():
+    from interp.subliminal.matrix import gamma, per_target_gamma
+
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=(4, 7))
+    cols = [5, 0, 2, 6]
+    per = per_target_gamma(s, cols)
+    assert per.shape == (4,) and per.mean() == pytest.approx(gamma(s, cols))
+    assert per[0] == pytest.approx(s[0, 5] - np.mean([s[0, 0], s[0, 2], s[0, 6]]))
