@@ -99,8 +99,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from interp.lm.models import configure_threads
 
     configure_threads()
+    only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     for run in args.runs:
-        res = analyze_run(run)
+        res = analyze_run(run, only=only)
         print(print_analysis(res))
         print(f"\nanalysis: {Path(run) / 'analysis.json'}")
     return 0
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="mechanism analyses over finished subliminal runs")
     a.add_argument("runs", nargs="+", help="run folders, e.g. runs/quickstart")
+    a.add_argument("--only", default=None, metavar="SECTIONS",
+                   help="comma-separated sections to compute (e.g. detection,incontext,data_controls); the others are listed as not requested")  # fmt: skip
     a.set_defaults(fn=_cmd_analyze)
 
     sc = sub.add_parser("scan", help="score a JSONL of prompt/completion pairs by how much each carries a teacher")

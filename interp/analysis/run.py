@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +346,28 @@ def _pair(a: dict, b: dict, na: str, nb: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- driver
 
 
+def _delta_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
+    if ctx.art.get("teacher_deltas"):
+        result["update_alignment"] = update_alignment(ctx)
+        result["gradient_alignment"] = gradient_alignment(ctx)
+    else:
+        mode = ctx.art.get("teacher_mode")
+        where = "a steering vector" if mode == "steered" else "a system prompt"
+        why = f"teacher.mode = '{mode}': the trait lives in {where}, there is no teacher delta"
+        result["missing"] |= {"update_alignment": why, "gradient_alignment": why}
+
+
+def _trajectories(ctx: _Ctx, result: dict[str, Any]) -> None:
+    if not ctx.a.trajectories:
+        result["missing"]["trajectories"] = "off; set [analysis] trajectories = true"
+        return
+    traj = trajectories(ctx)
+    if traj is None:
+        result["missing"]["trajectories"] = "no student saved checkpoints (set checkpoint_every on a [[students]] entry)"
+    else:
+        result["trajectories"] = traj
+
+
 def _data_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
     """Divergence tokens, detection, the in-context control and the controls table (issue 11)."""
     why = missing_reason(ctx)
@@ -370,9 +393,16 @@ def _data_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
 
 
 
-def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dict[str, Any]:
-    """Compute every section the run supports; write and return analysis.json."""
+SECTIONS = ("update_alignment", "gradient_alignment", "matrix_mechanisms", "entanglement", "divergence", "detection",
+            "incontext", "data_controls", "trajectories", "trait_direction", "probes", "steering")  # fmt: skip
+
+
+def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Compute every section the run supports (or those in `only`); write and return analysis.json."""
     run_root = Path(run_root)
+    bad = sorted(set(only or ()) - set(SECTIONS))
+    if bad:
+        raise ConfigError(f"--only: unknown section(s) {', '.join(bad)} (known: {', '.join(SECTIONS)})")
     if acfg is None:
         summary_cfg = _load_summary(run_root)[1]
         acfg = build(
@@ -385,37 +415,34 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None) -> dic
     result: dict[str, Any] = {"experiment": "subliminal-analysis", "name": ctx.summary["name"],
                               "config_key": ctx.summary.get("config_key"),
                               "teacher_mode": ctx.art.get("teacher_mode"), "missing": {}}  # fmt: skip
-    if ctx.art.get("teacher_deltas"):
-        result["update_alignment"] = update_alignment(ctx)
-        result["gradient_alignment"] = gradient_alignment(ctx)
-    else:
-        mode = ctx.art.get("teacher_mode")
-        where = "a steering vector" if mode == "steered" else "a system prompt"
-        why = f"teacher.mode = '{mode}': the trait lives in {where}, there is no teacher delta"
-        result["missing"] |= {"update_alignment": why, "gradient_alignment": why}
-    if len(ctx.summary["trait"].get("targets") or []) >= 2:
+    want = (lambda name: True) if not only else (lambda name: name in only)  # noqa: E731
+    if want("update_alignment") or want("gradient_alignment"):
+        _delta_sections(ctx, result)
+    if want("matrix_mechanisms") and len(ctx.summary["trait"].get("targets") or []) >= 2:
         if ctx.art.get("teacher_mode") == "prompt" or "teachers" in ctx.art:
             result["matrix_mechanisms"] = matrix_mechanisms(ctx)
         else:  # a summary written before the teachers were listed in its artifacts
             result["missing"]["matrix_mechanisms"] = "summary.json does not list each target's teacher; rerun `interp run`"
-    if ctx.a.entanglement:
-        result["entanglement"] = entanglement(ctx)
-    else:
-        result["missing"]["entanglement"] = "off; set [analysis] entanglement = true"
-    _data_sections(ctx, result)
-    if ctx.a.trajectories:
-        traj = trajectories(ctx)
-        if traj is None:
-            result["missing"]["trajectories"] = "no student saved checkpoints (set checkpoint_every on a [[students]] entry)"
+    if want("entanglement"):
+        if ctx.a.entanglement:
+            result["entanglement"] = entanglement(ctx)
         else:
-            result["trajectories"] = traj
-    else:
-        result["missing"]["trajectories"] = "off; set [analysis] trajectories = true"
-    acts, stages = activations(ctx)
-    result["trait_direction"] = trait_direction(ctx, acts)
-    result["probes"] = probes(ctx, acts)
-    result["steering"] = steering(ctx, acts, stages)
+            result["missing"]["entanglement"] = "off; set [analysis] entanglement = true"
+    if any(want(n) for n in ("divergence", "detection", "incontext", "data_controls")):
+        _data_sections(ctx, result)
+    if want("trajectories"):
+        _trajectories(ctx, result)
+    if any(want(n) for n in ("trait_direction", "probes", "steering")):
+        acts, stages = activations(ctx)
+        result["trait_direction"] = trait_direction(ctx, acts)
+        result["probes"] = probes(ctx, acts)
+        result["steering"] = steering(ctx, acts, stages)
+    for name in SECTIONS:
+        if not want(name):
+            result.pop(name, None)
+            result["missing"][name] = "not requested (interp analyze --only " + ",".join(only or ()) + ")"
     result["table"] = comparison_table(result, list(ctx.students))
-    result["provenance"] = {"analysis_config": acfg.__dict__, "stage_wall_s": dict(ctx.run.timings)}
+    result["provenance"] = {"analysis_config": acfg.__dict__, "only": list(only) if only else None,
+                            "stage_wall_s": dict(ctx.run.timings)}  # fmt: skip
     write_json(run_root / "analysis.json", result)
     return result

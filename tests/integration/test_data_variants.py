@@ -34,7 +34,8 @@ def variant_run(tmp_path_factory):
         {"name": "random-half", "subset": "random-half", "seeds": [0]},
     ]
     assert main(["run", str(write_config(tmp, cfg)), "--out-dir", str(tmp)]) == 0
-    assert main(["analyze", str(tmp / "tiny")]) == 0
+    sections = "divergence,detection,incontext,data_controls,trajectories"  # the rest: not requested
+    assert main(["analyze", str(tmp / "tiny"), "--only", sections]) == 0
     return tmp / "tiny"
 
 
@@ -70,6 +71,7 @@ def test_the_scan_filtered_student_trains_on_the_lowest_scoring_half(variant_run
 
 def test_analyze_reports_the_data_sections(variant_run):
     an = json.loads((variant_run / "analysis.json").read_text())
+    assert an["missing"]["probes"].startswith("not requested (interp analyze --only divergence,") and "probes" not in an
     for t in ("owl", "cat"):
         det = an["detection"]["targets"][t]
         # tiny random nets are near uniform: the scan's planted effect is tested in test_score.py
