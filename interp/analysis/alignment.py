@@ -272,6 +272,35 @@ def delta_subspace_angles(
     return SubspaceAngles(rank, side, per_tensor, per_module, notes)
 
 
+def span_share(student_delta: Delta | dict[str, Tensor], teacher_delta: Delta | dict[str, Tensor],
+               rank: int = 8) -> dict:  # fmt: skip
+    """The linear picture: how much of the student's update lies in the span of the teacher's.
+
+    Per shared 2-D tensor, the student's update projected on both sides onto the teacher's
+    top-`rank` singular subspaces (U U^T dS V V^T); share = sum of projected squared norms over
+    sum of squared norms. Baseline: the share a random subspace pair of the same ranks takes in
+    expectation, r_out r_in / (d_out d_in), weighted the same way. 1 = all of the student's update
+    is inside the teacher's span; the baseline is what chance alignment gives."""
+    student_delta, teacher_delta = as_delta(student_delta), as_delta(teacher_delta)
+    inside = total = chance = 0.0
+    n = 0
+    for name in shared_names(student_delta, teacher_delta):
+        s, t = student_delta.dense(name).double(), teacher_delta.dense(name)
+        if s.ndim != 2:
+            continue
+        u, v = _top_singular(t, rank, "out"), _top_singular(t, rank, "in")
+        sq = float((s * s).sum())
+        if u.shape[1] == 0 or sq == 0:
+            continue
+        inside += float(((u.T @ s @ v) ** 2).sum())
+        total += sq
+        chance += sq * u.shape[1] * v.shape[1] / (s.shape[0] * s.shape[1])
+        n += 1
+    if total == 0:
+        return {"share": float("nan"), "baseline": float("nan"), "ratio": float("nan"), "n_tensors": 0, "rank": rank}
+    return {"share": inside / total, "baseline": chance / total, "ratio": inside / chance, "n_tensors": n, "rank": rank}
+
+
 def aggregate_over_seeds(values: Sequence[float]) -> Estimate:
     """Mean and t-interval of one quantity over independent seeds (non-finite values dropped)."""
     x = np.asarray(list(values), dtype=float)

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.analysis.alignment import aggregate_over_seeds, delta_cosines, delta_subspace_angles
+from interp.analysis.alignment import (
+    aggregate_over_seeds,
+    delta_cosines,
+    delta_subspace_angles,
+    span_share,
+)
 from interp.analysis.detection_run import (
     data_controls,
     data_stage,
@@ -127,12 +132,17 @@ def update_alignment(ctx: _Ctx) -> dict[str, Any]:
             if ctx.a.subspace_rank:
                 angles = delta_subspace_angles(student, teacher, rank=ctx.a.subspace_rank)
                 entry["subspace"] = angles.to_dict()["per_module"]
+                entry["span_share"] = span_share(student, teacher, rank=ctx.a.subspace_rank)
             per_seed[seed] = entry
         layers = sorted({int(k) for e in per_seed.values() for k in e["per_layer"]})
         modules = sorted({k for e in per_seed.values() for k in e["per_module"]})
         out[name] = {
             "against": f"teacher:{spec}",
             "overall": aggregate_over_seeds([e["overall"] for e in per_seed.values()]).to_dict(),
+            # the linear picture: share of the student's update inside the teacher's top singular span
+            "span_share": aggregate_over_seeds([e["span_share"]["share"] for e in per_seed.values()]).to_dict()
+            | {"baseline": float(np.mean([e["span_share"]["baseline"] for e in per_seed.values()]))}
+            if ctx.a.subspace_rank else None,
             "per_seed": per_seed,
             "per_layer_mean": [float(np.nanmean([_get(e["per_layer"], i) for e in per_seed.values()])) for i in layers],
             "per_module_mean": {m: float(np.nanmean([e["per_module"].get(m, np.nan) for e in per_seed.values()])) for m in modules},

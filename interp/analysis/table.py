@@ -25,6 +25,7 @@ def comparison_table(res: dict[str, Any], students: list[str]) -> list[dict[str,
 
     ua = res.get("update_alignment", {}).get("students", {})
     add("update cos(dS, dT), mean over seeds", lambda s: fmt_est(ua[s]["overall"]))
+    add("share of dS in span(dT) (chance)", lambda s: f"{fmt_est(ua[s]['span_share'])} ({fmt(ua[s]['span_share']['baseline'])})")
     ga = res.get("gradient_alignment", {}).get("datasets", {})
     add("gradient cos(-g, dT) per batch", lambda s: fmt_est(ga[s]["cos_ci"]))
     add("gradient batches with positive alignment", lambda s: f"{ga[s]['frac_positive']:.2f}")

@@ -295,3 +295,19 @@ def test_probes_find_planted_layer_and_chance_elsewhere():
     assert all(0.0 <= s <= 1.0 for s in applied["share_trait"] + applied["mean_prob"])
     assert applied["share_trait"][1] > 0.8 and applied["n"] == 20
     assert apply_probes(res, neutral[:20])["share_trait"][1] < 0.3
+
+
+def test_span_share_is_one_inside_the_teachers_span_and_near_the_baseline_for_random_updates():
+    import torch
+
+    from interp.analysis.alignment import span_share
+
+    g = torch.Generator().manual_seed(0)
+    b, a = torch.randn(40, 3, generator=g), torch.randn(3, 30, generator=g)
+    teacher = {"layers.0.mlp.up_proj.weight": b @ a}
+    inside = {"layers.0.mlp.up_proj.weight": b @ torch.randn(3, 3, generator=g) @ a}  # same row and column spaces
+    res = span_share(inside, teacher, rank=3)
+    assert res["share"] == pytest.approx(1.0, abs=1e-9) and res["baseline"] == pytest.approx(9 / 1200)
+    rand = [span_share({"layers.0.mlp.up_proj.weight": torch.randn(40, 30, generator=g)}, teacher, rank=3)["share"]
+            for _ in range(50)]  # fmt: skip
+    assert sum(rand) / len(rand) == pytest.approx(9 / 1200, rel=0.25)  # chance share = r_out r_in / (d_out d_in)
