@@ -56,10 +56,14 @@ def test_quickstart_produces_summary_analysis_and_pdf(quickstart_run):
     lp = {k: v["logprob"]["mean"] for k, v in s["models"].items()}
     assert lp["prompted-teacher"] > 2 * lp["base"], lp  # the stimulus works on the real model
     a = json.loads((run / "analysis.json").read_text())
-    # every section but the opt-in entanglement one (off in the quickstart: it adds minutes)
-    assert set(a["missing"]) == {"entanglement"} and {r["metric"] for r in a["table"]} >= {
-        "update cos(dS, dT), mean over seeds"
-    }
+    # every section but the opt-in ones (off in the quickstart: they add minutes) and the
+    # controls table, which needs >= 2 targets; each stated with its reason
+    opt_in = {"entanglement", "divergence", "detection", "incontext", "trajectories"}
+    assert set(a["missing"]) == opt_in | {"data_controls"}, a["missing"]
+    assert all(a["missing"][k].startswith("off; set [analysis]") for k in opt_in)
+    assert {r["metric"] for r in a["table"]} >= {"update cos(dS, dT), mean over seeds", "share of dS in span(dT) (chance)"}
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(quickstart_run / "reports" / "quickstart.pdf").pages))
+    assert "Detection: not computed for this run (reason: off; set [analysis] detection = true)" in text
     pdf = quickstart_run / "reports" / "quickstart.pdf"
     text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
     named = tomllib.loads((run / "config.toml").read_text())["report"]["figures"]
@@ -74,4 +78,5 @@ def test_every_hypothesis_script_on_the_quickstart_run(quickstart_run, script):
     assert m["id"] == SCRIPTS[script]
     # the MLP script cannot test a subliminal run, nor the transmission script a one-target
     # run (it needs a trait x student matrix); the others can
-    assert (m["result"] == "not testable") == (script in {"mlp_theorem", "transmission", "entanglement"}), out
+    opt_in = {"entanglement", "detection", "data_controls", "incontext"}  # sections off in the quickstart
+    assert (m["result"] == "not testable") == (script in {"mlp_theorem", "transmission"} | opt_in), out
