@@ -13,7 +13,9 @@ from interp.cli import main
 
 ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_batches": 2,
             "gradient_batch_size": 2, "n_boot": 100, "backend": "nnsight",
-            "entanglement": True, "entangle_prompts": 2, "entangle_top_k": 2}  # fmt: skip
+            "entanglement": True, "entangle_prompts": 2, "entangle_top_k": 2,
+            "detection": True, "judge_trials": 4, "judge_rows": 2, "incontext": True, "incontext_k": [1],
+            "trajectories": True}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +31,20 @@ def finetuned_run(tmp_path_factory):
         }
     )
     cfg["analysis"] = ANALYSIS
+    cfg["students"][0]["checkpoint_every"] = 1  # same-init: a trajectory
     assert main(["run", str(write_config(tmp, cfg, "an")), "--out-dir", str(tmp)]) == 0
     return tmp / "an"
 
 
 def test_every_section_with_cis(finetuned_run):
     res = json.loads((finetuned_run / "analysis.json").read_text())
-    assert res["missing"] == {} and res["teacher_mode"] == "finetuned"
+    # every section (one target: no controls table)
+    assert set(res["missing"]) == {"data_controls"} and res["teacher_mode"] == "finetuned"
+    g = res["detection"]["scan_gradient"]  # a teacher delta: each row's imitation gradient against it
+    n_rows = len((finetuned_run / json.loads((finetuned_run / "summary.json").read_text())["artifacts"]["data"]["trait"]
+                  / "dataset.jsonl").read_text().splitlines())  # fmt: skip
+    assert g["n_pos"] == n_rows and 0 <= g["auroc"] <= 1
+    assert set(res["trajectories"]["students"]) == {"same-init"}
     students = ["same-init", "control", "cross-model"]
     ua = res["update_alignment"]["students"]
     assert set(ua) == set(students)
@@ -43,6 +52,8 @@ def test_every_section_with_cis(finetuned_run):
     for s in students:
         o = ua[s]["overall"]
         assert o["lo"] <= o["mean"] <= o["hi"] and -1 <= o["mean"] <= 1
+        sh = ua[s]["span_share"]
+        assert 0 <= sh["mean"] <= 1 and 0 < sh["baseline"] < 1
         g = res["gradient_alignment"]["datasets"][s]
         assert 1 <= len(g["cos"]) <= 2 and 0 <= g["frac_positive"] <= 1  # at most gradient_batches
         d = res["trait_direction"]["students"][s]
