@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy import stats
+
+if TYPE_CHECKING:  # torch loads on first use: the hypothesis scripts import this module and never need it
+    import torch
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """cos(a, b) along `dim` (broadcasting), in float64; NaN where either vector is zero (an
     undefined direction is not an orthogonal one), clamped to [-1, 1]."""
+    import torch
+
     a, b = a.double(), b.double()
     denom = a.norm(dim=dim) * b.norm(dim=dim)
     cos = (a * b).sum(dim) / denom.clamp_min(1e-300)
