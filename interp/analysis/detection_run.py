@@ -18,9 +18,8 @@ import torch
 from interp.analysis import detection as dt
 from interp.analysis.gradient import iter_imitation_gradients
 from interp.lm.delta import Delta
-from interp.lm.finetune import Example
 from interp.lm.models import Variant, completion_suffix, format_prompt, load_model
-from interp.lm.score import continuation_logprobs
+from interp.lm.score import continuation_logprobs, row_examples
 from interp.stats import cosine, t_interval
 from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
 from interp.subliminal import matrix as mx
@@ -95,8 +94,7 @@ def _gradient_scores(ctx: Any, rows: dict[str, list[dict]]) -> dict[str, Any] | 
     flat_t = torch.cat([teacher[n].flatten().float() for n in names])
     out = {}
     for role, rs in rows.items():
-        exs = [Example(format_prompt(tok, r["prompt"]), r["completion"]) for r in rs]
-        grads = iter_imitation_gradients(model, tok, exs, names, 1, completion_suffix(tok))
+        grads = iter_imitation_gradients(model, tok, row_examples(tok, rs), names, 1, completion_suffix(tok))
         out[role] = [float(cosine(-torch.cat([g[n].flatten().float() for n in names]), flat_t)) for g in grads]
     return out
 

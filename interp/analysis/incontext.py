@@ -75,8 +75,8 @@ def incontext(ctx: Any, datasets: dict[str, list[dict]]) -> dict[str, Any]:
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         base = mx.log_odds_per_question(_score(model, tok, [], qs, trait0.answer_prefix, cand_ids))
         out: dict[str, Any] = {"model": spec, "context": limit, "n_questions": len(qs), "by_k": {}, "skipped": {}}
+        n_rows = min(len(rows) for rows in datasets.values())
         for k in a.incontext_k:
-            n_rows = min(len(rows) for rows in datasets.values())
             turns = {name: [(r["prompt"], r["completion"]) for r in rows[:k]] for name, rows in datasets.items()}
             longest = max(len(tok(format_chat(tok, tt, None))["input_ids"]) for tt in turns.values())
             if k > n_rows or longest + QUESTION_ROOM > limit:

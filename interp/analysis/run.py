@@ -45,6 +45,7 @@ from interp.lm.delta import Delta
 from interp.lm.finetune import Example
 from interp.lm.models import Variant, completion_suffix, format_prompt, resolved_names
 from interp.lm.record import load_activations, residual_stream, save_activations
+from interp.lm.score import row_examples
 from interp.lm.steer import add_direction, project_out
 from interp.stats import paired_bootstrap_diff
 from interp.store.artifacts import load_run
@@ -157,7 +158,7 @@ def _get(d: dict, layer: int) -> float:
 def _dataset_examples(ctx: _Ctx, name: str, tok: Any, limit: int) -> list[Example]:
     data_rel = ctx.art["data"][ctx.students[name]["data"]]
     rows = read_jsonl(ctx.path(data_rel) / "dataset.jsonl")
-    return [Example(format_prompt(tok, r["prompt"]), r["completion"]) for r in rows[:limit]]
+    return row_examples(tok, rows[:limit])
 
 
 def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:

@@ -110,17 +110,25 @@ def completion_scores(
     return out
 
 
+def row_examples(tok: Any, rows: Sequence[dict], system: str | None = None) -> list[Example]:
+    """Training examples of prompt/completion rows, as this tokenizer formats the prompt (with `system`)."""
+    return [Example(format_prompt(tok, r["prompt"], system), r["completion"]) for r in rows]
+
+
+def read_rows(model: Any, tok: Any, rows: Sequence[dict], system: str | None = None,
+              batch_size: int = 16) -> list[dict[str, list]]:  # fmt: skip
+    """`completion_scores` of prompt/completion rows, each completion ended as in training."""
+    return completion_scores(model, tok, row_examples(tok, rows, system), completion_suffix(tok), batch_size=batch_size)
+
+
 def loglik_ratio(
     teacher: Any, base: Any, tok: Any, rows: Sequence[dict], teacher_system: str | None = None,
-    batch_size: int = 16, end: str | None = None,
+    batch_size: int = 16,
 ) -> list[dict[str, float]]:  # fmt: skip
     """The hidden-signal scan's score of prompt/completion rows: log p_teacher(completion |
     prompt, with `teacher_system`) - log p_base(completion | plain prompt), summed over the
     completion's tokens and per token. Teacher and base share `tok` (one base, two variants)."""
-    end = completion_suffix(tok) if end is None else end
-    lps = {}
-    for role, model, system in (("teacher", teacher, teacher_system), ("base", base, None)):
-        exs = [Example(format_prompt(tok, r["prompt"], system), r["completion"]) for r in rows]
-        lps[role] = [r["logprob"] for r in completion_scores(model, tok, exs, end, batch_size=batch_size)]
+    lps = {role: [r["logprob"] for r in read_rows(model, tok, rows, system, batch_size)]
+           for role, model, system in (("teacher", teacher, teacher_system), ("base", base, None))}  # fmt: skip
     return [{"llr": sum(t) - sum(b), "llr_per_token": (sum(t) - sum(b)) / max(1, len(t)), "n_tokens": len(t),
              "logprob_teacher": sum(t), "logprob_base": sum(b)} for t, b in zip(lps["teacher"], lps["base"])]  # fmt: skip

@@ -24,7 +24,7 @@ from interp.lm.models import (
     load_model,
 )
 from interp.lm.record import residual_stream
-from interp.lm.score import completion_scores, loglik_ratio
+from interp.lm.score import loglik_ratio, read_rows
 from interp.store.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
 from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
@@ -152,10 +152,6 @@ def finetune_stage(
     return st
 
 
-def _data_examples(tok: Any, rows: list[dict], system: str | None) -> list[Example]:
-    return [Example(format_prompt(tok, r["prompt"], system), r["completion"]) for r in rows]
-
-
 def divergence_stage(cfg: SubliminalConfig, run: RunDir, target: str, data: Stage, teacher: Variant,
                      control: Variant) -> Stage:  # fmt: skip
     """Divergence tokens of one trait dataset: per row, the completion positions where the trait
@@ -170,8 +166,7 @@ def divergence_stage(cfg: SubliminalConfig, run: RunDir, target: str, data: Stag
         reads = {}
         for role, v in (("trait", teacher), ("control", control)):
             model, tok = v.load(cfg.device, cfg.dtype)
-            reads[role] = completion_scores(model, tok, _data_examples(tok, rows, v.system), completion_suffix(tok),
-                                            batch_size=cfg.data.batch_size)  # fmt: skip
+            reads[role] = read_rows(model, tok, rows, v.system, cfg.data.batch_size)
         div = divergent_positions([r["argmax"] for r in reads["trait"]], [r["argmax"] for r in reads["control"]])
         write_jsonl(out / "divergence.jsonl", [
             {"positions": d, "n_positions": len(t["argmax"]), "trait_argmax": [t["argmax"][j] for j in d],
