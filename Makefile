@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(BIN)/interp run runs/quickstart.toml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+	$(BIN)/python -m pytest -q -m "not slow and not gpu" --durations=15
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q

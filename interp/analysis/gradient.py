@@ -19,18 +19,18 @@ of the loss when moving eps along dT (negative: moving toward the teacher lowers
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from interp.analysis.alignment import safe_cosine, shared_names
 from interp.lm.delta import parse_param_name
-from interp.lm.finetune import Example, completion_logits, tokenize_examples
+from interp.lm.finetune import Example, FinetuneConfig, Objective, Teacher, tokenize_examples
 from interp.stats import bootstrap_ci
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -39,12 +39,6 @@ SIGN_CONVENTION = (
     "positive = the gradient-descent step on teacher data moves the student toward the "
     "teacher: cos(-grad, teacher_delta) > 0, inner = <-grad, teacher_delta>"
 )
-
-
-def _sum_loss(model: Any, tok: Any, rows: list[dict], device: torch.device) -> tuple[Tensor, int]:
-    """Summed completion-token cross-entropy of one micro-batch and its token count (as in train)."""
-    logits, targets = completion_logits(model, rows, tok.pad_token_id, device)
-    return F.cross_entropy(logits, targets, reduction="sum"), int(targets.numel())
 
 
 def _chunks(xs: list, size: int) -> Iterator[list]:
@@ -62,13 +56,10 @@ def imitation_loss(
     max_len: int = 500,
 ) -> float:
     """Mean completion-token cross-entropy over all `examples` (tokens pooled across batches)."""
-    device = next(model.parameters()).device
+    objective = Objective.build(tok, FinetuneConfig(), None, next(model.parameters()).device)
     rows = tokenize_examples(tok, examples, end, max_len)
-    total, n = 0.0, 0
-    for chunk in _chunks(rows, batch_size):
-        loss, k = _sum_loss(model, tok, chunk, device)
-        total, n = total + float(loss), n + k
-    return total / max(n, 1)
+    total = sum(float(objective.loss(model, chunk)) for chunk in _chunks(rows, batch_size))
+    return total / max(sum(len(r["s_sel"]) for r in rows), 1)
 
 
 def iter_imitation_gradients(
@@ -82,11 +73,14 @@ def iter_imitation_gradients(
     micro_batch_size: int | None = None,
     max_len: int = 500,
     max_batches: int | None = None,
+    settings: FinetuneConfig | None = None,
+    teacher: Teacher | None = None,
 ) -> Iterator[dict[str, Tensor]]:
     """Per batch of teacher data, the imitation-loss gradient w.r.t. the named base parameters.
 
-    Computed at the model's current weights (the student's init); the loss is the mean
-    completion-token cross-entropy of the batch (hard labels, the SFT loss of interp.lm.finetune).
+    Computed at the model's current weights (the student's init); the loss is the training loss
+    of interp.lm.finetune (`Objective`), mean over the batch's loss-carrying positions: hard-label
+    cross-entropy by default, KL to `teacher`'s soft labels when `settings.objective` is "distill".
     Only `param_names` get requires_grad during the call; flags, train/eval mode and weights
     are left as they were when the generator finishes or is closed. Each dict maps name ->
     gradient (CPU, >= float32) of that weight; one batch is in memory at a time (a SmolLM2
@@ -99,37 +93,53 @@ def iter_imitation_gradients(
     if missing:
         raise KeyError(f"param names not in model: {missing[:3]} (of {len(missing)})")
     device = next(model.parameters()).device
-    rows = tokenize_examples(tok, examples, end, max_len)
-    targets = [params[n] for n in param_names]
-    flags = {n: p.requires_grad for n, p in params.items()}
-    was_training = model.training
-    try:
-        # Gradients only for the named weights: the graph skips everything else (memory).
-        for p in params.values():
-            p.requires_grad_(False)
-        for p in targets:
-            p.requires_grad_(True)
-        model.eval()  # deterministic: no dropout, the gradient at the weights as they are
+    settings = settings or FinetuneConfig()
+    distill = settings.objective == "distill"
+    objective = Objective.build(tok, settings, teacher if distill else None, device)
+    rows = tokenize_examples(tok, examples, end, max_len, teacher if distill else None)
+    with gradients_only(model, param_names) as targets:
         for b, batch in enumerate(_chunks(rows, batch_size)):
             if max_batches is not None and b >= max_batches:
                 break
-            n_tokens = sum(len(r["input_ids"]) - r["n_prompt"] for r in batch)
+            n_units = max(1, sum(len(r["s_sel"]) for r in batch))
             grads = [torch.zeros_like(p) for p in targets]
             for micro in _chunks(batch, micro_batch_size or batch_size):
-                loss, _ = _sum_loss(model, tok, micro, device)
-                # Mean over the batch's completion tokens, as interp.lm.finetune normalises.
-                parts = torch.autograd.grad(loss / n_tokens, targets, allow_unused=True)
-                for g, part in zip(grads, parts):
-                    if part is not None:
-                        g.add_(part)
+                loss = objective.loss(model, micro)
+                # Mean over the batch's loss-carrying positions, as interp.lm.finetune normalises.
+                accumulate(grads, loss / n_units, targets)
             yield {
                 n: g.detach().to("cpu", torch.promote_types(g.dtype, torch.float32))
                 for n, g in zip(param_names, grads)
             }
+
+
+@contextlib.contextmanager
+def gradients_only(model: Any, names: Sequence[str]) -> Iterator[list[Tensor]]:
+    """The named weights, the only ones that require grad (the graph skips everything else:
+    memory) in eval mode (no dropout: the gradient at the weights as they are); flags and mode
+    are restored on exit."""
+    params = dict(model.named_parameters())
+    flags = {n: p.requires_grad for n, p in params.items()}
+    was_training = model.training
+    try:
+        for p in params.values():
+            p.requires_grad_(False)
+        targets = [params[n] for n in names]
+        for p in targets:
+            p.requires_grad_(True)
+        model.eval()
+        yield targets
     finally:
         for n, p in params.items():
             p.requires_grad_(flags[n])
         model.train(was_training)
+
+
+def accumulate(grads: list[Tensor], value: Tensor, targets: list[Tensor]) -> None:
+    """grads += d value / d targets (a target the value does not reach adds nothing)."""
+    for g, part in zip(grads, torch.autograd.grad(value, targets, allow_unused=True)):
+        if part is not None:
+            g.add_(part)
 
 
 def default_groups(names: Iterable[str]) -> dict[str, Callable[[str], bool]]:

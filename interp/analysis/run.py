@@ -34,6 +34,7 @@ from interp.analysis.detection_run import (
 )
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.entanglement_run import entanglement
+from interp.analysis.first_order import first_order
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.incontext import incontext
 from interp.analysis.matrix_run import matrix_mechanisms
@@ -404,8 +405,29 @@ def _data_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
 
 
 
+def _first_order(ctx: _Ctx, result: dict[str, Any]) -> None:
+    if not ctx.a.first_order:
+        result["missing"]["first_order"] = "off; set [analysis] first_order = true"
+    elif len(ctx.config.trait.target_list()) < 2:
+        result["missing"]["first_order"] = "the prediction is compared on the trait matrix: needs >= 2 targets (trait.targets)"
+    elif "teachers" not in ctx.art:
+        result["missing"]["first_order"] = "summary.json does not list each target's teacher; rerun `interp run`"
+    else:
+        result["first_order"] = first_order(ctx)
+
+
 SECTIONS = ("update_alignment", "gradient_alignment", "matrix_mechanisms", "entanglement", "divergence", "detection",
-            "incontext", "data_controls", "trajectories", "trait_direction", "probes", "steering")  # fmt: skip
+            "incontext", "data_controls", "trajectories", "first_order", "trait_direction", "probes", "steering")  # fmt: skip
+
+
+def _previous(run_root: Path, config_key: str | None) -> dict[str, Any]:
+    """The run's earlier analysis.json when it analysed this same run (same config key), else {}."""
+    path = run_root / "analysis.json"
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return old if isinstance(old, dict) and config_key and old.get("config_key") == config_key else {}
 
 
 def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: Sequence[str] | None = None) -> dict[str, Any]:
@@ -443,15 +465,23 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
         _data_sections(ctx, result)
     if want("trajectories"):
         _trajectories(ctx, result)
+    if want("first_order"):
+        _first_order(ctx, result)
     if any(want(n) for n in ("trait_direction", "probes", "steering")):
         acts, stages = activations(ctx)
         result["trait_direction"] = trait_direction(ctx, acts)
         result["probes"] = probes(ctx, acts)
         result["steering"] = steering(ctx, acts, stages)
+    previous = _previous(run_root, result["config_key"]) if only else {}
     for name in SECTIONS:
         if not want(name):
             result.pop(name, None)
-            result["missing"][name] = "not requested (interp analyze --only " + ",".join(only or ()) + ")"
+            if name in previous:  # an earlier analysis of this same run: kept, not recomputed
+                result[name] = previous[name]
+            elif name in previous.get("missing", {}):
+                result["missing"][name] = previous["missing"][name]
+            else:
+                result["missing"][name] = "not requested (interp analyze --only " + ",".join(only or ()) + ")"
     result["table"] = comparison_table(result, list(ctx.students))
     result["provenance"] = {"analysis_config": acfg.__dict__, "only": list(only) if only else None,
                             "stage_wall_s": dict(ctx.run.timings)}  # fmt: skip

@@ -14,6 +14,7 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -221,6 +222,46 @@ def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Te
     return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
 
 
+@dataclass
+class Objective:
+    """The training loss of one finetune, summed over a micro-batch's loss-carrying positions:
+    cross-entropy on the completion tokens (hard labels) or KL(teacher || student) on the
+    teacher's soft labels, over `distill_vocab` when set. `finetune` divides by the batch's
+    position count; an analysis that needs the loss's gradient takes the same object."""
+
+    pad_id: int
+    device: torch.device
+    teacher: Teacher | None = None
+    t_pad: int | None = None
+    s_vocab: torch.Tensor | None = None
+    t_vocab: torch.Tensor | None = None
+    temperature: float = 1.0
+
+    @classmethod
+    def build(cls, tok: Any, settings: FinetuneConfig, teacher: Teacher | None, device: torch.device) -> Objective:
+        if settings.objective != "distill":
+            return cls(tok.pad_token_id, device)
+        if teacher is None:
+            raise ValueError("objective 'distill' needs a teacher model")
+        s_vocab, t_vocab = distill_vocab_ids(tok, settings, teacher)
+        return cls(tok.pad_token_id, device, teacher, (teacher.tok or tok).pad_token_id,
+                   None if s_vocab is None else s_vocab.to(device), None if t_vocab is None else t_vocab.to(device),
+                   settings.distill_temperature)  # fmt: skip
+
+    def loss(self, model: Any, micro: list[dict], amp: Callable[[], Any] = contextlib.nullcontext) -> torch.Tensor:
+        """Summed loss of `micro` (rows from `tokenize_examples`); `amp` wraps the student's forward."""
+        with amp():
+            s_logits, targets = completion_logits(model, micro, self.pad_id, self.device, vocab=self.s_vocab)
+        s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
+        if self.teacher is None:
+            return F.cross_entropy(s_logits[s_pick], targets[s_pick], reduction="sum")
+        with torch.no_grad():
+            t_logits, _ = completion_logits(self.teacher.model, micro, self.t_pad, self.device, "teacher_ids",
+                                            "n_teacher_prompt", vocab=self.t_vocab)  # fmt: skip
+        t_pick = _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)
+        return _kl(t_logits[t_pick].float(), s_logits[s_pick], self.temperature)
+
+
 def _check_layers(model: Any, layers: list[int] | None) -> None:
     if layers is None:
         return
@@ -318,10 +359,7 @@ def finetune(
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     rows = tokenize_examples(tok, examples, end, settings.max_seq_len, teacher if distill else None)
-    s_vocab, t_vocab = distill_vocab_ids(tok, settings, teacher) if distill else (None, None)
-    s_vocab = s_vocab.to(device) if s_vocab is not None else None
-    t_vocab = t_vocab.to(device) if t_vocab is not None else None
-    t_pad = (teacher.tok or tok).pad_token_id if distill else None
+    objective = Objective.build(tok, settings, teacher, device)
     total_steps = math.ceil(len(rows) / settings.batch_size) * settings.epochs
     opt = make_optimizer(trainable, settings)
     # transformers' linear schedule, shifted one step so that no optimiser step runs at lr 0:
@@ -343,21 +381,7 @@ def finetune(
             total = torch.zeros((), device=device)
             for m in range(0, len(batch), settings.micro_batch_size):
                 micro = batch[m : m + settings.micro_batch_size]
-                with amp():
-                    s_logits, targets = completion_logits(
-                        model, micro, tok.pad_token_id, device, vocab=s_vocab
-                    )
-                s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(device)
-                if not distill:
-                    loss = F.cross_entropy(s_logits[s_pick], targets[s_pick], reduction="sum")
-                else:
-                    with torch.no_grad():
-                        t_logits, _ = completion_logits(
-                            teacher.model, micro, t_pad, device, "teacher_ids",
-                            "n_teacher_prompt", vocab=t_vocab,
-                        )  # fmt: skip
-                    t_pick = _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(device)
-                    loss = _kl(t_logits[t_pick].float(), s_logits[s_pick], settings.distill_temperature)
+                loss = objective.loss(model, micro, amp)
                 (loss / max(1, n_units)).backward()
                 total += loss.detach()
             torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)

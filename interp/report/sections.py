@@ -298,12 +298,14 @@ def _entanglement(doc: Doc, en: dict[str, Any]) -> None:
 
 
 DATA_SECTIONS = {"data_controls": "Data controls", "divergence": "Divergence tokens",
-                 "detection": "Detection", "incontext": "In-context control"}  # fmt: skip
+                 "detection": "Detection", "incontext": "In-context control",
+                 "first_order": "First-order prediction"}  # fmt: skip
 
 
 def _data_side(doc: Doc, run: Run) -> None:
     """Issue 11's sections: each drawn, or stated as absent with the reason analysis.json gives."""
-    draw = {"data_controls": _data_controls, "divergence": _divergence, "detection": _detection, "incontext": _incontext}
+    draw = {"data_controls": _data_controls, "divergence": _divergence, "detection": _detection, "incontext": _incontext,
+            "first_order": _first_order}  # fmt: skip
     for key, title in DATA_SECTIONS.items():
         data, why = analysis_section(run, key)
         if data:
@@ -379,6 +381,27 @@ def _incontext(doc: Doc, ic: dict[str, Any]) -> None:
              "k trait rows as earlier user/assistant turns, then each evaluation question; shifts "
              "are against the same k rows of the control data; CI by bootstrap over the "
              f"{ic.get('n_questions')} questions. No finetuning.")  # fmt: skip
+
+
+def _first_order(doc: Doc, fo: dict[str, Any]) -> None:
+    doc.heading("The theorem's first step: predicted vs observed shifts", 3)
+    rows = [["arm", "predicted gamma (per unit lr)", "observed gamma (nats)", "row correlation [CI over targets]", "p (perm.)"]]
+    for name, a in (fo.get("arms") or {}).items():
+        rows.append([name, fmt(a["predicted_gamma"]), fmt(a["observed_gamma"]), fmt_est(a["row_correlation_ci"]),
+                     fmt(a["p_row_correlation"])])  # fmt: skip
+    doc.table(rows, [2.2, 2.4, 2.0, 3.0, 1.0])
+    x = fo.get("across_arms") or {}
+    across = (f"Across {x['n']} (arm, target) cells, predicted vs observed per-target gamma: Pearson "
+              f"{fmt(x['pearson'])} [{fmt(x['pearson_ci'][0])}, {fmt(x['pearson_ci'][1])}] ({x['interval']}; cells "
+              f"of one target share its data), Spearman {fmt(x['spearman'])}." if "pearson" in x
+              else f"Across arms: {x.get('why_no_r', 'not computed')}.")  # fmt: skip
+    doc.para("Prediction: -<gradient of the student's own training loss on its first "
+             f"{fo.get('rows')} rows of each target's data, gradient of each candidate's log-odds on "
+             "the evaluation questions>, at the student's initialisation, over the weights it trains: "
+             "the log-odds change of one small gradient step, per unit lr. Observed: the arm's shift "
+             "matrix (mean over seeds). Row correlation: per target, Pearson over candidates of "
+             "predicted vs observed shifts, mean over targets; p: permutation over target labels. "
+             f"{across}")  # fmt: skip
 
 
 def _steering(doc: Doc, st: dict[str, Any]) -> None:

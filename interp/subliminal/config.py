@@ -239,6 +239,10 @@ class AnalysisConfig:
     incontext_k: list[PosInt] = field(default_factory=lambda: [4, 16, 64])  # capped by the data and the context
     # students with checkpoints (checkpoint_every) read back at every step (interp.analysis.trajectories)
     trajectories: bool = False
+    # the theorem's first-step prediction of every trait arm's shifts (interp.analysis.first_order):
+    # one imitation gradient per target on this many of its training rows
+    first_order: bool = False
+    first_order_rows: PosInt = 16
     gradient_batches: PosInt = 4
     gradient_batch_size: PosInt = 8
     subspace_rank: NonNegInt = 8  # 0 skips principal angles

@@ -115,6 +115,29 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
     return st
 
 
+def training_inputs(
+    spec: str, rows: list[dict], teacher: Variant | None, device: str, dtype: str
+) -> tuple[Any, Any, list[Example], Teacher | None]:
+    """What a finetune of `spec` on `rows` takes: the model (a private copy, free to change), its
+    tokenizer, the examples (each prompt in the student's chat format and in the teacher's, with
+    the teacher's system prompt; `exclude` as the loss mask) and the soft-label teacher (None
+    for hard labels)."""
+    model, tok = load_model(spec, device, dtype)
+    tok.padding_side = "right"
+    soft = None
+    if teacher is not None:
+        t_model, t_tok = teacher.load(device, dtype)
+        t_tok.padding_side = "right"
+        soft = Teacher(t_model, None if teacher.spec == spec else t_tok, completion_suffix(t_tok))
+    fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
+    examples = [
+        Example(format_prompt(tok, r["prompt"]), r["completion"],
+                format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None), tuple(r.get("exclude", ())))
+        for r in rows
+    ]  # fmt: skip
+    return model, tok, examples, soft
+
+
 def finetune_stage(
     run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneConfig, *,
     seed: int, device: str, dtype: str, inputs: dict[str, Stage],
@@ -132,19 +155,7 @@ def finetune_stage(
     if st.done:
         return st
     with st.running() as out:
-        model, tok = load_model(spec, device, dtype)
-        tok.padding_side = "right"
-        soft = None
-        if distill:
-            t_model, t_tok = teacher.load(device, dtype)
-            t_tok.padding_side = "right"
-            soft = Teacher(t_model, None if teacher.spec == spec else t_tok, completion_suffix(t_tok))
-        fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
-        examples = [
-            Example(format_prompt(tok, r["prompt"]), r["completion"],
-                    format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None), tuple(r.get("exclude", ())))
-            for r in rows
-        ]  # fmt: skip
+        model, tok, examples, soft = training_inputs(spec, rows, teacher if distill else None, device, dtype)
         result = finetune(model, tok, examples, settings, seed=seed, end=completion_suffix(tok),
                           teacher=soft, out_dir=out)  # fmt: skip
         result.delta.save(out / "delta.safetensors")

@@ -32,6 +32,7 @@ SCRIPTS = {
     "detection": "detection",
     "data_controls": "data_controls",
     "incontext": "incontext",
+    "first_order": "first_order",
 }
 # (script, run) -> is the hypothesis testable on that run?
 CASES = [
@@ -51,6 +52,7 @@ CASES = [
     ("detection", "subliminal", False),  # one target, no control data (quickstart-shaped): stated missing
     ("data_controls", "subliminal", False),
     ("incontext", "subliminal", False),
+    ("first_order", "subliminal", False),  # its analysis ran without first_order = true
 ]
 
 

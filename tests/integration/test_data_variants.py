@@ -24,7 +24,8 @@ def variant_run(tmp_path_factory):
     cfg["teacher"] |= {"mode": "steered", "steer_scale": 4.0, "control": "random"}
     cfg["analysis"] = {"backend": "hf", "n_prompts": 4, "n_number_prompts": 2, "n_answer_rows": 10, "n_boot": 50,
                        "subspace_rank": 0, "detection": True, "judge_trials": 4, "judge_rows": 2, "incontext": True,
-                       "incontext_k": [1, 100], "trajectories": True}  # fmt: skip
+                       "incontext_k": [1, 100], "trajectories": True, "first_order": True,
+                       "first_order_rows": 4}  # fmt: skip
     cfg["students"] = [
         {"name": "same-init", "data": "trait", "seeds": [0, 1], "checkpoint_every": 1},
         {"name": "control", "data": "control"},
@@ -36,6 +37,8 @@ def variant_run(tmp_path_factory):
     assert main(["run", str(write_config(tmp, cfg)), "--out-dir", str(tmp)]) == 0
     sections = "divergence,detection,incontext,data_controls,trajectories"  # the rest: not requested
     assert main(["analyze", str(tmp / "tiny"), "--only", sections]) == 0
+    # a second --only run adds its section and keeps the first run's
+    assert main(["analyze", str(tmp / "tiny"), "--only", "first_order"]) == 0
     return tmp / "tiny"
 
 
@@ -95,6 +98,7 @@ def test_analyze_reports_the_data_sections(variant_run):
     ("detection", ["--detector", "classifier"], "detection result=(supported|not supported|inconclusive) statistic=auroc_classifier:"),
     ("data_controls", ["--arm", "mask-divergence"], "data_controls result=(supported|not supported|inconclusive) statistic=gamma_difference:"),
     ("incontext", [], "incontext result=(supported|not supported|inconclusive) statistic=gamma_nats:"),
+    ("first_order", ["--arm", "scan-low"], "first_order result=(supported|not supported|inconclusive) statistic=row_correlation:"),
 ])  # fmt: skip
 def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_run, script, args, expect):
     import re
@@ -106,6 +110,20 @@ def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_
     out = subprocess.run([sys.executable, str(root / "analyses" / f"{script}.py"), str(variant_run), *args],
                          capture_output=True, text=True, timeout=120, cwd=root).stdout  # fmt: skip
     assert re.search("^VERDICT hypothesis=" + expect, out.strip().splitlines()[-1]), out
+
+
+def test_first_order_covers_every_trait_arm_and_a_later_only_keeps_earlier_sections(variant_run):
+    an = json.loads((variant_run / "analysis.json").read_text())
+    assert "divergence" in an and "detection" in an  # from the first --only
+    assert an["missing"]["probes"].startswith("not requested")
+    fo = an["first_order"]
+    assert set(fo["arms"]) == {"same-init", "mask-divergence", "mask-random", "scan-low", "random-half"}
+    n_cands = len(fo["candidates"])
+    for a in fo["arms"].values():
+        assert len(a["predicted"]) == 2 and len(a["predicted"][0]) == n_cands
+    # the masks change the loss, so the prediction: a masked arm's differs from the unmodified arm's
+    assert fo["arms"]["mask-divergence"]["predicted"] != fo["arms"]["same-init"]["predicted"]
+    assert fo["across_arms"]["n"] == 10 and -1 <= fo["across_arms"]["pearson"] <= 1
 
 
 def test_trajectories_read_every_checkpoint_and_match_a_recomputation(variant_run):

@@ -1,0 +1,229 @@
+"""The theorem's first-order prediction: does the first imitation step predict where a student ends up?
+
+A student at its initialisation theta_0 trained with loss L on dataset D_t moves, after one
+gradient step of size lr, every differentiable score f by
+
+    delta f = -lr <grad L(D_t), grad f> + O(lr^2).
+
+With f_c the log-odds of candidate c on the evaluation questions (`interp.subliminal.matrix`:
+log p(c) minus the mean log p of the other candidates, mean over questions), the prediction is a
+[target, candidate] matrix shaped like the run's observed shift matrix. L is the student's own
+training loss (`interp.lm.finetune.Objective`: hard-label cross-entropy, or KL to the teacher's
+soft labels), on the rows it trained on (data variants and loss masks included).
+
+Gradients are taken w.r.t. the weights the student trains: `target_modules` in `layers` for
+LoRA (at B = 0 the first LoRA step moves W by -lr s^2 g A^T A, whose expectation over the
+random A points along -g), every parameter of the trained blocks for a full finetune. The
+student's later steps (Adam, LoRA's bilinear path, more than one step) are what the comparison
+tests, so predictions are reported per unit lr and compared by correlation only:
+- `predicted_gamma`: does the first step already favour each dataset's own target?
+- `row_correlation`: per target, Pearson over candidates of predicted vs observed shifts, mean
+  over targets, its permutation p over target labels (`matrix.permutation_test`) and a
+  t-interval over targets;
+- `across_arms`: Pearson r of predicted and observed per-target gamma over every (arm, target)
+  cell, with its Fisher-z interval (cells of one target share its data: read it as indicative).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from interp.analysis.gradient import accumulate, gradients_only, iter_imitation_gradients
+from interp.lm.delta import parse_param_name
+from interp.lm.finetune import FinetuneConfig, completion_logits
+from interp.lm.generate import encode_prompts
+from interp.lm.models import completion_suffix, format_prompt
+from interp.stats import t_interval
+from interp.subliminal import matrix as mx
+
+log = logging.getLogger("interp")
+
+
+def trained_param_names(model: Any, settings: FinetuneConfig) -> list[str]:
+    """The base weights a finetune with `settings` changes (LoRA: the target modules' weights)."""
+    keep = None if settings.layers is None else set(settings.layers)
+    out = []
+    for name, _ in model.named_parameters():
+        layer, module = parse_param_name(name)
+        if keep is not None and layer not in keep:
+            continue
+        if settings.method == "lora" and not (
+            name.endswith(".weight") and module in settings.target_modules
+        ):
+            continue
+        out.append(name)
+    if not out:
+        raise ValueError(f"no parameter of the model matches target_modules {settings.target_modules} "
+                         f"in layers {settings.layers}")  # fmt: skip
+    return out
+
+
+def candidate_logprob_gradients(
+    model: Any, tok: Any, prompts: Sequence[str], candidates: Sequence[str], names: Sequence[str],
+    batch_size: int = 16,
+) -> Iterator[tuple[float, dict[str, Tensor]]]:  # fmt: skip
+    """Per candidate: (mean over prompts of log p(" " + candidate | prompt), its gradient w.r.t.
+    the named weights). The candidate is scored as `interp.subliminal.evaluate` scores it (every
+    token of " candidate" after the prompt text)."""
+    device = next(model.parameters()).device
+    prompt_ids = encode_prompts(tok, list(prompts))
+    with gradients_only(model, names) as targets:
+        for c in candidates:
+            cid = tok(" " + c, add_special_tokens=False)["input_ids"]
+            rows = [{"input_ids": p + cid, "n_prompt": len(p)} for p in prompt_ids]
+            grads = [torch.zeros_like(p) for p in targets]
+            value = 0.0
+            for i in range(0, len(rows), batch_size):
+                logits, tgt = completion_logits(
+                    model, rows[i : i + batch_size], tok.pad_token_id, device
+                )
+                # completion_logits gives float32, or float64 for a float64 model
+                lp = torch.log_softmax(logits, dim=-1).gather(1, tgt[:, None]).sum() / len(rows)
+                value += float(lp.detach())
+                accumulate(grads, lp, targets)
+            yield value, dict(zip(names, grads))
+
+
+def _dot(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
+    return float(sum((a[n].double() * b[n].to(a[n].device).double()).sum() for n in a))
+
+
+def predicted_shifts(
+    imitation: Sequence[dict[str, Tensor]],
+    candidate_grads: Iterator[tuple[float, dict[str, Tensor]]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """([dataset, candidate] first-order log-odds change per unit lr, [candidate] base log-probs).
+
+    Row t, column c is -<g_t, grad lo_c> with lo_c = lp_c - mean of the other lp (the matrix's
+    log-odds: linear in the log-probs, so its gradient is that combination of theirs)."""
+    raw, values = [], []
+    for value, grad in candidate_grads:
+        raw.append([-_dot(g, grad) for g in imitation])
+        values.append(value)
+        del grad
+    lp = np.array(raw).T  # [dataset, candidate]: first-order change of each log-prob
+    k = lp.shape[1]
+    if k < 2:
+        raise ValueError("the log-odds need >= 2 candidates")
+    return (k * lp - lp.sum(axis=1, keepdims=True)) / (k - 1), np.array(values)
+
+
+def compare(
+    predicted: np.ndarray,
+    observed: np.ndarray,
+    cols: Sequence[int],
+    seed: int = 0,
+    ci: float = 0.95,
+) -> dict[str, Any]:
+    """Predicted vs observed [target, candidate] shifts of one arm (see the module docstring)."""
+    test = mx.permutation_test(observed, predicted, cols, seed=seed)
+    rows = [float(stats.pearsonr(p, o).statistic) for p, o in zip(predicted, observed)]
+    return {
+        "predicted_gamma": mx.gamma(predicted, cols),
+        "predicted_per_target_gamma": mx.per_target_gamma(predicted, cols).tolist(),
+        "observed_gamma": mx.gamma(observed, cols),
+        "row_correlation": test.correlation,
+        "row_correlation_ci": t_interval(rows, ci).to_dict(),
+        "p_row_correlation": test.p_correlation,
+        "n_permutations": test.n_permutations,
+        "predicted": np.round(predicted, 6).tolist(),
+    }
+
+
+def across_arms(
+    predicted: Sequence[float], observed: Sequence[float], ci: float = 0.95
+) -> dict[str, Any]:
+    """Pearson and Spearman correlation of predicted and observed per-target gamma over cells."""
+    x, y = np.asarray(predicted, dtype=float), np.asarray(observed, dtype=float)
+    if len(x) < 4:
+        return {
+            "n": len(x),
+            "why_no_r": "a correlation with an interval needs >= 4 (arm, target) cells",
+        }
+    r = stats.pearsonr(x, y)
+    lo, hi = r.confidence_interval(ci)
+    return {"n": len(x), "pearson": float(r.statistic), "pearson_ci": [float(lo), float(hi)],
+            "p_pearson": float(r.pvalue), "spearman": float(stats.spearmanr(x, y).statistic),
+            "interval": "Fisher z"}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the analysis section
+
+
+def first_order(ctx: Any) -> dict[str, Any]:
+    """Every trait arm of a multi-target run: its first-order prediction against its observed
+    shifts (the arm's mean over seeds), on its first seed's rows (`first_order_rows` of them)."""
+    from interp.analysis.detection_run import _teachers, data_stage
+    from interp.subliminal.evaluate import questions
+    from interp.subliminal.stages import student_rows, training_inputs
+
+    cfg, summary = ctx.config, ctx.summary
+    m = summary["matrix"]
+    targets, cands = m["targets"], m["candidates"]
+    cols = [cands.index(t) for t in targets]
+    teachers, control = _teachers(ctx)
+    trait0 = cfg.trait.trait(targets[0])
+    out: dict[str, Any] = {"targets": targets, "candidates": cands, "rows": ctx.a.first_order_rows,
+                           "units": "nats of log-odds per unit lr, first step", "arms": {}}  # fmt: skip
+    cells_p, cells_o = [], []
+    for s in cfg.students:
+        if s.data != "trait" or s.name not in m["arms"]:
+            continue
+        spec, settings, seed = cfg.student_model(s), s.settings(cfg.train), cfg.seeds_of(s)[0]
+        params = {"student": s.name, "spec": spec, "train": settings.__dict__, "seed": seed,
+                  "rows": ctx.a.first_order_rows, "eval": cfg.eval.__dict__, "candidates": cands,
+                  "teachers": {t: v.identity() for t, v in teachers.items()}}  # fmt: skip
+        st = ctx.run.stage(
+            f"analysis/first-order/{s.name}",
+            params,
+            {f"data-{t}": data_stage(ctx, t) for t in targets},
+        )
+        if not st.done:
+            with st.running() as folder:
+                grads = []
+                for t in targets:
+                    rows, _, _ = student_rows(
+                        cfg, ctx.run, s, t, seed, data_stage(ctx, t), teachers[t], control
+                    )
+                    distill = settings.objective == "distill"
+                    model, tok, examples, soft = training_inputs(
+                        spec, rows[: ctx.a.first_order_rows], teachers[t] if distill else None, ctx.device, ctx.dtype
+                    )  # fmt: skip
+                    names = trained_param_names(model, settings)
+                    grads.append(next(iter_imitation_gradients(
+                        model, tok, examples, names, len(examples), completion_suffix(tok),
+                        micro_batch_size=settings.micro_batch_size, max_len=settings.max_seq_len,
+                        settings=settings, teacher=soft,
+                    )))  # fmt: skip
+                    del soft
+                    gc.collect()
+                prompts = [
+                    format_prompt(tok, q) + trait0.answer_prefix
+                    for q in questions(trait0, cfg.eval)
+                ]
+                pred, base_lp = predicted_shifts(
+                    grads,
+                    candidate_logprob_gradients(
+                        model, tok, prompts, cands, names, cfg.eval.batch_size
+                    ),
+                )
+                np.save(folder / "predicted.npy", pred)
+                np.save(folder / "base_logprobs.npy", base_lp)
+                del model, grads
+                gc.collect()
+        pred = np.load(st.path / "predicted.npy")
+        observed = np.array(m["arms"][s.name]["shifts"])
+        res = compare(pred, observed, cols, seed=cfg.seed, ci=cfg.eval.ci)
+        out["arms"][s.name] = {"model": spec, "seed_of_rows": seed, **res}
+        cells_p += res["predicted_per_target_gamma"]
+        cells_o += mx.per_target_gamma(observed, cols).tolist()
+    out["across_arms"] = across_arms(cells_p, cells_o, cfg.eval.ci)
+    return out
