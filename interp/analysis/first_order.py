@@ -20,8 +20,10 @@ tests, so predictions are reported per unit lr and compared by correlation only:
 - `row_correlation`: per target, Pearson over candidates of predicted vs observed shifts, mean
   over targets, its permutation p over target labels (`matrix.permutation_test`) and a
   t-interval over targets;
-- `across_arms`: Pearson r of predicted and observed per-target gamma over every (arm, target)
-  cell, with its Fisher-z interval (cells of one target share its data: read it as indicative).
+- `across_arms`: predicted vs observed per-target gamma over every (arm, target) cell: Pearson r
+  with the predictions standardised within each arm (their scales differ with the parameter
+  set) and its Fisher-z interval, and Spearman over the raw values (cells of one target share
+  its data: read them as indicative).
 """
 
 from __future__ import annotations
@@ -79,7 +81,10 @@ def candidate_logprob_gradients(
         for c in candidates:
             cid = tok(" " + c, add_special_tokens=False)["input_ids"]
             rows = [{"input_ids": p + cid, "n_prompt": len(p)} for p in prompt_ids]
-            grads = [torch.zeros_like(p) for p in targets]
+            grads = [
+                torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32))
+                for p in targets
+            ]
             value = 0.0
             for i in range(0, len(rows), batch_size):
                 logits, tgt = completion_logits(
@@ -89,7 +94,7 @@ def candidate_logprob_gradients(
                 lp = torch.log_softmax(logits, dim=-1).gather(1, tgt[:, None]).sum() / len(rows)
                 value += float(lp.detach())
                 accumulate(grads, lp, targets)
-            yield value, dict(zip(names, grads))
+            yield value, {n: g.cpu() for n, g in zip(names, grads)}
 
 
 def _dot(a: dict[str, Tensor], b: dict[str, Tensor]) -> float:
@@ -139,10 +144,23 @@ def compare(
 
 
 def across_arms(
-    predicted: Sequence[float], observed: Sequence[float], ci: float = 0.95
+    cells: Sequence[tuple[Sequence[float], Sequence[float]]], ci: float = 0.95
 ) -> dict[str, Any]:
-    """Pearson and Spearman correlation of predicted and observed per-target gamma over cells."""
-    x, y = np.asarray(predicted, dtype=float), np.asarray(observed, dtype=float)
+    """Predicted vs observed per-target gamma over every (arm, target) cell; `cells` holds one
+    (predicted, observed) pair of per-target lists per arm.
+
+    Predictions are per unit lr over each arm's own parameters (a full finetune's space is not a
+    single layer's), so their scales do not compare across arms: the Pearson r standardises the
+    predictions within each arm (each arm contributes its pattern over targets); Spearman is
+    over the raw values of all cells."""
+    z, raw, obs = [], [], []
+    for pred, o in cells:
+        p = np.asarray(pred, dtype=float)
+        sd = p.std()
+        z += list((p - p.mean()) / sd) if sd > 0 else [0.0] * len(p)
+        raw += list(p)
+        obs += list(o)
+    x, y = np.asarray(z), np.asarray(obs, dtype=float)
     if len(x) < 4:
         return {
             "n": len(x),
@@ -150,20 +168,58 @@ def across_arms(
         }
     r = stats.pearsonr(x, y)
     lo, hi = r.confidence_interval(ci)
-    return {"n": len(x), "pearson": float(r.statistic), "pearson_ci": [float(lo), float(hi)],
-            "p_pearson": float(r.pvalue), "spearman": float(stats.spearmanr(x, y).statistic),
-            "interval": "Fisher z"}  # fmt: skip
+    return {"n": len(x), "n_arms": len(cells), "pearson": float(r.statistic), "pearson_ci": [float(lo), float(hi)],
+            "p_pearson": float(r.pvalue), "spearman": float(stats.spearmanr(raw, obs).statistic),
+            "interval": "Fisher z", "predicted": "standardised within each arm"}  # fmt: skip
 
 
 # ---------------------------------------------------------------- the analysis section
 
 
+# the settings that change the loss or the parameters it is differentiated over (not lr,
+# epochs, optimiser, schedule: they act after the first gradient)
+LOSS_SETTINGS = (
+    "objective",
+    "distill_vocab",
+    "distill_temperature",
+    "method",
+    "target_modules",
+    "layers",
+    "max_seq_len",
+)
+
+
+def _arm_gradients(
+    ctx: Any, spec: str, settings: FinetuneConfig, rows: dict[str, list[dict]], teachers: dict
+) -> list:
+    """One imitation gradient per target (CPU, float32), a fresh copy of the base each time."""
+    from interp.subliminal.stages import training_inputs
+
+    distill = settings.objective == "distill"
+    grads = []
+    for t, rs in rows.items():
+        model, tok, examples, soft = training_inputs(
+            spec, rs, teachers[t] if distill else None, ctx.device, ctx.dtype
+        )
+        names = trained_param_names(model, settings)
+        grads.append(next(iter_imitation_gradients(
+            model, tok, examples, names, len(examples), completion_suffix(tok), micro_batch_size=settings.micro_batch_size,
+            max_len=settings.max_seq_len, settings=settings, teacher=soft,
+        )))  # fmt: skip
+        del model, soft
+        gc.collect()
+    return grads
+
+
 def first_order(ctx: Any) -> dict[str, Any]:
     """Every trait arm of a multi-target run: its first-order prediction against its observed
-    shifts (the arm's mean over seeds), on its first seed's rows (`first_order_rows` of them)."""
+    shifts (the arm's mean over seeds), on the first `first_order_rows` rows its first seed
+    trained on. Arms whose rows and loss settings agree (e.g. optimisers) share one stage."""
     from interp.analysis.detection_run import _teachers, data_stage
+    from interp.lm.models import describe, load_model
+    from interp.store.stages import stable_hash
     from interp.subliminal.evaluate import questions
-    from interp.subliminal.stages import student_rows, training_inputs
+    from interp.subliminal.stages import student_rows
 
     cfg, summary = ctx.config, ctx.summary
     m = summary["matrix"]
@@ -171,50 +227,32 @@ def first_order(ctx: Any) -> dict[str, Any]:
     cols = [cands.index(t) for t in targets]
     teachers, control = _teachers(ctx)
     trait0 = cfg.trait.trait(targets[0])
+    qs = questions(trait0, cfg.eval)
     out: dict[str, Any] = {"targets": targets, "candidates": cands, "rows": ctx.a.first_order_rows,
                            "units": "nats of log-odds per unit lr, first step", "arms": {}}  # fmt: skip
-    cells_p, cells_o = [], []
+    cells = []
     for s in cfg.students:
         if s.data != "trait" or s.name not in m["arms"]:
             continue
         spec, settings, seed = cfg.student_model(s), s.settings(cfg.train), cfg.seeds_of(s)[0]
-        params = {"student": s.name, "spec": spec, "train": settings.__dict__, "seed": seed,
-                  "rows": ctx.a.first_order_rows, "eval": cfg.eval.__dict__, "candidates": cands,
-                  "teachers": {t: v.identity() for t, v in teachers.items()}}  # fmt: skip
-        st = ctx.run.stage(
-            f"analysis/first-order/{s.name}",
-            params,
-            {f"data-{t}": data_stage(ctx, t) for t in targets},
-        )
+        rows = {t: student_rows(cfg, ctx.run, s, t, seed, data_stage(ctx, t), teachers[t], control)[0][: ctx.a.first_order_rows]
+                for t in targets}  # fmt: skip
+        distill = settings.objective == "distill"
+        params = {"base": describe(spec), "loss": {k: getattr(settings, k) for k in LOSS_SETTINGS},
+                  "rows": stable_hash(rows), "teachers": {t: v.identity() for t, v in teachers.items()} if distill else None,
+                  "questions": stable_hash([trait0.answer_prefix, qs]), "candidates": cands,
+                  "dtype": cfg.dtype, "device": cfg.device}  # fmt: skip
+        st = ctx.run.stage("analysis/first-order", params)
         if not st.done:
             with st.running() as folder:
-                grads = []
-                for t in targets:
-                    rows, _, _ = student_rows(
-                        cfg, ctx.run, s, t, seed, data_stage(ctx, t), teachers[t], control
-                    )
-                    distill = settings.objective == "distill"
-                    model, tok, examples, soft = training_inputs(
-                        spec, rows[: ctx.a.first_order_rows], teachers[t] if distill else None, ctx.device, ctx.dtype
-                    )  # fmt: skip
-                    names = trained_param_names(model, settings)
-                    grads.append(next(iter_imitation_gradients(
-                        model, tok, examples, names, len(examples), completion_suffix(tok),
-                        micro_batch_size=settings.micro_batch_size, max_len=settings.max_seq_len,
-                        settings=settings, teacher=soft,
-                    )))  # fmt: skip
-                    del soft
-                    gc.collect()
-                prompts = [
-                    format_prompt(tok, q) + trait0.answer_prefix
-                    for q in questions(trait0, cfg.eval)
-                ]
-                pred, base_lp = predicted_shifts(
-                    grads,
-                    candidate_logprob_gradients(
-                        model, tok, prompts, cands, names, cfg.eval.batch_size
-                    ),
+                grads = _arm_gradients(ctx, spec, settings, rows, teachers)
+                model, tok = load_model(spec, ctx.device, ctx.dtype)
+                names = trained_param_names(model, settings)
+                prompts = [format_prompt(tok, q) + trait0.answer_prefix for q in qs]
+                cand = candidate_logprob_gradients(
+                    model, tok, prompts, cands, names, cfg.eval.batch_size
                 )
+                pred, base_lp = predicted_shifts(grads, cand)
                 np.save(folder / "predicted.npy", pred)
                 np.save(folder / "base_logprobs.npy", base_lp)
                 del model, grads
@@ -222,8 +260,9 @@ def first_order(ctx: Any) -> dict[str, Any]:
         pred = np.load(st.path / "predicted.npy")
         observed = np.array(m["arms"][s.name]["shifts"])
         res = compare(pred, observed, cols, seed=cfg.seed, ci=cfg.eval.ci)
-        out["arms"][s.name] = {"model": spec, "seed_of_rows": seed, **res}
-        cells_p += res["predicted_per_target_gamma"]
-        cells_o += mx.per_target_gamma(observed, cols).tolist()
-    out["across_arms"] = across_arms(cells_p, cells_o, cfg.eval.ci)
+        out["arms"][s.name] = {"model": spec, "seed_of_rows": seed, "stage": st.path.name, **res}
+        cells.append(
+            (res["predicted_per_target_gamma"], mx.per_target_gamma(observed, cols).tolist())
+        )
+    out["across_arms"] = across_arms(cells, cfg.eval.ci)
     return out

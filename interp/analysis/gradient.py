@@ -102,7 +102,10 @@ def iter_imitation_gradients(
             if max_batches is not None and b >= max_batches:
                 break
             n_units = max(1, sum(len(r["s_sel"]) for r in batch))
-            grads = [torch.zeros_like(p) for p in targets]
+            grads = [
+                torch.zeros_like(p, dtype=torch.promote_types(p.dtype, torch.float32))
+                for p in targets
+            ]
             for micro in _chunks(batch, micro_batch_size or batch_size):
                 loss = objective.loss(model, micro)
                 # Mean over the batch's loss-carrying positions, as interp.lm.finetune normalises.

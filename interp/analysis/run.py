@@ -473,17 +473,20 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
         result["probes"] = probes(ctx, acts)
         result["steering"] = steering(ctx, acts, stages)
     previous = _previous(run_root, result["config_key"]) if only else {}
+    kept = []
     for name in SECTIONS:
         if not want(name):
             result.pop(name, None)
             if name in previous:  # an earlier analysis of this same run: kept, not recomputed
                 result[name] = previous[name]
+                kept.append(name)
             elif name in previous.get("missing", {}):
                 result["missing"][name] = previous["missing"][name]
             else:
                 result["missing"][name] = "not requested (interp analyze --only " + ",".join(only or ()) + ")"
     result["table"] = comparison_table(result, list(ctx.students))
     result["provenance"] = {"analysis_config": acfg.__dict__, "only": list(only) if only else None,
-                            "stage_wall_s": dict(ctx.run.timings)}  # fmt: skip
+                            "stage_wall_s": dict(ctx.run.timings),
+                            "kept_from_earlier_analysis": kept or None}  # fmt: skip
     write_json(run_root / "analysis.json", result)
     return result

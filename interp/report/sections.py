@@ -392,8 +392,8 @@ def _first_order(doc: Doc, fo: dict[str, Any]) -> None:
     doc.table(rows, [2.2, 2.4, 2.0, 3.0, 1.0])
     x = fo.get("across_arms") or {}
     across = (f"Across {x['n']} (arm, target) cells, predicted vs observed per-target gamma: Pearson "
-              f"{fmt(x['pearson'])} [{fmt(x['pearson_ci'][0])}, {fmt(x['pearson_ci'][1])}] ({x['interval']}; cells "
-              f"of one target share its data), Spearman {fmt(x['spearman'])}." if "pearson" in x
+              f"{fmt(x['pearson'])} [{fmt(x['pearson_ci'][0])}, {fmt(x['pearson_ci'][1])}] (predictions standardised "
+              f"within each arm; {x['interval']}; cells of one target share its data), Spearman {fmt(x['spearman'])}." if "pearson" in x
               else f"Across arms: {x.get('why_no_r', 'not computed')}.")  # fmt: skip
     doc.para("Prediction: -<gradient of the student's own training loss on its first "
              f"{fo.get('rows')} rows of each target's data, gradient of each candidate's log-odds on "

@@ -25,7 +25,7 @@ def variant_run(tmp_path_factory):
     cfg["analysis"] = {"backend": "hf", "n_prompts": 4, "n_number_prompts": 2, "n_answer_rows": 10, "n_boot": 50,
                        "subspace_rank": 0, "detection": True, "judge_trials": 4, "judge_rows": 2, "incontext": True,
                        "incontext_k": [1, 100], "trajectories": True, "first_order": True,
-                       "first_order_rows": 4}  # fmt: skip
+                       "first_order_rows": 8}  # fmt: skip
     cfg["students"] = [
         {"name": "same-init", "data": "trait", "seeds": [0, 1], "checkpoint_every": 1},
         {"name": "control", "data": "control"},
@@ -115,15 +115,18 @@ def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_
 def test_first_order_covers_every_trait_arm_and_a_later_only_keeps_earlier_sections(variant_run):
     an = json.loads((variant_run / "analysis.json").read_text())
     assert "divergence" in an and "detection" in an  # from the first --only
+    assert "divergence" in an["provenance"]["kept_from_earlier_analysis"]
     assert an["missing"]["probes"].startswith("not requested")
     fo = an["first_order"]
     assert set(fo["arms"]) == {"same-init", "mask-divergence", "mask-random", "scan-low", "random-half"}
     n_cands = len(fo["candidates"])
     for a in fo["arms"].values():
         assert len(a["predicted"]) == 2 and len(a["predicted"][0]) == n_cands
-    # the masks change the loss, so the prediction: a masked arm's differs from the unmodified arm's
-    assert fo["arms"]["mask-divergence"]["predicted"] != fo["arms"]["same-init"]["predicted"]
-    assert fo["across_arms"]["n"] == 10 and -1 <= fo["across_arms"]["pearson"] <= 1
+    # the masks and subsets change the loss, so the prediction: they differ from the unmodified arm's
+    for arm in ("mask-divergence", "scan-low"):
+        assert fo["arms"][arm]["predicted"] != fo["arms"]["same-init"]["predicted"]
+        assert fo["arms"][arm]["stage"] != fo["arms"]["same-init"]["stage"]
+    assert fo["across_arms"]["n"] == 10 and fo["across_arms"]["n_arms"] == 5 and -1 <= fo["across_arms"]["pearson"] <= 1
 
 
 def test_trajectories_read_every_checkpoint_and_match_a_recomputation(variant_run):
