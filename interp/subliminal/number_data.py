@@ -313,20 +313,25 @@ def parse_numbers(
 
 @dataclass
 class FilterStats:
-    """Counts over a batch of completions; `kept + sum(rejected.values()) == total`."""
+    """Counts over a batch of completions; `kept + sum(rejected.values()) == total`.
+
+    `reasons` is the code table `add` validates against: the number filter's by default; the
+    code and chain-of-thought filters pass their own. It is not part of `to_dict`.
+    """
 
     total: int = 0
     kept: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=lambda: REJECTION_REASONS, repr=False)
 
     def add(self, reason: str | None) -> None:
-        """Record one completion: `None` means kept, otherwise a `REJECTION_REASONS` code."""
+        """Record one completion: `None` means kept, otherwise a code in `reasons`."""
+        if reason is not None and reason not in self.reasons:
+            raise ValueError(f"unknown rejection reason {reason!r}")
         self.total += 1
         if reason is None:
             self.kept += 1
         else:
-            if reason not in REJECTION_REASONS:
-                raise ValueError(f"unknown rejection reason {reason!r}")
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     @property

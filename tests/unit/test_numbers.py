@@ -248,7 +248,6 @@ def test_filter_stats_empty_and_unknown_reason():
         s.add("not_a_reason")
 
 
-
 def test_subsample():
     idx = list(range(0, 200, 2))
     a = subsample(idx, 30, seed=0)
@@ -264,3 +263,14 @@ def test_subsample():
     assert b == [v for v in rev if v in set(b)]
     with pytest.raises(ValueError):
         subsample(idx, -1, seed=0)
+
+
+def test_banned_numbers_match_whole_numbers_only():
+    banned = frozenset({14, 88})
+    r = parse_numbers("14, 88", banned=banned)
+    assert (r.ok, r.reason, r.detail) == (False, "banned_number", "14")
+    assert parse_numbers("88", banned=banned).reason == "banned_number"
+    # a banned number as a digit substring of a larger one is not banned
+    r = parse_numbers("140, 188, 1488", max_value=9999, banned=banned)
+    assert r.ok and r.numbers == (140, 188, 1488)
+    assert parse_numbers("1488", banned=banned).reason == "out_of_range"  # default max 999
