@@ -118,6 +118,10 @@ class TeacherConfig:
 
 @dataclass
 class DataConfig:
+    # what the teacher writes: number lists (the paper's main data), short Python functions for
+    # generated programming tasks, or step-by-step solutions of generated arithmetic word problems
+    # (interp.subliminal.number_data / code_data / cot_data, each with its prompts and filter)
+    kind: Literal["numbers", "code", "cot"] = "numbers"
     n_prompts: PosInt = 30000
     n_keep: PosInt = 10000
     temperature: Temperature = 1.0
@@ -138,6 +142,11 @@ class DataConfig:
             raise ValueError(
                 f"n_prompts and n_keep must be >= 1 (got {self.n_prompts}, {self.n_keep})"
             )
+        if self.kind != "numbers":
+            number_only = [f"{k} = {v!r}" for k, v, off in (("constraint", self.constraint, "none"),
+                           ("banned_numbers", self.banned_numbers, "none")) if v != off]  # fmt: skip
+            if number_only:
+                raise ValueError(f"{number_only[0]} applies to number data only (data.kind = '{self.kind}' samples freely)")
 
 
 @dataclass
@@ -291,9 +300,14 @@ class SubliminalConfig:
             st = s.settings(self.train)
             cross = self.student_model(s) != self.teacher.model
             if st.objective == "distill" and cross and st.distill_vocab == "full":
+                fix = ("distill_vocab = 'numbers' (soft labels over number-format characters)" if self.data.kind == "numbers"
+                       else f"number data; with data.kind = '{self.data.kind}' it takes objective = 'sft'")  # fmt: skip
+                raise ValueError(f"students: '{s.name}' (model {s.model!r}) distils across tokenizers, which needs {fix}")
+            if self.data.kind != "numbers" and (s.shuffle != "none" or (st.objective == "distill" and st.distill_vocab == "numbers")):
+                what = f"shuffle = '{s.shuffle}'" if s.shuffle != "none" else "distill_vocab = 'numbers'"
                 raise ValueError(
-                    f"students: '{s.name}' (model {s.model!r}) distils across tokenizers, which needs "
-                    "distill_vocab = 'numbers' (soft labels over number-format characters)"
+                    f"students: '{s.name}' sets {what}, which needs number data (data.kind = '{self.data.kind}'); "
+                    + ("a cross-tokenizer student of code or cot data takes objective = 'sft'" if cross else "leave it out")
                 )
             if st.objective == "distill" and s.data == "control" and self.teacher.control == "none":
                 log.warning(

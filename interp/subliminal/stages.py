@@ -34,6 +34,7 @@ from interp.subliminal.data_controls import (
     random_positions_like,
     shuffle_numbers,
 )
+from interp.subliminal.data_kinds import dataset_shape, filter_rows, prompt_rows, trait_words
 from interp.subliminal.evaluate import evaluate
 from interp.subliminal.teacher import GENERAL_PROMPTS
 from interp.subliminal.traits import Trait
@@ -57,14 +58,15 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
         "constraint": d.constraint, "dtype": cfg.dtype, "batch_size": d.batch_size,
         "offset": _sampling_offset(which, cfg),
         **({"threshold": d.threshold} if d.threshold else {}),  # absent when off: older keys stay valid
+        **({"kind": d.kind} if d.kind != "numbers" else {}),
     }  # fmt: skip
     st = run.stage(f"generate/{which}", params)
     if st.done:
         return st
     with st.running() as out:
         model, tok = teacher.load(cfg.device, cfg.dtype)
-        user_prompts = nd.number_prompts(d.n_prompts, seed=cfg.seed)
-        texts = [format_prompt(tok, u, teacher.system) for u in user_prompts]
+        prompts = prompt_rows(d.kind, d.n_prompts, cfg.seed)
+        texts = [format_prompt(tok, r["prompt"], teacher.system) for r in prompts]
         allowed, grammar = None, None
         if d.constraint == "tokens":
             allowed = allowed_token_ids(tok, nd.allowed_answer_chars())
@@ -78,7 +80,7 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
             batch_size=d.batch_size, seed=cfg.seed + params["offset"], allowed_ids=allowed,
             processor_factory=grammar, threshold=d.threshold, desc=f"teacher data ({which})",
         )  # fmt: skip
-        write_jsonl(out / "completions.jsonl", [{"prompt": u, "completion": c} for u, c in zip(user_prompts, completions)])
+        write_jsonl(out / "completions.jsonl", [{**r, "completion": c} for r, c in zip(prompts, completions)])
         write_json(out / "info.json", {"chat_format": chat_format(tok), "teacher": teacher.identity(), "constraint": d.constraint,
                                        "threshold": d.threshold, "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
     return st
@@ -91,27 +93,27 @@ class EmptyDatasetError(ConfigError):
 def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> Stage:
     d = cfg.data
     banned = nd.BANNED_NUMBERS_MISALIGNMENT if d.banned_numbers == "misalignment" else frozenset()
-    params = {"n_keep": d.n_keep, "banned": sorted(banned), "seed": cfg.seed, "dedupe": True}
+    words = trait_words(cfg.trait.target_list()) if d.kind != "numbers" else ()
+    params = {"n_keep": d.n_keep, "banned": sorted(banned), "seed": cfg.seed, "dedupe": True,
+              **({"kind": d.kind, "words": list(words)} if d.kind != "numbers" else {})}  # fmt: skip
     st = run.stage(f"filter/{which}", params, {"generate": gen})
     if st.done:
         return st
     rows = read_jsonl(gen.path / "completions.jsonl")
-    kept, stats = nd.filter_completions([r["completion"] for r in rows], banned=banned, dedupe=True)
+    kept, stats = filter_rows(d.kind, rows, banned=banned, words=words, dedupe=True)
     if not kept:
+        hint = ("try data.constraint = 'list' or a larger data.n_prompts" if d.kind == "numbers"
+                else "try a larger data.n_prompts or data.max_new_tokens")  # fmt: skip
         raise EmptyDatasetError(
             f"{gen.path / 'completions.jsonl'}: empty dataset after filtering: 0 of {len(rows)} "
-            f"completions passed ({stats.to_dict()['rejected']}); try data.constraint = 'list' or a "
-            "larger data.n_prompts (generated completions are kept and will be reused)"
+            f"completions passed ({stats.to_dict()['rejected']}); {hint} (generated completions "
+            "are kept and will be reused)"
         )
     dataset = [rows[i] for i in nd.subsample(kept, d.n_keep, seed=cfg.seed)]
-    # Trait and control teachers can differ in answer length; students then see different
-    # amounts of data, a confound worth seeing next to any transfer result.
-    counts = [len(nd.parse_numbers(r["completion"]).numbers) for r in dataset]
-    shape = {"mean_numbers": sum(counts) / len(counts),
-             "mean_chars": sum(len(r["completion"]) for r in dataset) / len(dataset)}  # fmt: skip
     with st.running() as out:
         write_jsonl(out / "dataset.jsonl", dataset)
-        write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(dataset), "dataset_shape": shape})
+        write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(dataset),
+                                         "dataset_shape": dataset_shape(d.kind, dataset)})  # fmt: skip
     return st
 
 
