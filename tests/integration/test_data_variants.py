@@ -157,3 +157,19 @@ def test_trajectories_read_every_checkpoint_and_match_a_recomputation(variant_ru
     v_t = acts(Variant("tiny-llama", system=owl.system_prompt)).mean(0) - base.mean(0)
     again = vector_cosines(acts(Variant("tiny-llama", delta_path=cks[0][1])), base, v_t)
     assert again["mean"] == pytest.approx(tr["same-init"]["steps"][1]["vector_cos"]["mean"], abs=1e-5)
+
+
+def test_the_report_shows_the_first_order_prediction_per_arm(variant_run, tmp_path):
+    import re
+
+    from pypdf import PdfReader
+
+    from interp.fmt import fmt
+    from interp.report.build import build_report
+
+    build_report([variant_run], tmp_path / "v.pdf")
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(str(tmp_path / "v.pdf")).pages))
+    assert "The theorem's first step: predicted vs observed shifts" in text
+    fo = json.loads((variant_run / "analysis.json").read_text())["first_order"]
+    for name, arm in fo["arms"].items():
+        assert f"{name} {fmt(arm['predicted_gamma'])} {fmt(arm['observed_gamma'])}" in text, name
