@@ -259,7 +259,7 @@ def _matrix_mechanisms(doc: Doc, mm: dict[str, Any]) -> None:
         d, pr = a.get("direction") or {}, a.get("probe") or {}
         rows.append([name, a.get("model"), fmt_est(d.get("gamma_ci")), fmt(d.get("p")),
                      fmt_est(pr.get("gamma_ci")), fmt(pr.get("p")), fmt_est(a.get("same_init_minus_control"))])  # fmt: skip
-    doc.table(rows, [1.6, 1.6, 2.2, 0.8, 2.0, 0.8, 2.0])
+    doc.table(rows, [1.5, 1.5, 2.1, 1.1, 1.9, 1.1, 1.8])  # p columns fit "0.008333" on one line
     doc.para(f"Activations (resid_post, backend {mm.get('backend')}) averaged over the answer tokens "
              f"of {mm.get('n_rows')} held-out number rows with random answers that no model wrote: "
              "the positions soft-label students were taught at, without any system prompt in the "
