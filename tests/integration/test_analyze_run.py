@@ -15,7 +15,7 @@ ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_b
             "gradient_batch_size": 2, "n_boot": 100, "backend": "nnsight",
             "entanglement": True, "entangle_prompts": 2, "entangle_top_k": 2,
             "detection": True, "judge_trials": 4, "judge_rows": 2, "incontext": True, "incontext_k": [1],
-            "trajectories": True}  # fmt: skip
+            "trajectories": True, "first_order": True}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,9 @@ def finetuned_run(tmp_path_factory):
 
 def test_every_section_with_cis(finetuned_run):
     res = json.loads((finetuned_run / "analysis.json").read_text())
-    # every section (one target: no controls table)
-    assert set(res["missing"]) == {"data_controls"} and res["teacher_mode"] == "finetuned"
+    # every section (one target: no controls table, no first-order comparison on the matrix)
+    assert set(res["missing"]) == {"data_controls", "first_order"} and res["teacher_mode"] == "finetuned"
+    assert "needs >= 2 targets" in res["missing"]["first_order"]
     g = res["detection"]["scan_gradient"]  # a teacher delta: each row's imitation gradient against it
     n_rows = len((finetuned_run / json.loads((finetuned_run / "summary.json").read_text())["artifacts"]["data"]["trait"]
                   / "dataset.jsonl").read_text().splitlines())  # fmt: skip

@@ -58,7 +58,7 @@ def test_quickstart_produces_summary_analysis_and_pdf(quickstart_run):
     a = json.loads((run / "analysis.json").read_text())
     # every section but the opt-in ones (off in the quickstart: they add minutes) and the
     # controls table, which needs >= 2 targets; each stated with its reason
-    opt_in = {"entanglement", "divergence", "detection", "incontext", "trajectories"}
+    opt_in = {"entanglement", "divergence", "detection", "incontext", "trajectories", "first_order"}
     assert set(a["missing"]) == opt_in | {"data_controls"}, a["missing"]
     assert all(a["missing"][k].startswith("off; set [analysis]") for k in opt_in)
     assert {r["metric"] for r in a["table"]} >= {"update cos(dS, dT), mean over seeds", "share of dS in span(dT) (chance)"}
@@ -78,5 +78,5 @@ def test_every_hypothesis_script_on_the_quickstart_run(quickstart_run, script):
     assert m["id"] == SCRIPTS[script]
     # the MLP script cannot test a subliminal run, nor the transmission script a one-target
     # run (it needs a trait x student matrix); the others can
-    opt_in = {"entanglement", "detection", "data_controls", "incontext"}  # sections off in the quickstart
+    opt_in = {"entanglement", "detection", "data_controls", "incontext", "first_order"}  # sections off in the quickstart
     assert (m["result"] == "not testable") == (script in {"mlp_theorem", "transmission"} | opt_in), out
