@@ -26,7 +26,7 @@ import tokenize
 import warnings
 from collections.abc import Iterable, Sequence
 
-from interp.subliminal.number_data import FilterStats
+from interp.subliminal.number_data import FilterStats, dedupe_key, run_filter
 from interp.subliminal.traits import Trait, plural_of
 
 # Prompt templates
@@ -258,10 +258,6 @@ def check_code(text: str, trait_words: Sequence[str]) -> tuple[str | None, str]:
     return None, ""
 
 
-def _dedupe_key(code: str) -> str:
-    return " ".join(code.split())
-
-
 def filter_code(
     completions: list[str], trait_words: Sequence[str], *, dedupe: bool = False
 ) -> tuple[list[int], FilterStats]:
@@ -270,17 +266,5 @@ def filter_code(
     With `dedupe`, a passing completion whose extracted, whitespace-collapsed code equals an
     earlier passing one is rejected as "duplicate".
     """
-    stats = FilterStats(reasons=CODE_REJECTION_REASONS)
-    seen: set[str] = set()
-    kept: list[int] = []
-    for i, text in enumerate(completions):
-        reason, _ = check_code(text, trait_words)
-        if reason is None and dedupe:
-            key = _dedupe_key(extract_code(text))
-            if key in seen:
-                reason = "duplicate"
-            seen.add(key)
-        stats.add(reason)
-        if reason is None:
-            kept.append(i)
-    return kept, stats
+    return run_filter(completions, lambda _, text: check_code(text, trait_words)[0], CODE_REJECTION_REASONS,
+                      dedupe=dedupe, key=lambda text: dedupe_key(extract_code(text)))  # fmt: skip

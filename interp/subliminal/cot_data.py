@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from interp.subliminal.number_data import FilterStats
+from interp.subliminal.number_data import FilterStats, run_filter
 
 
 @dataclass(frozen=True)
@@ -282,17 +282,5 @@ def filter_cot(
     """
     if len(completions) != len(problems):
         raise ValueError(f"{len(completions)} completions but {len(problems)} problems")
-    stats = FilterStats(reasons=COT_REJECTION_REASONS)
-    seen: set[str] = set()
-    kept: list[int] = []
-    for i, (text, problem) in enumerate(zip(completions, problems)):
-        reason = check_cot(text, problem, trait_words)
-        if reason is None and dedupe:
-            key = " ".join(text.split())
-            if key in seen:
-                reason = "duplicate"
-            seen.add(key)
-        stats.add(reason)
-        if reason is None:
-            kept.append(i)
-    return kept, stats
+    return run_filter(completions, lambda i, text: check_cot(text, problems[i], trait_words), COT_REJECTION_REASONS,
+                      dedupe=dedupe)  # fmt: skip

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 # Prompt templates. Original wording; the part counts (25/9/9/10/15/19) mirror the protocol.
@@ -348,8 +349,36 @@ class FilterStats:
         }
 
 
-def _dedupe_key(text: str) -> str:
+def dedupe_key(text: str) -> str:
+    """Whitespace-collapsed text: what "duplicate" compares."""
     return " ".join(text.split())
+
+
+def run_filter(
+    completions: Sequence[str],
+    check: Callable[[int, str], str | None],
+    reasons: dict[str, str],
+    *,
+    dedupe: bool = False,
+    key: Callable[[str], str] = dedupe_key,
+) -> tuple[list[int], FilterStats]:
+    """Indices (in order) of the completions `check(i, text)` passes (None), plus counts under
+    the filter's code table `reasons`. With `dedupe`, a passing completion whose `key` equals
+    an earlier passing one's is rejected as "duplicate". Every data kind's filter is this loop."""
+    stats = FilterStats(reasons=reasons)
+    seen: set[str] = set()
+    kept: list[int] = []
+    for i, text in enumerate(completions):
+        reason = check(i, text)
+        if reason is None and dedupe:
+            k = key(text)
+            if k in seen:
+                reason = "duplicate"
+            seen.add(k)
+        stats.add(reason)
+        if reason is None:
+            kept.append(i)
+    return kept, stats
 
 
 def filter_completions(
@@ -366,21 +395,11 @@ def filter_completions(
     passing one is rejected as "duplicate". Identical texts always get the same parse result,
     so deduplicating only among passing completions loses nothing.
     """
-    stats = FilterStats()
-    seen: set[str] = set()
-    kept: list[int] = []
-    for i, text in enumerate(completions):
-        result = parse_numbers(text, max_count=max_count, max_value=max_value, banned=banned)
-        reason = result.reason
-        if result.ok and dedupe:
-            key = _dedupe_key(text)
-            if key in seen:
-                reason = "duplicate"
-            seen.add(key)
-        stats.add(reason)
-        if reason is None:
-            kept.append(i)
-    return kept, stats
+
+    def check(_: int, text: str) -> str | None:
+        return parse_numbers(text, max_count=max_count, max_value=max_value, banned=banned).reason
+
+    return run_filter(completions, check, REJECTION_REASONS, dedupe=dedupe)
 
 
 def subsample(indices: list[int], n: int, seed: int) -> list[int]:
