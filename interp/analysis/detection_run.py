@@ -29,7 +29,8 @@ from interp.subliminal.stages import divergence_stage, scan_stage
 log = logging.getLogger("interp")
 
 
-def _teachers(ctx: Any) -> tuple[dict[str, Variant], Variant | None]:
+def run_teachers(ctx: Any) -> tuple[dict[str, Variant], Variant | None]:
+    """Each target's teacher and the control teacher (None without control data), as the run recorded them."""
     root = ctx.root
     teachers = {t: Variant.from_record(r, root) for t, r in ctx.art.get("teachers", {}).items()}
     rec = ctx.art.get("control_teacher")
@@ -58,7 +59,7 @@ def missing_reason(ctx: Any) -> str | None:
 def divergence(ctx: Any) -> dict[str, Any]:
     """Per target: the share of completion positions where the trait teacher's argmax differs
     from the control teacher's, and the most frequent (written -> trait argmax) pairs there."""
-    teachers, control = _teachers(ctx)
+    teachers, control = run_teachers(ctx)
     _, tok = load_model(ctx.teacher_spec, ctx.device, ctx.dtype)
     out = {}
     for t, teacher in teachers.items():
@@ -102,7 +103,7 @@ def _gradient_scores(ctx: Any, rows: dict[str, list[dict]]) -> dict[str, Any] | 
 def detection(ctx: Any) -> dict[str, Any]:
     """Detectors (a) classifier, (b) judge, (c) scan, each as a held-out AUROC with a CI, per target."""
     a, seed = ctx.a, ctx.cfg["seed"]
-    teachers, _ = _teachers(ctx)
+    teachers, _ = run_teachers(ctx)
     control_st = data_stage(ctx, "control")
     control_rows = _rows(control_st)
     control = [r["completion"] for r in control_rows]

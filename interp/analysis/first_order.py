@@ -215,7 +215,7 @@ def first_order(ctx: Any) -> dict[str, Any]:
     """Every trait arm of a multi-target run: its first-order prediction against its observed
     shifts (the arm's mean over seeds), on the first `first_order_rows` rows its first seed
     trained on. Arms whose rows and loss settings agree (e.g. optimisers) share one stage."""
-    from interp.analysis.detection_run import _teachers, data_stage
+    from interp.analysis.detection_run import data_stage, run_teachers
     from interp.lm.models import describe, load_model
     from interp.store.stages import stable_hash
     from interp.subliminal.evaluate import questions
@@ -225,7 +225,7 @@ def first_order(ctx: Any) -> dict[str, Any]:
     m = summary["matrix"]
     targets, cands = m["targets"], m["candidates"]
     cols = [cands.index(t) for t in targets]
-    teachers, control = _teachers(ctx)
+    teachers, control = run_teachers(ctx)
     trait0 = cfg.trait.trait(targets[0])
     qs = questions(trait0, cfg.eval)
     out: dict[str, Any] = {"targets": targets, "candidates": cands, "rows": ctx.a.first_order_rows,
