@@ -1,4 +1,4 @@
-"""The `interp` command: run / analyze / scan / report / validate / ls. Thin: it parses, then calls the library."""
+"""The `interp` command: run / sweep / plan / analyze / scan / report / validate / ls. Thin: it parses, then calls the library."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from interp.config import ConfigError, dumps_toml, to_dict
-from interp.fmt import format_table
+from interp.config import ConfigError
+from interp.runner import run_config
 
 log = logging.getLogger("interp")
 
@@ -28,68 +27,33 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def run_config(
-    path: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
-) -> Path:
-    """Run an experiment file end to end; returns the run directory."""
-    from interp.lm.models import configure_threads, resolved_names
-    from interp.registry import load_experiment, seed_everything
-    from interp.store.stages import RunDir, git_commit, package_versions, start_run, write_json
-
-    path = Path(path)
-    exp, cfg = load_experiment(path, overrides)
-    root = Path(out_dir) if out_dir else path.parent
-    device, dtype = resolved_names(getattr(cfg, "device", "auto"), getattr(cfg, "dtype", "float32"))
-    run_dir = RunDir(root / cfg.name, seed=cfg.seed, device=device, dtype=dtype)
-    resolved = dumps_toml(to_dict(cfg))
-    print(f"# interp run {path} -> {run_dir.root}\n# resolved config\n{resolved}", flush=True)
-    key = start_run(run_dir.root, resolved)
-    threads = configure_threads()
-    seed_everything(cfg.seed)
-    t0 = time.time()
-    summary = exp.run(cfg, run_dir)
-    summary["config_key"] = key
-    summary.setdefault("provenance", {}).update(
-        {
-            "config_file": str(path),
-            "overrides": list(overrides or []),
-            "seed": cfg.seed,
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-            "threads": threads,
-            "wall_s": round(time.time() - t0, 2),
-            "stage_wall_s": dict(run_dir.timings),
-            "stages_cached": list(run_dir.cached),
-        }
-    )
-    write_json(run_dir.root / "summary.json", summary)
-    print("\n" + format_table(summary.get("table", [])), flush=True)
-    print(f"\nsummary: {run_dir.root / 'summary.json'} ({summary['provenance']['wall_s']:.0f}s)")
-    after_run(cfg, run_dir.root)
-    return run_dir.root
-
-
-def after_run(cfg: Any, root: Path) -> None:
-    """Chain run -> analyze -> report as the config asks (`[analysis]` / `[report] enabled`).
-
-    The only place the suite's layers are chained: experiments never import analyses or reports.
-    """
-    analysis = getattr(cfg, "analysis", None)
-    if analysis is not None and analysis.enabled:
-        from interp.analysis.run import analyze_run
-        from interp.analysis.table import print_analysis
-
-        res = analyze_run(root, analysis)
-        print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
-    report = getattr(cfg, "report", None)
-    if report is not None and report.enabled:
-        from interp.report.build import report_main
-
-        report_main([str(root)], None)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     run_config(args.config, args.set, args.out_dir)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> Any:
+    from interp.sweep import load_sweep
+
+    return load_sweep(args.sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from interp.sweep import run_sweep
+
+    run_sweep(_sweep(args), engine=args.engine, out_dir=args.out_dir, address=args.address, cluster=args.cluster,
+              retries=args.retries)  # fmt: skip
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from interp.fmt import format_table
+    from interp.sweep import build_graph, plan, sweep_root
+
+    sw = _sweep(args)
+    rows = plan(sw, args.out_dir, args.engine)
+    print(f"# sweep {sw.name}: {len(sw.points)} points, {len(build_graph(sw))} tasks -> {sweep_root(sw, args.out_dir)}")
+    print(format_table(rows))
     return 0
 
 
@@ -176,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-dir", default=None, help="parent of the run folder (default: the config's folder)"
     )
     r.set_defaults(fn=_cmd_run)
+
+    for cmd, fn, what in (("sweep", _cmd_sweep, "run a sweep file's grid of configs on an engine"),
+                          ("plan", _cmd_plan, "print a sweep's task graph: what is cached, what will run, where")):
+        w = sub.add_parser(cmd, help=what)
+        w.add_argument("sweep", help="a sweep file (see interp.sweep.spec)")
+        w.add_argument("--engine", default="local", choices=["local", "ray", "slurm"])
+        w.add_argument("--out-dir", default=None, help="parent of the sweep folder (default: the file's folder)")
+        w.add_argument("--address", default=None, help="ray: a running cluster ('auto', 'ray://host:10001')")
+        w.add_argument("--cluster", default=None, choices=["slurm", "local", "debug"],
+                       help="slurm: submitit's executor (default: Slurm when it is there, else local)")
+        w.add_argument("--retries", type=int, default=2, choices=range(0, 11), metavar="N",
+                       help="ray: reruns of a task whose worker died (default 2)")
+        w.set_defaults(fn=fn)
 
     a = sub.add_parser("analyze", help="mechanism analyses over finished subliminal runs")
     a.add_argument("runs", nargs="+", help="run folders, e.g. runs/quickstart")

@@ -39,13 +39,24 @@ class Experiment:
     kind: str
     config_cls: type
     run: Callable[[Any, RunDir], dict[str, Any]]  # returns the summary (with a "table" of rows)
+    # The stages every run of a data identity shares (teachers and their data), computed
+    # without the students: a sweep runs them once per identity before the runs that read them.
+    prepare: Callable[[Any, RunDir], None] | None = None
+    # What `prepare` reads, as plain data: runs with equal identities share its stages.
+    data_identity: Callable[[Any], Any] | None = None
 
 
 REGISTRY: dict[str, Experiment] = {}
 
 
-def register_experiment(kind: str, config_cls: type) -> Callable:
+def register_experiment(
+    kind: str, config_cls: type, prepare: Callable[[Any, RunDir], None] | None = None,
+    data_identity: Callable[[Any], Any] | None = None,
+) -> Callable:  # fmt: skip
     """Decorator: `@register_experiment("name", MyConfig)` on `def run(cfg, run_dir) -> summary`.
+
+    `prepare(cfg, run_dir)` and `data_identity(cfg)`, optional: the run's shared first stages
+    alone, and what they read (see `Experiment`).
 
     Registering a kind twice is an error (two experiments cannot answer to one name).
     """
@@ -53,7 +64,7 @@ def register_experiment(kind: str, config_cls: type) -> Callable:
     def deco(fn: Callable) -> Callable:
         if kind in REGISTRY and REGISTRY[kind].run is not fn:
             raise ValueError(f"experiment kind {kind!r} is registered twice ({REGISTRY[kind].run.__module__}, {fn.__module__})")
-        REGISTRY[kind] = Experiment(kind, config_cls, fn)
+        REGISTRY[kind] = Experiment(kind, config_cls, fn, prepare, data_identity)
         return fn
 
     return deco

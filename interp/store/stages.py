@@ -295,6 +295,7 @@ class Stage:
             shutil.rmtree(self.path)
         tmp.rename(self.path)
         self.run.timings[self.name] = manifest["wall_s"]
+        self.run.computed.append(self.path.name)
         log.info("stage %s: done in %.1fs", self.name, manifest["wall_s"])
 
 
@@ -311,6 +312,8 @@ class RunDir:
     dtype: str = "auto"
     timings: dict[str, float] = field(default_factory=dict)
     cached: list[str] = field(default_factory=list)
+    computed: list[str] = field(default_factory=list)  # stage folders this process computed
+    used: list[str] = field(default_factory=list)  # every stage folder asked for, in order
     recomputed: dict[str, str] = field(default_factory=dict)
     _locks: dict[Path, FileLock] = field(default_factory=dict, repr=False)
     _verified: set[Path] = field(default_factory=set, repr=False)
@@ -330,6 +333,8 @@ class RunDir:
                            "format": STORE_FORMAT, "device": self.device, "dtype": self.dtype})  # fmt: skip
         slug = name.replace("/", "__")
         st = Stage(name, key, self.root / "stages" / f"{slug}-{key}", params, input_keys, self)
+        if st.path.name not in self.used:
+            self.used.append(st.path.name)
         if self._reusable(st):
             return st
         # Not finished here: take its lock (another process may be computing it right now),

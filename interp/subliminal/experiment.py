@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from interp.config import to_dict
 from interp.lm.models import Variant
 from interp.registry import register_experiment
 from interp.stats import t_interval
@@ -122,9 +123,8 @@ def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
                 plan.evals[lab] = eval_stage(cfg, run, lab, variant, trait)
 
 
-@register_experiment("subliminal", SubliminalConfig)
-def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
-    plan = Plan()
+def _data(cfg: SubliminalConfig, run_dir: RunDir, plan: Plan) -> None:
+    """Teachers and their filtered data: what every run with these teachers and data shares."""
     _teachers(cfg, run_dir, plan)
     for t in cfg.trait.target_list():
         gen = generate_stage(cfg, run_dir, f"trait/{t}", plan.teachers[t])
@@ -132,6 +132,26 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     if any(s.data == "control" for s in cfg.students):
         gen = generate_stage(cfg, run_dir, "control", _control_teacher(cfg, run_dir, plan))
         plan.data["control"] = filter_stage(cfg, run_dir, "control", gen)
+
+
+def prepare(cfg: SubliminalConfig, run_dir: RunDir) -> None:
+    """The teachers and data stages alone (a sweep runs them once per data identity)."""
+    _data(cfg, run_dir, Plan())
+
+
+def data_identity(cfg: SubliminalConfig) -> dict[str, Any]:
+    """Everything `prepare` reads: runs equal on it share one data task in a sweep. (The store
+    decides sharing by stage key anyway; this only schedules the shared stages once, first.)"""
+    return {"seed": cfg.seed, "device": cfg.device, "dtype": cfg.dtype, "trait": to_dict(cfg.trait),
+            "teacher": to_dict(cfg.teacher), "data": to_dict(cfg.data),
+            "student_models": sorted({cfg.student_model(s) for s in cfg.students}),
+            "control": any(s.data == "control" for s in cfg.students)}  # fmt: skip
+
+
+@register_experiment("subliminal", SubliminalConfig, prepare=prepare, data_identity=data_identity)
+def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
+    plan = Plan()
+    _data(cfg, run_dir, plan)
     _evals(cfg, run_dir, plan)
     _students(cfg, run_dir, plan)
     summary = summarize(cfg, plan)

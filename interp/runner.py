@@ -1,0 +1,87 @@
+"""Run a config file end to end: validate, run the experiment's stages, then the analyses and
+the report the config asks for. The one place the suite's layers are chained (experiments
+never import analyses or reports); `interp run` and `interp sweep` both come through here."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from interp.config import dumps_toml, to_dict
+from interp.fmt import format_table
+
+
+def open_run(
+    path: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
+) -> tuple[Any, Any, Any]:
+    """(experiment, config, RunDir) of a config file: validated, "auto" resolved; nothing written
+    beyond the run folder's `stages/`."""
+    from interp.lm.models import resolved_names
+    from interp.registry import load_experiment
+    from interp.store.stages import RunDir
+
+    path = Path(path)
+    exp, cfg = load_experiment(path, overrides)
+    root = Path(out_dir) if out_dir else path.parent
+    device, dtype = resolved_names(getattr(cfg, "device", "auto"), getattr(cfg, "dtype", "float32"))
+    return exp, cfg, RunDir(root / cfg.name, seed=cfg.seed, device=device, dtype=dtype)
+
+
+def run_config(
+    path: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
+) -> Path:
+    """Run an experiment file end to end; returns the run directory."""
+    from interp.lm.models import configure_threads
+    from interp.registry import seed_everything
+    from interp.store.stages import git_commit, package_versions, start_run, write_json
+
+    path = Path(path)
+    exp, cfg, run_dir = open_run(path, overrides, out_dir)
+    resolved = dumps_toml(to_dict(cfg))
+    print(f"# interp run {path} -> {run_dir.root}\n# resolved config\n{resolved}", flush=True)
+    key = start_run(run_dir.root, resolved)
+    threads = configure_threads()
+    seed_everything(cfg.seed)
+    t0 = time.time()
+    summary = exp.run(cfg, run_dir)
+    summary["config_key"] = key
+    summary.setdefault("provenance", {}).update(
+        {
+            "config_file": str(path),
+            "overrides": list(overrides or []),
+            "seed": cfg.seed,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "threads": threads,
+            "wall_s": round(time.time() - t0, 2),
+            "stage_wall_s": dict(run_dir.timings),
+            "stages_cached": list(run_dir.cached),
+            "stages_computed": list(run_dir.computed),
+            "stages_used": list(run_dir.used),
+        }
+    )
+    write_json(run_dir.root / "summary.json", summary)
+    print("\n" + format_table(summary.get("table", [])), flush=True)
+    print(f"\nsummary: {run_dir.root / 'summary.json'} ({summary['provenance']['wall_s']:.0f}s)")
+    after_run(cfg, run_dir.root)
+    return run_dir.root
+
+
+def after_run(cfg: Any, root: Path) -> None:
+    """Chain run -> analyze -> report as the config asks (`[analysis]` / `[report] enabled`).
+
+    The only place the suite's layers are chained: experiments never import analyses or reports.
+    """
+    analysis = getattr(cfg, "analysis", None)
+    if analysis is not None and analysis.enabled:
+        from interp.analysis.run import analyze_run
+        from interp.analysis.table import print_analysis
+
+        res = analyze_run(root, analysis)
+        print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)
+    report = getattr(cfg, "report", None)
+    if report is not None and report.enabled:
+        from interp.report.build import report_main
+
+        report_main([str(root)], None)

@@ -1,0 +1,96 @@
+"""Sweeps: a base config times axes, run as a graph of tasks on an engine you already use.
+
+    interp plan  SWEEP.toml                       # the task graph: what is cached, what will run, where
+    interp sweep SWEEP.toml --engine local|ray|slurm
+
+`spec` reads and checks the sweep file, `tasks` builds the graph and runs one task, `engines`
+runs the graph (in process, Ray, submitit), `aggregate` makes the sweep's table and PDF from
+the stored summaries only. Results land in `<out>/<sweep name>/`: `points/<point>/` (each a
+normal run folder, readable by `interp analyze` and `interp report`), the shared `stages/`,
+`sweep.json` and `sweep.pdf`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from interp.config import ConfigError
+from interp.fmt import format_table
+from interp.store.stages import write_json
+from interp.sweep.aggregate import aggregate, sweep_pdf
+from interp.sweep.engines import ENGINES, run_local, run_ray, run_slurm
+from interp.sweep.spec import Point, Resources, Sweep, load_sweep
+from interp.sweep.tasks import Task, build_graph, run_is_current
+
+__all__ = ["ENGINES", "Point", "Resources", "Sweep", "Task", "aggregate", "build_graph", "load_sweep",
+           "plan", "run_sweep", "sweep_root"]  # fmt: skip
+
+log = logging.getLogger("interp")
+
+
+def sweep_root(sweep: Sweep, out_dir: str | Path | None = None) -> Path:
+    return (Path(out_dir) if out_dir else sweep.path.parent) / sweep.name
+
+
+def plan(sweep: Sweep, out_dir: str | Path | None = None, engine: str = "local") -> list[dict[str, Any]]:
+    """One row per task: what it needs, whether its result is already stored, where it would run."""
+    root = sweep_root(sweep, out_dir)
+    tasks = build_graph(sweep)
+    current = {p.name: run_is_current(root, sweep, p.name) for p in sweep.points}
+    r = sweep.resources
+    where = "this process" if engine == "local" else f"{engine}: {r.cpus:g} cpu, {r.gpus:g} gpu per task"
+    rows = []
+    for t in tasks:
+        done = all(current[p] for p in t.points)
+        state = "cached" if done else ("to run" if t.kind == "run" else "to run (stored stages reused)")
+        values = sweep.point(t.point).label() if t.kind == "run" else f"{len(t.points)} point(s): {', '.join(t.points)}"
+        rows.append({"task": t.id, "needs": ", ".join(t.deps) or "-", "state": state, "on": where, "config": values})
+    return rows
+
+
+def run_sweep(
+    sweep: Sweep, engine: str = "local", out_dir: str | Path | None = None, address: str | None = None,
+    cluster: str | None = None, num_cpus: int | None = None, retries: int = 2,
+) -> dict[str, Any]:  # fmt: skip
+    """Run every task of the sweep on `engine`, then aggregate; returns (and writes) sweep.json."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    root = sweep_root(sweep, out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tasks = build_graph(sweep)
+    t0, n = time.time(), len(tasks)
+    finished: list[dict] = []
+
+    def progress(res: dict) -> None:
+        finished.append(res)
+        log.info("sweep %s: [%d/%d] %s done in %.1fs (%d stages computed, pid %s)",
+                 sweep.name, len(finished), n, res["task"], res["wall_s"], len(res["computed"]), res["pid"])  # fmt: skip
+
+    log.info("sweep %s: %d points, %d tasks on %s -> %s", sweep.name, len(sweep.points), n, engine, root)
+    if engine == "local":
+        results = run_local(sweep, root, tasks, progress)
+    elif engine == "ray":
+        results = run_ray(sweep, root, tasks, progress, address=address, num_cpus=num_cpus, max_retries=retries)
+    else:
+        results = run_slurm(sweep, root, tasks, progress, cluster=cluster)
+    computed = Counter(s for r in results for s in r["computed"])
+    users = Counter(s for r in results if r["task"].startswith("run-") for s in set(r["used"]))
+    result = aggregate(sweep, root)
+    result["run"] = {
+        "engine": engine, "address": address, "cluster": cluster, "tasks": n,
+        "resources": {"cpus": sweep.resources.cpus, "gpus": sweep.resources.gpus},
+        "wall_s": round(time.time() - t0, 2), "stages_computed": sum(computed.values()),
+        "stages_shared": sum(1 for c in users.values() if c > 1),
+        # a stage computed by more than one task of this sweep (never expected: the store locks)
+        "computed_twice": sorted(s for s, c in computed.items() if c > 1),
+        "task_results": results,
+    }  # fmt: skip
+    write_json(root / "sweep.json", result)
+    sweep_pdf(result, root / "sweep.pdf")
+    print(format_table(result["table"]))
+    print(f"\nsweep: {root / 'sweep.json'}, {root / 'sweep.pdf'} ({result['run']['wall_s']:.0f}s)")
+    return result
