@@ -9,7 +9,11 @@ back at each checkpoint, from step 0 (the base) to the end:
   token of general prompts (no system prompt, never the evaluation questions), and its cosine
   with the teacher's trait vector v_T(layer) = prompted - plain base on the same prompts (the
   emergence measure of the steering-vector account); the mean over layers, fixed in advance;
-- update cosine with the teacher's update, where the run has a teacher delta.
+- update cosine with the teacher's update, where the run has a teacher delta;
+- gamma over the run's targets at each step, where the entry saved checkpoints for every
+  target (its first seed): each target's student scored on every candidate, its shift from the
+  base, gamma with its exact permutation p over target labels and a t-interval over targets
+  (the final step is the run's own gamma for that seed).
 Pure helpers here; `trajectories` is the driver over a run's artifacts.
 """
 
@@ -28,7 +32,9 @@ from interp.analysis.directions import layer_cosines, mean_difference
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, format_prompt
 from interp.lm.record import residual_stream
+from interp.stats import t_interval
 from interp.store.stages import read_json, write_json
+from interp.subliminal import matrix as mx
 from interp.subliminal.evaluate import logprob_score
 from interp.subliminal.teacher import GENERAL_PROMPTS
 
@@ -59,10 +65,48 @@ def _student_dirs(ctx: Any) -> dict[str, Path]:
     """Each student entry's primary-target, first-seed stage folder, for those with checkpoints."""
     out = {}
     for name, seeds in ctx.art["students"].items():
-        d = ctx.path(seeds[sorted(seeds, key=int)[0]])
+        d = _first_seed_dir(ctx, seeds)
         if (d / "checkpoints").is_dir():
             out[name] = d
     return out
+
+
+def _first_seed_dir(ctx: Any, seeds: dict[str, str]) -> Path:
+    return ctx.path(seeds[sorted(seeds, key=int)[0]])
+
+
+def gamma_steps(ctx: Any, name: str, spec: str) -> list[dict[str, Any]] | None:
+    """gamma over the run's targets at each saved step of entry `name` (see the module doc);
+    None when the run has < 2 targets or a target's student saved no checkpoints."""
+    m = ctx.summary.get("matrix") or {}
+    targets, cands = m.get("targets", []), m.get("candidates", [])
+    by_t = ctx.art.get("students_by_target", {}).get(name, {})
+    if len(targets) < 2 or any(t not in by_t for t in targets):
+        return None
+    dirs = {t: _first_seed_dir(ctx, by_t[t]) for t in targets}
+    if any(not (d / "checkpoints").is_dir() for d in dirs.values()):
+        return None
+    base_key = "base" if spec == ctx.teacher_spec else f"base:{spec}"
+    base = np.array(ctx.summary["models"][base_key]["log_odds"])
+    teacher = np.array(m["teacher_shift"])
+    cols = [cands.index(t) for t in targets]
+    shifts: dict[int, list[np.ndarray]] = {}
+    for t in targets:
+        for step, path in checkpoints(dirs[t]):
+            model, tok = Variant(spec, delta_path=path).load(ctx.device, ctx.dtype)
+            sc = logprob_score(model, tok, ctx.trait_for(t), ctx.config.eval, seed=ctx.cfg["seed"])
+            lo = dict(zip(sc["candidates"], sc["log_odds"]))  # each trait lists its candidates its own way
+            shifts.setdefault(step, []).append(np.array([lo[c] for c in cands]) - base)
+    rows = [{"step": 0, "gamma": 0.0, "p_gamma": None, "gamma_ci": None}]  # the base: no shift
+    for step, per in sorted(shifts.items()):
+        if len(per) != len(targets):  # a target's student saved other steps: not comparable
+            continue
+        s = np.stack(per)
+        test = mx.permutation_test(s, teacher, cols, seed=ctx.cfg["seed"])
+        rows.append({"step": step, "gamma": test.gamma, "p_gamma": test.p_gamma,
+                     "gamma_ci": t_interval(mx.per_target_gamma(s, cols).tolist(), ctx.config.eval.ci).to_dict()})  # fmt: skip
+        log.info("trajectory %s step %d: gamma %.4f (p %.4f)", name, step, test.gamma, test.p_gamma)
+    return rows
 
 
 def _acts(ctx: Any, model: Any, tok: Any, system: str | None, prompts: list[str]) -> torch.Tensor:
@@ -84,7 +128,7 @@ def trajectories(ctx: Any) -> dict[str, Any] | None:
     a, trait = ctx.a, ctx.trait()
     prompts = list(GENERAL_PROMPTS[: max(2, a.n_prompts)])
     params = {"students": {n: str(d.name) for n, d in dirs.items()}, "prompts": len(prompts), "eval": ctx.config.eval.__dict__,
-              "backend": a.backend, "seed": ctx.cfg["seed"], "trait": trait.target}  # fmt: skip
+              "backend": a.backend, "seed": ctx.cfg["seed"], "trait": trait.target, "gamma_steps": True}  # fmt: skip
     st = ctx.run.stage("analysis/trajectories", params)
     if st.done:
         return read_json(st.path / "trajectories.json")
@@ -108,6 +152,7 @@ def trajectories(ctx: Any) -> dict[str, Any] | None:
                 rows.append(row)
                 log.info("trajectory %s step %d: p(target) %.4f", name, step, score["mean"])
             out["students"][name] = {"model": spec, "data": ctx.students[name]["data"], "seed": d.name.rsplit("seed", 1)[-1].split("-")[0],
-                                     "steps": rows, "update_cos": "teacher delta" if teacher is not None else None}  # fmt: skip
+                                     "steps": rows, "update_cos": "teacher delta" if teacher is not None else None,
+                                     "gamma_steps": gamma_steps(ctx, name, spec)}  # fmt: skip
         write_json(folder / "trajectories.json", out)
     return read_json(st.path / "trajectories.json")

@@ -226,22 +226,33 @@ def trait_direction(students: dict[str, Any], path: Path) -> Path:
 
 
 def trajectories(students: dict[str, Any], path: Path) -> Path:
-    """Over optimiser steps, per student: p(target) with its CI, cos(v_S, v_T) and, where the
-    run has a teacher delta, the update cosine."""
+    """Over optimiser steps, per student: p(target) with its CI, cos(v_S, v_T), gamma over the
+    run's targets with its CI (where every target saved checkpoints) and, where the run has a
+    teacher delta, the update cosine."""
     has_update = any(r.get("update_cos") is not None for d in students.values() for r in d["steps"])
-    fig, axes = plt.subplots(1, 3 if has_update else 2, figsize=(10 if has_update else 7.5, 3.4))
+    has_gamma = any(d.get("gamma_steps") for d in students.values())
+    labels = ["p(target)", "cos(v_S, v_T), mean over layers"]
+    labels += ["gamma over targets (nats)"] if has_gamma else []
+    labels += ["cos(student update, teacher update)"] if has_update else []
+    fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels) + 0.3, 3.4))
+    ax_of = dict(zip(labels, axes))
     for i, (n, d) in enumerate(students.items()):
         steps = [r["step"] for r in d["steps"]]
         ts = [r["trait_score"] for r in d["steps"]]
-        axes[0].errorbar(steps, [_num(t["mean"]) for t in ts], yerr=np.array([_err(t)[1:] for t in ts]).T,
-                         marker="o", ms=3, capsize=2, color=f"C{i}", label=n)  # fmt: skip
+        ax_of["p(target)"].errorbar(steps, [_num(t["mean"]) for t in ts], yerr=np.array([_err(t)[1:] for t in ts]).T,
+                                    marker="o", ms=3, capsize=2, color=f"C{i}", label=n)  # fmt: skip
         vc = [(r["step"], _num(r["vector_cos"]["mean"])) for r in d["steps"] if r.get("vector_cos")]
         if vc:
-            axes[1].plot(*zip(*vc), marker="o", ms=3, color=f"C{i}", label=n)
+            ax_of[labels[1]].plot(*zip(*vc), marker="o", ms=3, color=f"C{i}", label=n)
+        if has_gamma and d.get("gamma_steps"):
+            g = d["gamma_steps"]
+            lo = [r["gamma"] - r["gamma_ci"]["lo"] if r["gamma_ci"] else 0.0 for r in g]
+            hi = [r["gamma_ci"]["hi"] - r["gamma"] if r["gamma_ci"] else 0.0 for r in g]
+            ax_of["gamma over targets (nats)"].errorbar([r["step"] for r in g], [r["gamma"] for r in g], yerr=[lo, hi],
+                                                        marker="o", ms=3, capsize=2, color=f"C{i}", label=n)  # fmt: skip
         uc = [(r["step"], _num(r["update_cos"])) for r in d["steps"] if r.get("update_cos") is not None]
         if has_update and uc:
-            axes[2].plot(*zip(*uc), marker="o", ms=3, color=f"C{i}", label=n)
-    labels = ["p(target)", "cos(v_S, v_T), mean over layers", "cos(student update, teacher update)"]
+            ax_of[labels[-1]].plot(*zip(*uc), marker="o", ms=3, color=f"C{i}", label=n)
     for ax, lab in zip(axes, labels):
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(lab, fontsize=8)

@@ -211,11 +211,13 @@ ANALYSIS_FIGURES: list[tuple[str, str, Any, Any]] = [
      "Wilson 95% band (dotted: the base itself on number prompts)."),
     ("trajectories", "students", lambda d, p: figures.trajectories(d["students"], p),
      lambda d: "Students read back at each saved checkpoint (step 0 = the base; the first seed of "
-     "the primary target). Left: p(target) with its bootstrap CI over questions. Middle: cosine "
+     "the primary target). Panel 1: p(target) with its bootstrap CI over questions. Panel 2: cosine "
      "of the student's learned vector v_S (mean resid_post shift vs the base, last token of "
      f"{d.get('prompts', 'general prompts')}) with the teacher's trait vector v_T (prompted minus plain "
-     "base on the same prompts), mean over layers. Right (runs with a teacher delta): cosine of "
-     "the student's update with the teacher's."),
+     "base on the same prompts), mean over layers. Then, where every target's student saved "
+     "checkpoints: gamma over the targets at each step (own-target minus other-target shift, nats), "
+     "with its t-interval over targets; and, for runs with a teacher delta, the cosine of the "
+     "student's update with the teacher's."),
 ]  # fmt: skip
 
 

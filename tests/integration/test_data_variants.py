@@ -157,6 +157,12 @@ def test_trajectories_read_every_checkpoint_and_match_a_recomputation(variant_ru
     v_t = acts(Variant("tiny-llama", system=owl.system_prompt)).mean(0) - base.mean(0)
     again = vector_cosines(acts(Variant("tiny-llama", delta_path=cks[0][1])), base, v_t)
     assert again["mean"] == pytest.approx(tr["same-init"]["steps"][1]["vector_cos"]["mean"], abs=1e-5)
+    # gamma over the two targets at each step; the last step's is the run's own for seed 0
+    g = tr["same-init"]["gamma_steps"]
+    assert [r["step"] for r in g] == [0, 1, 2] and g[0]["gamma"] == 0.0
+    arm = json.loads((variant_run / "summary.json").read_text())["matrix"]["arms"]["same-init"]
+    assert g[-1]["gamma"] == pytest.approx(arm["gamma_per_seed"][0], abs=1e-5)
+    assert g[1]["gamma"] != pytest.approx(g[-1]["gamma"], abs=1e-9)  # step 1 is its own checkpoint
 
 
 def test_the_report_shows_the_first_order_prediction_per_arm(variant_run, tmp_path):
