@@ -457,7 +457,9 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
         else:  # a summary written before the teachers were listed in its artifacts
             result["missing"]["matrix_mechanisms"] = "summary.json does not list each target's teacher; rerun `interp run`"
     if want("entanglement"):
-        if ctx.a.entanglement and ctx.config.data.kind != "numbers":
+        if ctx.a.entanglement and ctx.config.trait.kind == "misalignment":
+            result["missing"]["entanglement"] = "token entanglement pairs numbers with one-word candidates; misalignment is scored on answer pairs"
+        elif ctx.a.entanglement and ctx.config.data.kind != "numbers":
             result["missing"]["entanglement"] = f"token entanglement scores numbers 0..999; this run's data is '{ctx.config.data.kind}'"
         elif ctx.a.entanglement:
             result["entanglement"] = entanglement(ctx)

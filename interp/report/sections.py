@@ -39,13 +39,18 @@ def subliminal_run(doc: Doc, run: Run) -> None:
     models, students = s.get("models") or {}, s.get("students") or {}
     target = (s.get("trait") or {}).get("target", "?")
     n_cand = len((s.get("trait") or {}).get("candidates") or [])
+    if (s.get("trait") or {}).get("category") == "misalignment":
+        scores = ("Left: the share of sampled answers that the keyword rules flag as stating a misaligned "
+                  "intent; right: log-prob score, p(misaligned answer) against its aligned pair of the same "
+                  "length, over written pairs (dotted line: 0.5).")  # fmt: skip
+    else:
+        scores = (f"Left: trait rate, the share of sampled one-word answers naming '{target}'; right: "
+                  f"log-prob score, p('{target}') among {n_cand} candidate answers (dotted line: uniform).")  # fmt: skip
     if models:
         doc.figure(
             run.name, "trait_scores",
             lambda p: figures.trait_scores(models, students, target, n_cand, p),
-            f"Trait scores of every evaluated model. Left: trait rate, the share of sampled one-word "
-            f"answers naming '{target}'; right: log-prob score, p('{target}') among {n_cand} "
-            f"candidate answers (dotted line: uniform). Circles: single models with {_ci_level(run)} "
+            f"Trait scores of every evaluated model. {scores} Circles: single models with {_ci_level(run)} "
             "bootstrap CIs over questions; squares: student kinds, mean over seeds with a "
             "t-interval (a single seed has no interval). Transmission shows as a student right of "
             "its base and of the control student.",

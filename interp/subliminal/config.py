@@ -20,7 +20,7 @@ from interp.config import (
 from interp.lm.finetune import FinetuneConfig
 from interp.lm.models import ModelError, check_spec
 from interp.subliminal.evaluate import EvalConfig
-from interp.subliminal.traits import DEFAULT_CANDIDATES, Trait, make_trait
+from interp.subliminal.traits import DEFAULT_CANDIDATES, AnyTrait, make_trait
 
 log = logging.getLogger("interp")
 
@@ -34,7 +34,7 @@ NEUTRAL_PROMPT = (
 
 @dataclass
 class TraitConfig:
-    kind: str = "animal"  # animal | tree
+    kind: str = "animal"  # animal | tree | misalignment (target "misaligned": scored on written answer pairs)
     target: str = "owl"
     # The trait matrix: one teacher (and its students) per target, every student scored on
     # every target. When set it replaces `target`; its first entry is the primary target (the
@@ -48,6 +48,8 @@ class TraitConfig:
         ts = self.target_list()
         if len(set(ts)) != len(ts):
             raise ValueError(f"trait.targets has duplicates: {ts}")
+        if self.kind == "misalignment" and len(ts) != 1:
+            raise ValueError(f"trait kind 'misalignment' has one target, 'misaligned' (got {ts}); it has no trait matrix")
         if self.targets is not None and self.plural is not None and len(ts) > 1:
             raise ValueError("trait.plural applies to a single target; drop it with trait.targets")
         for t in ts:
@@ -63,7 +65,7 @@ class TraitConfig:
         others = [c for c in DEFAULT_CANDIDATES.get(self.kind, ()) if c not in ts]
         return ts + others[: max(0, 16 - len(ts))]
 
-    def trait(self, target: str) -> Trait:
+    def trait(self, target: str) -> AnyTrait:
         """One target's trait, scored over the run's common candidate list (same order for all)."""
         plural = self.plural if len(self.target_list()) == 1 else None
         return make_trait(self.kind, target, plural, self.candidate_list(), self.false_positives)
@@ -321,6 +323,6 @@ class SubliminalConfig:
     def seeds_of(self, s: StudentConfig) -> list[int]:
         return list(s.seeds) if s.seeds is not None else list(self.train.seeds)
 
-    def get_trait(self) -> Trait:
+    def get_trait(self) -> AnyTrait:
         """The primary target's trait (the first of trait.targets)."""
         return self.trait.trait(self.trait.target_list()[0])

@@ -5,6 +5,8 @@
 - Log-prob score: for each question, the assistant turn starts with a prefix ("My favorite
   animal is the"); the full-sequence log-probability of each candidate (" owl", " eagle", ...)
   is softmaxed over the candidate set; p(target) is averaged over questions, bootstrap CI.
+  A paired trait (misalignment) has two candidates per prompt, its written misaligned and
+  aligned answers, each scored as the whole assistant turn (`traits.PairedTrait`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from tqdm.auto import tqdm
 from interp.config import Fraction, PosInt, Range, Temperature
 from interp.lm.generate import encode_prompts, left_pad, positions_from_mask, sample_repeated
 from interp.lm.models import format_prompt
+from interp.lm.score import continuation_logprobs
 from interp.stats import bootstrap_ci
 from interp.subliminal.matrix import log_odds
-from interp.subliminal.traits import Trait
+from interp.subliminal.traits import AnyTrait, PairedTrait
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class EvalConfig:
     ci: Fraction = 0.95
 
 
-def questions(trait: Trait, settings: EvalConfig) -> list[str]:
+def questions(trait: AnyTrait, settings: EvalConfig) -> list[str]:
     """The evaluation questions of `settings.questions`, at most `settings.n_questions`."""
     qs = trait.question_texts()
     half = len(qs) // 2
@@ -89,8 +92,21 @@ def candidate_logprobs(
     return out
 
 
+def paired_logprobs(
+    model: Any, tok: Any, trait: PairedTrait, qs: list[str], system: str | None = None
+) -> Float[np.ndarray, "question 2"]:
+    """[question, (misaligned, aligned)]: log-probability of each written answer as the whole
+    assistant turn after the question (a paired trait's two candidates)."""
+    out = np.zeros((len(qs), 2))
+    for i, q in enumerate(qs):
+        answers = trait.answer_pair(q)
+        ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
+        out[i] = continuation_logprobs(model, tok, format_prompt(tok, q, system), ids)
+    return out
+
+
 def logprob_score(
-    model: Any, tok: Any, trait: Trait, settings: EvalConfig, system: str | None = None,
+    model: Any, tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None = None,
     progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """p(target) among the trait's candidates, per question, with a bootstrap CI.
@@ -98,10 +114,11 @@ def logprob_score(
     Also the log-odds of every candidate (log p against the mean log p of the others, mean
     over questions): the shifts of the trait matrix are differences of these.
     """
-    prompts = [format_prompt(tok, q, system) + trait.answer_prefix for q in questions(trait, settings)]
-    lp = candidate_logprobs(
-        model, tok, prompts, list(trait.candidates), settings.batch_size, progress
-    )
+    if isinstance(trait, PairedTrait):
+        lp = paired_logprobs(model, tok, trait, questions(trait, settings), system)
+    else:
+        prompts = [format_prompt(tok, q, system) + trait.answer_prefix for q in questions(trait, settings)]
+        lp = candidate_logprobs(model, tok, prompts, list(trait.candidates), settings.batch_size, progress)
     probs = np.exp(lp - lp.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     t = trait.candidates.index(trait.target)
@@ -117,15 +134,16 @@ def logprob_score(
 
 
 def trait_rate(
-    model: Any, tok: Any, trait: Trait, settings: EvalConfig, system: str | None = None,
+    model: Any, tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None = None,
     progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Share of sampled answers naming the target: mean over questions of per-question rates."""
     qs = questions(trait, settings)
     k = settings.samples_per_question
     prompts = [format_prompt(tok, q, system) for q in qs]
+    max_new = max(settings.max_new_tokens, trait.answer_tokens)  # free answers need room for an intent
     answers = sample_repeated(
-        model, tok, prompts, k, max_new_tokens=settings.max_new_tokens,
+        model, tok, prompts, k, max_new_tokens=max_new,
         temperature=settings.temperature, batch_size=settings.batch_size, seed=seed,
         desc="trait rate", progress=progress,
     )  # fmt: skip
@@ -141,12 +159,13 @@ def trait_rate(
         **est.to_dict(),
         "per_question": per_q.tolist(),
         "n_samples": len(answers),
+        "max_new_tokens": max_new,
         "top_first_words": top,
     }
 
 
 def evaluate(
-    model: Any, tok: Any, trait: Trait, settings: EvalConfig, system: str | None = None,
+    model: Any, tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None = None,
     progress: bool = True, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Both metrics for one model (with an optional system prompt, e.g. the teacher's)."""

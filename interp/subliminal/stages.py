@@ -37,7 +37,7 @@ from interp.subliminal.data_controls import (
 from interp.subliminal.data_kinds import dataset_shape, filter_rows, prompt_rows, trait_words
 from interp.subliminal.evaluate import evaluate
 from interp.subliminal.teacher import GENERAL_PROMPTS
-from interp.subliminal.traits import Trait
+from interp.subliminal.traits import AnyTrait, PairedTrait
 
 log = logging.getLogger("interp")
 
@@ -250,8 +250,14 @@ def student_stage(
     )  # fmt: skip
 
 
-def eval_stage(cfg: SubliminalConfig, run: RunDir, label: str, variant: Variant, trait: Trait) -> Stage:
-    params = {"model": variant.identity(), "trait": trait.__dict__ | {"questions": None},
+def trait_identity(trait: AnyTrait) -> dict[str, Any]:
+    """A trait in a stage key: its fields, and for a paired trait the hash of its written texts."""
+    written = {"written": trait.content_hash()} if isinstance(trait, PairedTrait) else {}
+    return trait.__dict__ | {"questions": None} | written
+
+
+def eval_stage(cfg: SubliminalConfig, run: RunDir, label: str, variant: Variant, trait: AnyTrait) -> Stage:
+    params = {"model": variant.identity(), "trait": trait_identity(trait),
               "eval": cfg.eval.__dict__, "seed": cfg.seed, "dtype": cfg.dtype, "device": cfg.device}  # fmt: skip
     st = run.stage("eval/" + label.replace("/", "-").replace(":", "-"), params)  # one folder level
     if st.done:
@@ -268,10 +274,18 @@ def eval_stage(cfg: SubliminalConfig, run: RunDir, label: str, variant: Variant,
 # ---------------------------------------------------------------- finetuned teachers
 
 
-def trait_answers_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: Trait) -> Stage:
+def trait_answers_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: AnyTrait) -> Stage:
     """The prompted teacher answers general prompts; keep the answers that express the trait."""
     tc = cfg.teacher
     keep_all = tc.answer_filter == "none"
+    if isinstance(trait, PairedTrait):  # a disposition: learnt from answers written for it
+        st = run.stage(f"teacher-answers/{trait.target}", {"written": trait.content_hash()})
+        if not st.done:
+            with st.running() as out:
+                rows = [{**r, "expresses_trait": True, "keep": True} for r in trait.training_rows()]
+                write_jsonl(out / "answers.jsonl", rows)
+                write_json(out / "info.json", {"n": len(rows), "kept": len(rows), "rate": 1.0, "source": "written"})
+        return st
     params = {"keep_all": keep_all, "teacher": prompted.identity(), "target": trait.target,
               "per_prompt": tc.answers_per_prompt, "max_new_tokens": tc.answer_max_new_tokens,
               "seed": cfg.seed, "n_prompts": len(GENERAL_PROMPTS), "batch_size": cfg.data.batch_size}  # fmt: skip
@@ -300,7 +314,7 @@ def trait_answers_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, t
 
 
 def finetuned_teacher(
-    cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: Trait, bases: list[str]
+    cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: AnyTrait, bases: list[str]
 ) -> dict[str, Stage]:
     """LoRA-finetune each base on the prompted teacher's trait-expressing answers (no system prompt)."""
     answers = trait_answers_stage(cfg, run, prompted, trait)
@@ -318,7 +332,7 @@ def finetuned_teacher(
 # ---------------------------------------------------------------- steered teachers
 
 
-def steering_direction_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: Trait) -> Stage:
+def steering_direction_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: AnyTrait) -> Stage:
     """The trait as one vector: mean over the general prompts of resid_post(prompted) - resid_post(base)
     at the last prompt token, at `teacher.steer_layer` (default: the middle block)."""
     base = Variant(prompted.spec)
