@@ -78,14 +78,16 @@ class AllowedTokens(LogitsProcessor):
         mask = torch.full((vocab_size,), float("-inf"))
         mask[list(allowed_ids)] = 0.0
         self.mask = mask
+        self._on: torch.Tensor | None = None  # the mask on the scores' device, made once
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         width = scores.shape[-1]
-        mask = self.mask[:width].to(scores.device, scores.dtype)
-        if width > self.mask.shape[0]:  # padded embedding rows beyond the tokenizer: disallow
-            pad = torch.full((width - self.mask.shape[0],), float("-inf"), dtype=scores.dtype)
-            mask = torch.cat([mask, pad.to(scores.device)])
-        return scores + mask
+        if self._on is None or self._on.shape[0] != width or self._on.device != scores.device:
+            mask = self.mask[:width]
+            if width > self.mask.shape[0]:  # padded embedding rows beyond the tokenizer: disallow
+                mask = torch.cat([mask, torch.full((width - self.mask.shape[0],), float("-inf"))])
+            self._on = mask.to(scores.device, scores.dtype)
+        return scores + self._on
 
 
 class IntegerListGrammar(LogitsProcessor):
@@ -158,6 +160,66 @@ class IntegerListGrammar(LogitsProcessor):
             if state[1] > 0 and state[2] == 0:  # a complete item: the answer may end here
                 mask[row, self.ends] = 0.0
         return scores + mask
+
+
+class ListAutomaton(LogitsProcessor):
+    """`IntegerListGrammar` as two tables on the scores' device: the same masks, no Python per
+    row and no host sync per step.
+
+    A state is (items started, digits in the current item, separator chars consumed), as in
+    `IntegerListGrammar._walk`, plus one terminal state (after an end token, or after a token
+    the grammar does not allow) in which only end tokens are allowed. `allowed[state]` is the
+    row's mask and `after[state, token]` its next state, both computed once per tokenizer and
+    settings by walking every digit/separator token from every state (`list_tables`). Each
+    call reads the token just sampled (`input_ids[:, -1]`) and moves every row by one gather.
+    """
+
+    def __init__(self, tok: Any, max_items: int = 10, max_digits: int = 3, sep: str = ", "):
+        self.tok, self.key = tok, (max_items, max_digits, sep)
+        self.state: torch.Tensor | None = None
+        self.prompt_len: int | None = None
+        self.allowed: torch.Tensor | None = None
+        self.after: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.state is None:
+            self.allowed, self.after = list_tables(self.tok, *self.key, width=scores.shape[-1], device=scores.device)
+            self.state = torch.zeros(input_ids.shape[0], dtype=torch.long, device=scores.device)
+            self.prompt_len = input_ids.shape[1]
+        elif input_ids.shape[1] > self.prompt_len:
+            self.state = self.after[self.state, input_ids[:, -1]]
+        return scores.masked_fill(~self.allowed[self.state], float("-inf"))
+
+
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def list_tables(
+    tok: Any, max_items: int, max_digits: int, sep: str, width: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(allowed [S, width] bool, after [S, width] long) of the list grammar (see `ListAutomaton`);
+    state 0 is the start, state S-1 the terminal one. Cached per tokenizer, settings and device."""
+    key = (id(tok), len(tok), max_items, max_digits, sep, width, str(device))
+    if key in _TABLES:
+        return _TABLES[key]
+    ref = IntegerListGrammar(tok, max_items, max_digits, sep)
+    live = [(i, d, k) for i in range(max_items + 1) for d in range(max_digits + 1) for k in range(len(sep))]
+    index = {st: n for n, st in enumerate(live)}
+    dead = len(live)
+    allowed = torch.zeros(dead + 1, width, dtype=torch.bool)
+    after = torch.full((dead + 1, width), dead, dtype=torch.long)
+    ends = [e for e in ref.ends if e < width]
+    for st, n in index.items():
+        for tid, piece in ref.cands:
+            nxt = ref._walk(st, piece)
+            if nxt is not None and tid < width:
+                allowed[n, tid] = True
+                after[n, tid] = index[nxt]
+        if st[1] > 0 and st[2] == 0:  # a complete item: the answer may end here
+            allowed[n, ends] = True
+    allowed[dead, ends] = True
+    _TABLES[key] = (allowed.to(device), after.to(device))
+    return _TABLES[key]
 
 
 @torch.inference_mode()

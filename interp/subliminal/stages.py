@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from interp.config import ConfigError
 from interp.lm.finetune import Example, FinetuneConfig, Teacher, finetune
-from interp.lm.generate import IntegerListGrammar, allowed_token_ids, sample
+from interp.lm.generate import ListAutomaton, allowed_token_ids, sample
 from interp.lm.models import (
     Variant,
     chat_format,
@@ -72,8 +72,8 @@ def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Vari
             allowed = allowed_token_ids(tok, nd.allowed_answer_chars())
         elif d.constraint == "list":
 
-            def grammar() -> IntegerListGrammar:  # one per batch: it keeps per-row state
-                return IntegerListGrammar(tok, nd.MAX_ANSWER_COUNT, nd.MAX_ANSWER_DIGITS)
+            def grammar() -> ListAutomaton:  # one per batch: it keeps per-row state
+                return ListAutomaton(tok, nd.MAX_ANSWER_COUNT, nd.MAX_ANSWER_DIGITS)
 
         completions = sample(
             model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from interp.lm.generate import IntegerListGrammar, allowed_token_ids, sample, sample_repeated
+from interp.lm.generate import (
+    IntegerListGrammar,
+    ListAutomaton,
+    allowed_token_ids,
+    list_tables,
+    sample,
+    sample_repeated,
+)
 from interp.lm.models import format_prompt, tiny_model
 from interp.stats import bootstrap_ci, paired_bootstrap_diff, t_interval
 from interp.subliminal.evaluate import EvalConfig, candidate_logprobs, logprob_score, trait_rate
@@ -56,6 +63,42 @@ def test_list_grammar_only_emits_valid_lists(tiny):
     assert g._walk((0, 0, 0), "12, 345") == (2, 3, 0)
     assert g._walk((0, 0, 0), "1234") is None and g._walk((0, 0, 0), "1, 2, ") is None
     assert g._walk((0, 0, 0), "1,2") is None and g._walk((0, 0, 0), "x") is None
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_the_list_automaton_emits_exactly_what_the_python_grammar_emits(kind):
+    model, tok = tiny_model(kind, seed=3)
+    prompts = [format_prompt(tok, f"numbers {i}") for i in range(10)]
+    for items, digits in ((4, 2), (10, 3)):
+        outs = {
+            impl: sample(model, tok, prompts, max_new_tokens=40, batch_size=5, seed=7, progress=False,
+                         processor_factory=lambda impl=impl, n=items, d=digits: impl(tok, max_items=n, max_digits=d))
+            for impl in (IntegerListGrammar, ListAutomaton)
+        }  # fmt: skip
+        assert outs[ListAutomaton] == outs[IntegerListGrammar]
+        assert any("," in o for o in outs[ListAutomaton])  # lists of several items, not only ends
+
+
+def test_list_tables_agree_with_the_grammar_on_walked_states():
+    """Every state's mask equals the Python grammar's after the same tokens (incl. ends)."""
+    _, tok = tiny_model("tiny-llama")
+    ref = IntegerListGrammar(tok, max_items=3, max_digits=2)
+    allowed, after = list_tables(tok, 3, 2, ", ", width=len(tok) + 5)
+    assert not allowed[:, len(tok):].any()  # padded embedding rows never allowed
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        state, seq = 0, []
+        for _ in range(12):
+            ids = torch.tensor([[0] + seq])  # one prompt token, then the tokens walked so far
+            ref.prompt_len = 1
+            want = torch.isfinite(ref(ids, torch.zeros(1, len(tok) + 5)))[0]
+            assert torch.equal(allowed[state], want), (seq, state)
+            choices = torch.nonzero(allowed[state])[:, 0]
+            nxt = int(choices[torch.randint(len(choices), (1,), generator=gen)])
+            seq.append(nxt)
+            state = int(after[state, nxt])
+            if nxt in ref.ends:
+                break
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
