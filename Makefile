@@ -34,6 +34,11 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# the suite's hot paths against references (CPU: ~3 min on 2 cores); on a GPU machine add
+# BENCH_ARGS="--compile --n-prompts 256 --batch-size 256"
+bench: $(STAMP)
+	$(BIN)/interp bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check interp tests analyses
 

@@ -1,4 +1,4 @@
-"""The `interp` command: run / sweep / plan / analyze / scan / report / validate / ls. Thin: it parses, then calls the library."""
+"""The `interp` command: run / sweep / plan / bench / analyze / scan / report / validate / ls. Thin: it parses, then calls the library."""
 
 from __future__ import annotations
 
@@ -54,6 +54,26 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     rows = plan(sw, args.out_dir, args.engine)
     print(f"# sweep {sw.name}: {len(sw.points)} points, {len(build_graph(sw))} tasks -> {sweep_root(sw, args.out_dir)}")
     print(format_table(rows))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from interp.bench import run_bench
+    from interp.fmt import format_table
+    from interp.lm.models import configure_threads
+    from interp.store.stages import write_json
+
+    configure_threads()
+    res = run_bench(args.model, args.device, args.repeats, args.compile, args.n_prompts, args.new_tokens, args.batch_size)
+    cols = ("case", "impl", "median_s", "ratio_to_best_reference", "prefill_tok_per_s", "decode_tok_per_s",
+            "padding_fraction", "pass_rate", "mean_answer_chars", "mfu")  # fmt: skip
+    print(format_table([{c: r.get(c, "") for c in cols} for r in res["results"]]))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, res)
+    print(f"\nbench: {out} ({res['wall_s']:.0f}s); {json.dumps(res['workload'])}")
     return 0
 
 
@@ -153,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
         w.add_argument("--retries", type=int, default=2, choices=range(0, 11), metavar="N",
                        help="ray: reruns of a task whose worker died (default 2)")
         w.set_defaults(fn=fn)
+
+    b = sub.add_parser("bench", help="time the suite's generation, scoring and training against references")
+    b.add_argument("--model", default="smollm2-135m-instruct")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--repeats", type=int, default=3, choices=range(1, 101), metavar="N")
+    b.add_argument("--compile", action="store_true", help="also HF generate with a static cache and torch.compile")
+    b.add_argument("--n-prompts", type=int, default=16, choices=range(1, 100001), metavar="N")
+    b.add_argument("--new-tokens", type=int, default=50, choices=range(1, 4097), metavar="N")
+    b.add_argument("--batch-size", type=int, default=16, choices=range(1, 4097), metavar="N")
+    b.add_argument("--out", default="reports/bench.json")
+    b.set_defaults(fn=_cmd_bench)
 
     a = sub.add_parser("analyze", help="mechanism analyses over finished subliminal runs")
     a.add_argument("runs", nargs="+", help="run folders, e.g. runs/quickstart")

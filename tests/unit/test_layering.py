@@ -23,7 +23,7 @@ LAYERS = {
     "interp.analysis": 4,
     "interp.hypothesis": 5,
     "interp.report": 6,
-    "interp.runner": 7, "interp.sweep": 7,
+    "interp.runner": 7, "interp.sweep": 7, "interp.bench": 7,
     "interp.cli": 8,
 }  # fmt: skip
 
