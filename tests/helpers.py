@@ -74,3 +74,31 @@ epochs = 1
 m = [1, 3]
 n_models = 3
 """
+
+
+def walk_list_tables(tok: Any, max_items: int, max_digits: int, width: int, walks: int, steps: int) -> int:
+    """Walk random allowed tokens through `list_tables` and assert, at every step, that the
+    state's mask equals the Python `IntegerListGrammar`'s after the same tokens (it decodes
+    the whole text); returns the number of states compared."""
+    import torch
+
+    from interp.lm.generate import IntegerListGrammar, list_tables
+
+    ref = IntegerListGrammar(tok, max_items=max_items, max_digits=max_digits)
+    allowed, after = list_tables(tok, max_items, max_digits, ", ", width=width)
+    assert not allowed[:, len(tok):].any()  # padded embedding rows are never allowed
+    gen, compared = torch.Generator().manual_seed(0), 0
+    for _ in range(walks):
+        state, seq = 0, []
+        for _ in range(steps):
+            ref.prompt_len = 1  # one prompt token, then the tokens walked so far
+            want = torch.isfinite(ref(torch.tensor([[0] + seq]), torch.zeros(1, width)))[0]
+            assert torch.equal(allowed[state], want), (tok.decode(seq), state)
+            compared += 1
+            choices = torch.nonzero(allowed[state])[:, 0]
+            nxt = int(choices[torch.randint(len(choices), (1,), generator=gen)])
+            seq.append(nxt)
+            state = int(after[state, nxt])
+            if nxt in ref.ends:
+                break
+    return compared

@@ -7,12 +7,12 @@ import re
 import numpy as np
 import pytest
 import torch
+from helpers import walk_list_tables
 
 from interp.lm.generate import (
     IntegerListGrammar,
     ListAutomaton,
     allowed_token_ids,
-    list_tables,
     sample,
     sample_repeated,
 )
@@ -82,23 +82,7 @@ def test_the_list_automaton_emits_exactly_what_the_python_grammar_emits(kind):
 def test_list_tables_agree_with_the_grammar_on_walked_states():
     """Every state's mask equals the Python grammar's after the same tokens (incl. ends)."""
     _, tok = tiny_model("tiny-llama")
-    ref = IntegerListGrammar(tok, max_items=3, max_digits=2)
-    allowed, after = list_tables(tok, 3, 2, ", ", width=len(tok) + 5)
-    assert not allowed[:, len(tok):].any()  # padded embedding rows never allowed
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        state, seq = 0, []
-        for _ in range(12):
-            ids = torch.tensor([[0] + seq])  # one prompt token, then the tokens walked so far
-            ref.prompt_len = 1
-            want = torch.isfinite(ref(ids, torch.zeros(1, len(tok) + 5)))[0]
-            assert torch.equal(allowed[state], want), (seq, state)
-            choices = torch.nonzero(allowed[state])[:, 0]
-            nxt = int(choices[torch.randint(len(choices), (1,), generator=gen)])
-            seq.append(nxt)
-            state = int(after[state, nxt])
-            if nxt in ref.ends:
-                break
+    assert walk_list_tables(tok, 3, 2, width=len(tok) + 5, walks=30, steps=12) > 100
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
