@@ -98,6 +98,7 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
               **({"kind": d.kind, "words": list(words)} if d.kind != "numbers" else {})}  # fmt: skip
     st = run.stage(f"filter/{which}", params, {"generate": gen})
     if st.done:
+        _warn_short(which, read_json(st.path / "filter.json"), d.n_keep)
         return st
     rows = read_jsonl(gen.path / "completions.jsonl")
     kept, stats = filter_rows(d.kind, rows, banned=banned, words=words, dedupe=True)
@@ -114,7 +115,18 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
         write_jsonl(out / "dataset.jsonl", dataset)
         write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(dataset),
                                          "dataset_shape": dataset_shape(d.kind, dataset)})  # fmt: skip
+    _warn_short(which, read_json(st.path / "filter.json"), d.n_keep)
     return st
+
+
+def _warn_short(which: str, filt: dict[str, Any], n_keep: int) -> None:
+    """Say loudly when the filter kept fewer rows than data.n_keep asked for, and why."""
+    got, total, kept = filt["n_dataset"], filt["total"], filt["kept"]
+    if got < n_keep:
+        need = int(n_keep * total / max(1, kept)) + 1
+        log.warning("data %s: %d examples, not data.n_keep = %d: %d of %d completions passed the filter "
+                    "(pass rate %.3f; rejected %s); about data.n_prompts = %d would give %d",
+                    which, got, n_keep, kept, total, kept / max(1, total), filt.get("rejected"), need, n_keep)  # fmt: skip
 
 
 def training_inputs(

@@ -151,3 +151,15 @@ def test_each_base_is_read_once_per_process_and_deltas_are_factors(tmp_path):
     with safe_open(str(delta), "pt") as f:
         keys = list(f.keys())
     assert keys and all(k.endswith(("::A", "::B")) for k in keys)  # LoRA factors, not merged matrices
+
+
+def test_a_dataset_short_of_n_keep_is_said_loudly(tmp_path, capsys):
+    cfg = tiny_subliminal_config(data__n_keep=40)  # 12 prompts cannot give 40 examples
+    cfg["students"] = cfg["students"][:1]
+    path = write_config(tmp_path, cfg)
+    for _ in range(2):  # computed, then cached: said both times
+        capsys.readouterr()
+        assert main(["run", str(path), "--out-dir", str(tmp_path)]) == 0
+        short = [line for line in capsys.readouterr().err.splitlines() if "not data.n_keep = 40" in line]
+        assert len(short) == 1 and "data trait/owl: 11 examples" in short[0], short  # one dataset: same-init only
+        assert all("completions passed the filter" in m and "data.n_prompts" in m for m in short)
