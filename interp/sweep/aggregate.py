@@ -24,7 +24,13 @@ from interp.store.stages import write_atomic
 from interp.subliminal import matrix as mx
 from interp.sweep.spec import Sweep, toml_value
 
-TARGET_AXES = ("trait.target",)
+TARGET_AXES = ("trait.target", "trait.targets")  # the latter with one target per value
+
+
+def _target(v: Any) -> str | None:
+    if isinstance(v, list):
+        return str(v[0]) if len(v) == 1 else None
+    return str(v)
 
 
 def _ci(m: dict[str, Any] | None) -> str:
@@ -52,7 +58,7 @@ def point_rows(point: str, values: dict[str, Any], summary: dict[str, Any]) -> l
 def target_matrices(sweep: Sweep, summaries: dict[str, dict[str, Any]], ci: float = 0.95) -> list[dict[str, Any]]:
     """The sweep-level trait matrices over a target axis (see the module doc)."""
     axis = next((a for a in TARGET_AXES if a in sweep.axes), None)
-    if axis is None or len(sweep.axes[axis]) < 2:
+    if axis is None or len(sweep.axes[axis]) < 2 or any(_target(v) is None for v in sweep.axes[axis]):
         return []
     groups: dict[str, list[str]] = {}
     for p in sweep.points:
@@ -61,7 +67,7 @@ def target_matrices(sweep: Sweep, summaries: dict[str, dict[str, Any]], ci: floa
             groups.setdefault(rest, []).append(p.name)
     out = []
     for rest, pts in groups.items():
-        targets = [str(sweep.point(p).values[axis]) for p in pts]
+        targets = [str(_target(sweep.point(p).values[axis])) for p in pts]
         sums = [summaries[p] for p in pts]
         cands = sums[0]["trait"]["candidates"]  # each run lists its target first: align by name
         entry: dict[str, Any] = {"group": rest, "points": pts, "targets": targets, "candidates": cands, "arms": {}}

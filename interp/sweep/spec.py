@@ -40,8 +40,17 @@ _SLURM = {"partition": str, "timeout_min": int, "mem_gb": (int, float), "account
 
 
 def toml_value(v: Any) -> str:
-    """A value as a TOML literal (the right-hand side of `--set key=value`)."""
+    """A value as an inline TOML literal (the right-hand side of `--set key=value`); lists of
+    tables stay inline (`[{name = "a"}, ...]`), so a `[[students]]` list can be an axis."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
     return dumps_toml({"v": v}).split("=", 1)[1].strip()
+
+
+def _key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else toml_value(k)
 
 
 @dataclass(frozen=True)
