@@ -39,33 +39,13 @@ from scipy import stats
 from torch import Tensor
 
 from interp.analysis.gradient import accumulate, gradients_only, iter_imitation_gradients
-from interp.lm.delta import parse_param_name
-from interp.lm.finetune import FinetuneConfig, completion_logits
+from interp.lm.finetune import FinetuneConfig, completion_logits, trained_weights
 from interp.lm.generate import encode_prompts
 from interp.lm.models import completion_suffix, format_prompt
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx
 
 log = logging.getLogger("interp")
-
-
-def trained_param_names(model: Any, settings: FinetuneConfig) -> list[str]:
-    """The base weights a finetune with `settings` changes (LoRA: the target modules' weights)."""
-    keep = None if settings.layers is None else set(settings.layers)
-    out = []
-    for name, _ in model.named_parameters():
-        layer, module = parse_param_name(name)
-        if keep is not None and layer not in keep:
-            continue
-        if settings.method == "lora" and not (
-            name.endswith(".weight") and module in settings.target_modules
-        ):
-            continue
-        out.append(name)
-    if not out:
-        raise ValueError(f"no parameter of the model matches target_modules {settings.target_modules} "
-                         f"in layers {settings.layers}")  # fmt: skip
-    return out
 
 
 def candidate_logprob_gradients(
@@ -201,7 +181,7 @@ def _arm_gradients(
         model, tok, examples, soft = training_inputs(
             spec, rs, teachers[t] if distill else None, ctx.device, ctx.dtype
         )
-        names = trained_param_names(model, settings)
+        names = trained_weights(model, settings)
         grads.append(next(iter_imitation_gradients(
             model, tok, examples, names, len(examples), completion_suffix(tok), micro_batch_size=settings.micro_batch_size,
             max_len=settings.max_seq_len, settings=settings, teacher=soft,
@@ -247,7 +227,7 @@ def first_order(ctx: Any) -> dict[str, Any]:
             with st.running() as folder:
                 grads = _arm_gradients(ctx, spec, settings, rows, teachers)
                 model, tok = load_model(spec, ctx.device, ctx.dtype)
-                names = trained_param_names(model, settings)
+                names = trained_weights(model, settings)
                 prompts = [format_prompt(tok, q) + trait0.answer_prefix for q in qs]
                 cand = candidate_logprob_gradients(
                     model, tok, prompts, cands, names, cfg.eval.batch_size

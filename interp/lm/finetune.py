@@ -271,6 +271,26 @@ def _check_layers(model: Any, layers: list[int] | None) -> None:
         raise ValueError(f"layers {bad} out of range: the model has {n} decoder blocks (0..{n - 1})")
 
 
+def trained_weights(model: Any, settings: FinetuneConfig) -> list[str]:
+    """The base weights a finetune with `settings` changes: every weight of the blocks in
+    `settings.layers` (all, when None) for a full finetune; for LoRA, the `.weight` of those
+    blocks' target modules (the weights its adapters add to). The one selector: the full
+    finetune unfreezes exactly these, and the first-order analysis takes gradients over them."""
+    keep = None if settings.layers is None else set(settings.layers)
+    out = []
+    for name, _ in model.named_parameters():
+        layer, module = parse_param_name(name)
+        if keep is not None and layer not in keep:
+            continue
+        if settings.method == "lora" and not (name.endswith(".weight") and module in settings.target_modules):
+            continue
+        out.append(name)
+    if not out:
+        raise ValueError(f"no parameter of the model matches target_modules {settings.target_modules} "
+                         f"in layers {settings.layers}")  # fmt: skip
+    return out
+
+
 def _prepare(model: Any, settings: FinetuneConfig) -> tuple[Any, dict | None, torch.dtype | None]:
     """Wrap for LoRA, or unfreeze for a full finetune with float32 master weights; only the
     blocks in `settings.layers` train when it is set."""
@@ -293,9 +313,9 @@ def _prepare(model: Any, settings: FinetuneConfig) -> tuple[Any, dict | None, to
     autocast = dtype if dtype in (torch.bfloat16, torch.float16) else None
     model.float()
     base_state = {n: p.detach().float().cpu().clone() for n, p in model.named_parameters()}
-    keep = None if settings.layers is None else set(settings.layers)
+    trained = set(trained_weights(model, settings))
     for n, p in model.named_parameters():
-        p.requires_grad_(keep is None or parse_param_name(n)[0] in keep)
+        p.requires_grad_(n in trained)
     return model, base_state, autocast
 
 

@@ -14,10 +14,9 @@ from interp.analysis.first_order import (
     candidate_logprob_gradients,
     compare,
     predicted_shifts,
-    trained_param_names,
 )
 from interp.analysis.gradient import iter_imitation_gradients
-from interp.lm.finetune import Example, FinetuneConfig, Teacher
+from interp.lm.finetune import Example, FinetuneConfig, Teacher, trained_weights
 from interp.lm.models import format_prompt, tiny_model
 from interp.subliminal.evaluate import candidate_logprobs
 from interp.subliminal.matrix import log_odds
@@ -42,7 +41,7 @@ def test_predicted_shift_equals_a_finite_difference_of_the_evaluated_log_odds(ob
     if objective == "distill":  # soft labels from a differently initialised teacher of the same tokenizer
         t_model, _ = tiny_model("tiny-llama", seed=1)
         teacher = Teacher(t_model.double())
-    names = trained_param_names(model, settings)
+    names = trained_weights(model, settings)
     examples = _examples(tok, "You love owls.")
     (g,) = iter_imitation_gradients(model, tok, examples, names, 4, tok.eos_token, settings=settings, teacher=teacher)
     prompts = [format_prompt(tok, q) + "My favorite animal is the" for q in ("Which animal?", "Name one.")]
@@ -70,14 +69,14 @@ def test_predicted_shift_equals_a_finite_difference_of_the_evaluated_log_odds(ob
 
 def test_the_parameter_set_follows_the_students_settings():
     model, _ = tiny_model("tiny-llama", seed=0)
-    lora = trained_param_names(model, FinetuneConfig(method="lora", target_modules=["q_proj", "down_proj"], layers=[1]))
+    lora = trained_weights(model, FinetuneConfig(method="lora", target_modules=["q_proj", "down_proj"], layers=[1]))
     assert lora == ["model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"]
-    full = trained_param_names(model, FinetuneConfig(method="full"))
+    full = trained_weights(model, FinetuneConfig(method="full"))
     assert full == [n for n, _ in model.named_parameters()]
-    one = trained_param_names(model, FinetuneConfig(method="full", layers=[0]))
+    one = trained_weights(model, FinetuneConfig(method="full", layers=[0]))
     assert one and all(n.startswith("model.layers.0.") for n in one)
     with pytest.raises(ValueError, match="no parameter"):
-        trained_param_names(model, FinetuneConfig(method="lora", target_modules=["nope"]))
+        trained_weights(model, FinetuneConfig(method="lora", target_modules=["nope"]))
 
 
 def test_compare_finds_a_planted_match_and_not_a_relabelled_one():
