@@ -39,10 +39,14 @@ def _sweep(args: argparse.Namespace) -> Any:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from interp.sweep import run_sweep
+    from interp.sweep import SweepTaskError, run_sweep
 
-    run_sweep(_sweep(args), engine=args.engine, out_dir=args.out_dir, address=args.address, cluster=args.cluster,
-              retries=args.retries)  # fmt: skip
+    try:
+        run_sweep(_sweep(args), engine=args.engine, out_dir=args.out_dir, address=args.address, cluster=args.cluster,
+                  retries=args.retries)  # fmt: skip
+    except SweepTaskError as e:  # a task failed: one line after the engine's report in the log
+        print(f"interp: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

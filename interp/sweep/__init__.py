@@ -26,10 +26,15 @@ from interp.sweep.engines import ENGINES, run_local, run_ray, run_slurm
 from interp.sweep.spec import Point, Resources, Sweep, load_sweep
 from interp.sweep.tasks import Task, build_graph, run_is_current
 
-__all__ = ["ENGINES", "Point", "Resources", "Sweep", "Task", "aggregate", "build_graph", "load_sweep",
+__all__ = ["ENGINES", "Point", "Resources", "Sweep", "SweepTaskError", "Task", "aggregate", "build_graph", "load_sweep",
            "plan", "run_sweep", "sweep_root"]  # fmt: skip
 
 log = logging.getLogger("interp")
+
+
+class SweepTaskError(RuntimeError):
+    """A task of the sweep failed (its worker died, or its run raised): one line naming it;
+    every stage that finished is kept, so rerunning the sweep resumes there."""
 
 
 def sweep_root(sweep: Sweep, out_dir: str | Path | None = None) -> Path:
@@ -71,12 +76,21 @@ def run_sweep(
                  sweep.name, len(finished), n, res["task"], res["wall_s"], len(res["computed"]), res["pid"])  # fmt: skip
 
     log.info("sweep %s: %d points, %d tasks on %s -> %s", sweep.name, len(sweep.points), n, engine, root)
-    if engine == "local":
-        results = run_local(sweep, root, tasks, progress)
-    elif engine == "ray":
-        results = run_ray(sweep, root, tasks, progress, address=address, num_cpus=num_cpus, max_retries=retries)
-    else:
-        results = run_slurm(sweep, root, tasks, progress, cluster=cluster)
+    try:
+        if engine == "local":
+            results = run_local(sweep, root, tasks, progress)
+        elif engine == "ray":
+            results = run_ray(sweep, root, tasks, progress, address=address, num_cpus=num_cpus, max_retries=retries)
+        else:
+            results = run_slurm(sweep, root, tasks, progress, cluster=cluster)
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - an engine's task error, whatever its type: one line
+        log.error("sweep %s: task failure:\n%s", sweep.name, e)  # the engine's whole report (traceback)
+        done = ", ".join(r["task"] for r in finished) or "none"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise SweepTaskError(f"sweep {sweep.name} on {engine}: a task failed ({type(e).__name__}: {first[:300]}); "
+                             f"finished tasks: {done}; their stages are kept: rerun the sweep to resume") from e
     computed = Counter(s for r in results for s in r["computed"])
     users = Counter(s for r in results if r["task"].startswith("run-") for s in set(r["used"]))
     result = aggregate(sweep, root)
