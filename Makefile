@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/interp run runs/quickstart.toml
 
+# Two workers of one torch thread each (a test file stays on one worker: its fixtures run once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not gpu" --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not gpu" --durations=15
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,4 @@
-"""Test set-up: offline, deterministic, two threads. Tiers: unit (tiny random models),
+"""Test set-up: offline, deterministic, two threads (one per worker under xdist). Tiers: unit (tiny random models),
 integration (the real embedded SmolLM2, marked `integration`), slow (excluded from make test)."""
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs 2 workers: one thread each, never 2 x 2
+    os.environ["INTERP_THREADS"] = "1"  # what the CLI's configure_threads and subprocesses read
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
