@@ -45,4 +45,4 @@ def test_list_automaton_tables_agree_with_the_grammar_on_real_tokenizers(spec):
 
     _, tok = load_model(spec)
     assert any(len(p) > 1 for _, p in IntegerListGrammar(tok).cands)  # multi-character pieces exist here
-    assert walk_list_tables(tok, 10, 3, width=len(tok), walks=6, steps=14) > 30
+    assert walk_list_tables(tok, 10, 3, width=len(tok), walks=6, steps=14) >= 12  # >= 2 states per walk

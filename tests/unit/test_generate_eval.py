@@ -82,7 +82,7 @@ def test_the_list_automaton_emits_exactly_what_the_python_grammar_emits(kind):
 def test_list_tables_agree_with_the_grammar_on_walked_states():
     """Every state's mask equals the Python grammar's after the same tokens (incl. ends)."""
     _, tok = tiny_model("tiny-llama")
-    assert walk_list_tables(tok, 3, 2, width=len(tok) + 5, walks=30, steps=12) > 100
+    assert walk_list_tables(tok, 3, 2, width=len(tok) + 5, walks=30, steps=12) >= 60  # >= 2 states per walk
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
