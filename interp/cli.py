@@ -70,7 +70,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from interp.store.stages import write_json
 
     configure_threads()
-    res = run_bench(args.model, args.device, args.repeats, args.compile, args.n_prompts, args.new_tokens, args.batch_size)
+    res = run_bench(args.model, args.device, args.repeats, args.compile, args.n_prompts, args.new_tokens, args.batch_size,
+                    args.n_questions)
     cols = ("case", "impl", "median_s", "ratio_to_best_reference", "prefill_tok_per_s", "decode_tok_per_s",
             "padding_fraction", "pass_rate", "mean_answer_chars", "mfu")  # fmt: skip
     print(format_table([{c: r.get(c, "") for c in cols} for r in res["results"]]))
@@ -183,9 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--repeats", type=int, default=3, choices=range(1, 101), metavar="N")
     b.add_argument("--compile", action="store_true", help="also HF generate with a static cache and torch.compile")
-    b.add_argument("--n-prompts", type=int, default=16, choices=range(1, 100001), metavar="N")
-    b.add_argument("--new-tokens", type=int, default=50, choices=range(1, 4097), metavar="N")
-    b.add_argument("--batch-size", type=int, default=16, choices=range(1, 4097), metavar="N")
+    # defaults sized for a 2-core CPU (~4 min); a GPU: --n-prompts 256 --batch-size 256 --n-questions 50
+    b.add_argument("--n-prompts", type=int, default=8, choices=range(1, 100001), metavar="N")
+    b.add_argument("--new-tokens", type=int, default=40, choices=range(1, 4097), metavar="N")
+    b.add_argument("--batch-size", type=int, default=8, choices=range(1, 4097), metavar="N")
+    b.add_argument("--n-questions", type=int, default=4, choices=range(1, 51), metavar="N")
     b.add_argument("--out", default="reports/bench.json")
     b.set_defaults(fn=_cmd_bench)
 
