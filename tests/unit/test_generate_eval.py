@@ -155,6 +155,29 @@ def test_batching_does_not_change_logprobs(kind):
     np.testing.assert_allclose(one, many, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_candidates_in_one_forward_or_in_groups_equal_a_full_forward_each(kind):
+    # candidates of 1 to several tokens share one right-padded forward (or, with a small logits
+    # budget, one forward per candidate); each must equal the candidate scored on its own
+    model, tok = tiny_model(kind, seed=0)
+    prompts = [format_prompt(tok, "a"), format_prompt(tok, "a much longer question here"), format_prompt(tok, "b c")]
+    cands = ["owl", "elephant", "hippopotamus rex", "x"]
+    lengths = {len(tok(" " + c, add_special_tokens=False)["input_ids"]) for c in cands}
+    assert len(lengths) >= 3, lengths  # the padding path is exercised
+    ref = np.zeros((len(prompts), len(cands)))
+    for i, p in enumerate(prompts):
+        p_ids = tok(p, add_special_tokens=not tok.chat_template)["input_ids"]
+        for j, c in enumerate(cands):
+            c_ids = tok(" " + c, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([p_ids + c_ids])).logits[0].float(), -1)
+            ref[i, j] = sum(logp[len(p_ids) - 1 + k, t].item() for k, t in enumerate(c_ids))
+    one_forward = candidate_logprobs(model, tok, prompts, cands, batch_size=2)
+    grouped = candidate_logprobs(model, tok, prompts, cands, batch_size=2, max_logits=1)
+    np.testing.assert_allclose(one_forward, ref, atol=1e-4)
+    np.testing.assert_allclose(grouped, ref, atol=1e-4)
+
+
 def test_trait_rate_counts_mentions(tiny, monkeypatch):
     model, tok = tiny
     trait = make_trait("animal", "owl")
