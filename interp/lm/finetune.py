@@ -397,6 +397,8 @@ def finetune(
         rng.shuffle(order)
         for b in range(0, len(order), settings.batch_size):
             batch = [rows[i] for i in order[b : b + settings.batch_size]]
+            if settings.micro_batch_size < len(batch):  # micro-batches of like lengths pad less;
+                batch.sort(key=lambda r: len(r["input_ids"]))  # the step's summed loss is the same
             n_units = sum(len(r["s_sel"]) for r in batch)  # loss-carrying positions
             total = torch.zeros((), device=device)
             for m in range(0, len(batch), settings.micro_batch_size):

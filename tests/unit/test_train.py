@@ -202,3 +202,23 @@ def test_a_loss_mask_leaves_its_positions_out_of_the_loss():
                        teacher=teacher, progress=False)  # fmt: skip
         assert res.log["loss_tokens"] == sum(n) - 2 * len(exs)
         assert sum(res.delta.sq_norm(x) for x in res.delta) > 0
+
+
+@pytest.mark.parametrize("objective", ["sft", "distill"])
+def test_micro_batches_give_the_one_batch_update(objective):
+    # rows of unlike lengths: micro-batches (sorted by length within the batch) accumulate the
+    # same summed loss, so one SGD step (proportional to the gradient) equals the one-micro-batch step
+    _, tok = tiny_model("tiny-llama")
+    exs = [Example(format_prompt(tok, f"q{i}" * (1 + 3 * i)), ", ".join(str(100 + j) for j in range(1 + 2 * i)))
+           for i in range(6)]  # fmt: skip
+    assert len({len(r["input_ids"]) for r in tokenize_examples(tok, exs, tok.eos_token, 500)}) == 6
+    deltas = []
+    for micro in (6, 2):
+        st = FinetuneConfig(objective=objective, optimizer="sgd", epochs=1, lr=1e-1, warmup_steps=1, batch_size=6,
+                            micro_batch_size=micro, max_grad_norm=1e9)  # fmt: skip
+        teacher = Teacher(tiny_model("tiny-llama", seed=5)[0]) if objective == "distill" else None
+        res = finetune(tiny_model("tiny-llama", seed=4)[0], tok, exs, st, seed=0, end=tok.eos_token,
+                       teacher=teacher, progress=False)  # fmt: skip
+        deltas.append(res.delta)
+    for name in deltas[0]:
+        torch.testing.assert_close(deltas[1].dense(name), deltas[0].dense(name), atol=1e-6, rtol=1e-4)
