@@ -8,7 +8,7 @@ gradient step of size lr, every differentiable score f by
 With f_c the log-odds of candidate c on the evaluation questions (`interp.subliminal.matrix`:
 log p(c) minus the mean log p of the other candidates, mean over questions), the prediction is a
 [target, candidate] matrix shaped like the run's observed shift matrix. L is the student's own
-training loss (`interp.lm.finetune.Objective`: hard-label cross-entropy, or KL to the teacher's
+training loss (`interp.lm.loss.Objective`: hard-label cross-entropy, or KL to the teacher's
 soft labels), on the rows it trained on (data variants and loss masks included).
 
 Gradients are taken w.r.t. the weights the student trains: `target_modules` in `layers` for
@@ -39,8 +39,9 @@ from scipy import stats
 from torch import Tensor
 
 from interp.analysis.gradient import accumulate, gradients_only, iter_imitation_gradients
-from interp.lm.finetune import FinetuneConfig, completion_logits, trained_weights
+from interp.lm.finetune import FinetuneConfig, trained_weights
 from interp.lm.generate import encode_prompts
+from interp.lm.loss import completion_logits
 from interp.lm.models import completion_suffix, format_prompt
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx

@@ -30,7 +30,8 @@ from torch import Tensor
 
 from interp.analysis.alignment import safe_cosine, shared_names
 from interp.lm.delta import parse_param_name
-from interp.lm.finetune import Example, FinetuneConfig, Objective, Teacher, tokenize_examples
+from interp.lm.finetune import Example, FinetuneConfig, tokenize_examples
+from interp.lm.loss import Objective, Teacher
 from interp.stats import bootstrap_ci
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -1,11 +1,8 @@
 """Finetuning, readable top to bottom: LoRA (peft) or full; hard labels (SFT) or soft labels.
 
-The loss only covers completion tokens. Soft labels (distillation) match the teacher's
-next-token distribution at every completion position; the teacher sees its own prompt (e.g.
-with its system prompt: context distillation). The distribution is over the full vocabulary,
-over the number-format tokens only (the purely subliminal arm: no trait word can carry mass),
-or, for a teacher with another tokenizer, over the number-format *characters* aligned by
-character offsets (`interp.lm.align`).
+The loss only covers completion tokens (`interp.lm.loss.Objective`). Soft labels
+(distillation) match the teacher's next-token distribution at every completion position; the
+teacher sees its own prompt (e.g. with its system prompt: context distillation).
 """
 
 from __future__ import annotations
@@ -14,24 +11,22 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from interp.config import LearningRate, NonNegInt, PosFloat, PosInt, Range, Temperature, UnitFloat
-from interp.lm.align import Alphabet, aligned_positions, token_starts
+from interp.lm.align import aligned_positions, token_starts
 from interp.lm.delta import Delta, full_delta, lora_factors, parse_param_name
-from interp.lm.generate import encode_prompts, right_pad
+from interp.lm.generate import encode_prompts
+from interp.lm.loss import Objective, Teacher
 
 # The protocol's LoRA targets: every attention and MLP projection.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-NUMBER_ALPHABET = "0123456789, "
 
 
 @dataclass(frozen=True)
@@ -81,15 +76,6 @@ class FinetuneConfig:
 
 
 @dataclass
-class Teacher:
-    """The soft-label source: a model, its tokenizer (None: the student's), its end-of-answer text."""
-
-    model: Any
-    tok: Any = None
-    end: str = ""
-
-
-@dataclass
 class TrainResult:
     delta: Delta
     log: dict[str, Any] = field(default_factory=dict)
@@ -132,134 +118,6 @@ def tokenize_examples(
         out.append({"input_ids": p + c, "n_prompt": len(p), "teacher_ids": tp + tc,
                     "n_teacher_prompt": len(tp), "s_sel": s_sel, "t_sel": t_sel})  # fmt: skip
     return out
-
-
-def _completion_positions(rows: list[dict], key: str, n_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, position) of every logit that predicts a completion token."""
-    r, p = [], []
-    for i, row in enumerate(rows):
-        n_p, n = row[n_key], len(row[key])
-        r += [i] * (n - n_p)
-        p += list(range(n_p - 1, n - 1))
-    return torch.tensor(r), torch.tensor(p)
-
-
-def completion_logits(
-    model: Any, rows: list[dict], pad_id: int, device: torch.device,
-    key: str = "input_ids", n_key: str = "n_prompt", vocab: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Logits at every position that predicts a completion token, and those tokens.
-
-    The LM head only runs at completion positions: prompt positions carry no loss, and for a
-    262k-token vocabulary (Gemma-3) the head costs more than the transformer body. With
-    `vocab`, only those rows of the head are computed (columns in `vocab` order).
-    """
-    ids, mask = right_pad([r[key] for r in rows], pad_id)
-    ri, pi = _completion_positions(rows, key, n_key)
-    ri, pi = ri.to(device), pi.to(device)
-    ids_d, mask_d = ids.to(device), mask.to(device)
-    if vocab is None:
-        first = int(pi.min())
-        keep = torch.arange(first, ids.shape[1], device=device)
-        logits = model(input_ids=ids_d, attention_mask=mask_d, logits_to_keep=keep).logits
-        out = logits[ri, pi - first]
-    else:
-        out = _restricted_head(model, ids_d, mask_d, ri, pi, vocab)
-    if out.dtype in (torch.float16, torch.bfloat16):
-        out = out.float()  # losses in float32; float64 models keep their precision
-    return out, ids[ri.cpu(), pi.cpu() + 1].to(device)
-
-
-def _restricted_head(
-    model: Any, ids: torch.Tensor, mask: torch.Tensor, ri: torch.Tensor, pi: torch.Tensor,
-    vocab: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
-    """The causal LM's logits for `vocab` only: decoder body, then those rows of the head."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
-    hidden = lm.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state[ri, pi]
-    head = lm.get_output_embeddings()
-    logits = F.linear(hidden, head.weight[vocab], None if head.bias is None else head.bias[vocab])
-    cap = getattr(lm.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
-def _selected(rows: list[dict], key: str, sel: str, n_key: str) -> torch.Tensor:
-    """Flat indices into a micro-batch's concatenated completion positions, per `sel` lists."""
-    out, offset = [], 0
-    for row in rows:
-        out += [offset + j for j in row[sel]]
-        offset += len(row[key]) - row[n_key]
-    return torch.tensor(out, dtype=torch.long)
-
-
-def distill_vocab_ids(
-    tok: Any, settings: FinetuneConfig, teacher: Teacher, end_ids: tuple[int, int] | None = None
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(student ids, teacher ids) the soft labels are restricted to; None = full vocabulary."""
-    from interp.lm.generate import allowed_token_ids
-
-    cross = teacher.tok is not None and teacher.tok is not tok
-    if settings.distill_vocab == "full":
-        if cross:
-            raise ValueError(
-                "distill_vocab = 'full' needs the teacher's tokenizer; a student of another base "
-                "takes distill_vocab = 'numbers' (soft labels over number-format characters)"
-            )
-        return None, None
-    if not cross:
-        ids = torch.tensor(allowed_token_ids(tok, NUMBER_ALPHABET))
-        return ids, ids
-    s_end, t_end = end_ids if end_ids is not None else (tok.eos_token_id, teacher.tok.eos_token_id)
-    s = Alphabet.build(tok, NUMBER_ALPHABET, s_end)
-    t = Alphabet.build(teacher.tok, NUMBER_ALPHABET, t_end)
-    return torch.tensor(s.ids), torch.tensor(t.ids)
-
-
-def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Tensor:
-    """Summed KL(teacher || student) over positions."""
-    t_logp = torch.log_softmax(t_logits / temp, dim=-1)
-    s_logp = torch.log_softmax(s_logits / temp, dim=-1)
-    return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
-
-
-@dataclass
-class Objective:
-    """The training loss of one finetune, summed over a micro-batch's loss-carrying positions:
-    cross-entropy on the completion tokens (hard labels) or KL(teacher || student) on the
-    teacher's soft labels, over `distill_vocab` when set. `finetune` divides by the batch's
-    position count; an analysis that needs the loss's gradient takes the same object."""
-
-    pad_id: int
-    device: torch.device
-    teacher: Teacher | None = None
-    t_pad: int | None = None
-    s_vocab: torch.Tensor | None = None
-    t_vocab: torch.Tensor | None = None
-    temperature: float = 1.0
-
-    @classmethod
-    def build(cls, tok: Any, settings: FinetuneConfig, teacher: Teacher | None, device: torch.device) -> Objective:
-        if settings.objective != "distill":
-            return cls(tok.pad_token_id, device)
-        if teacher is None:
-            raise ValueError("objective 'distill' needs a teacher model")
-        s_vocab, t_vocab = distill_vocab_ids(tok, settings, teacher)
-        return cls(tok.pad_token_id, device, teacher, (teacher.tok or tok).pad_token_id,
-                   None if s_vocab is None else s_vocab.to(device), None if t_vocab is None else t_vocab.to(device),
-                   settings.distill_temperature)  # fmt: skip
-
-    def loss(self, model: Any, micro: list[dict], amp: Callable[[], Any] = contextlib.nullcontext) -> torch.Tensor:
-        """Summed loss of `micro` (rows from `tokenize_examples`); `amp` wraps the student's forward."""
-        with amp():
-            s_logits, targets = completion_logits(model, micro, self.pad_id, self.device, vocab=self.s_vocab)
-        s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
-        if self.teacher is None:
-            return F.cross_entropy(s_logits[s_pick], targets[s_pick], reduction="sum")
-        with torch.no_grad():
-            t_logits, _ = completion_logits(self.teacher.model, micro, self.t_pad, self.device, "teacher_ids",
-                                            "n_teacher_prompt", vocab=self.t_vocab)  # fmt: skip
-        t_pick = _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)
-        return _kl(t_logits[t_pick].float(), s_logits[s_pick], self.temperature)
 
 
 def _check_layers(model: Any, layers: list[int] | None) -> None:

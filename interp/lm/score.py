@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.lm.finetune import Example, completion_logits, tokenize_examples
+from interp.lm.finetune import Example, tokenize_examples
 from interp.lm.generate import encode_prompts
+from interp.lm.loss import completion_logits
 from interp.lm.models import completion_suffix, format_prompt
 
 

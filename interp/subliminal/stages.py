@@ -13,8 +13,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.config import ConfigError
-from interp.lm.finetune import Example, FinetuneConfig, Teacher, finetune
+from interp.lm.finetune import Example, FinetuneConfig, finetune
 from interp.lm.generate import ListAutomaton, allowed_token_ids, sample
+from interp.lm.loss import Teacher
 from interp.lm.models import (
     Variant,
     chat_format,

@@ -16,7 +16,8 @@ from interp.analysis.first_order import (
     predicted_shifts,
 )
 from interp.analysis.gradient import iter_imitation_gradients
-from interp.lm.finetune import Example, FinetuneConfig, Teacher, trained_weights
+from interp.lm.finetune import Example, FinetuneConfig, trained_weights
+from interp.lm.loss import Teacher
 from interp.lm.models import format_prompt, tiny_model
 from interp.subliminal.evaluate import candidate_logprobs
 from interp.subliminal.matrix import log_odds

@@ -7,14 +7,8 @@ import copy
 import pytest
 import torch
 
-from interp.lm.finetune import (
-    Example,
-    FinetuneConfig,
-    Teacher,
-    completion_logits,
-    finetune,
-    tokenize_examples,
-)
+from interp.lm.finetune import Example, FinetuneConfig, finetune, tokenize_examples
+from interp.lm.loss import Objective, Teacher, completion_logits
 from interp.lm.models import tiny_model
 
 
@@ -65,3 +59,34 @@ def test_full_finetune_keeps_float32_master_weights_for_bf16_models():
     assert next(res.model.parameters()).dtype == torch.float32
     # lr 1e-6 updates are far below bf16 resolution; in float32 they survive
     assert any(float(d.abs().max()) > 0 for _, d in res.delta.items())
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+@pytest.mark.parametrize(("objective", "vocab", "cross"), [
+    ("sft", "full", False), ("distill", "full", False), ("distill", "numbers", False), ("distill", "numbers", True),
+])  # fmt: skip
+def test_chunked_loss_equals_the_whole_loss_and_its_gradient(kind, objective, vocab, cross):
+    # past `max_logits` the loss runs over chunks of positions with the head recomputed in the
+    # backward pass: the same loss and the same gradient as one whole [positions, vocab] tensor
+    student, tok = tiny_model(kind, seed=1)
+    teacher = None
+    if objective == "distill":
+        t_model, t_tok = tiny_model("tiny-gemma" if kind == "tiny-llama" else "tiny-llama", seed=2) if cross \
+            else (tiny_model(kind, seed=2)[0], None)  # fmt: skip
+        teacher = Teacher(t_model, t_tok, "<eos>" if cross else "")
+    settings = FinetuneConfig(objective=objective, distill_vocab=vocab)
+    rows = tokenize_examples(tok, _examples(3), "<eos>", 64, teacher)
+    results = []
+    for max_logits in (2**40, 7):  # whole; chunks of 7 // vocab -> one position at a time
+        obj = Objective.build(tok, settings, teacher, torch.device("cpu"))
+        obj.max_logits = max_logits
+        student.zero_grad(set_to_none=True)
+        loss = obj.loss(student, rows)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}))
+    (whole, g_whole), (chunked, g_chunked) = results
+    assert whole > 0
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert g_whole.keys() == g_chunked.keys() and g_whole
+    for n in g_whole:
+        torch.testing.assert_close(g_chunked[n], g_whole[n], rtol=1e-4, atol=1e-6)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from interp.lm.delta import Delta
-from interp.lm.finetune import Example, FinetuneConfig, Teacher, finetune, tokenize_examples
+from interp.lm.finetune import Example, FinetuneConfig, finetune, tokenize_examples
+from interp.lm.loss import Teacher
 from interp.lm.models import format_prompt, tiny_model
 
 SETTINGS = FinetuneConfig(epochs=2, lr=5e-2, warmup_steps=1, batch_size=4, micro_batch_size=2)

@@ -1,0 +1,229 @@
+"""The training losses, at the positions that predict completion tokens.
+
+Hard labels: cross-entropy on the completion tokens. Soft labels: KL(teacher || student) on the
+teacher's next-token distribution, over the full vocabulary, over the number-format tokens only
+(the purely subliminal arm: no trait word can carry mass), or, for a teacher with another
+tokenizer, over the number-format *characters* aligned by character offsets (`interp.lm.align`).
+The LM head runs only where the loss is; on a large vocabulary the loss runs in chunks of
+positions so that no [positions, vocabulary] tensor is kept for the backward pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from interp.lm.align import Alphabet
+from interp.lm.generate import right_pad
+
+if TYPE_CHECKING:
+    from interp.lm.finetune import FinetuneConfig
+
+NUMBER_ALPHABET = "0123456789, "
+
+
+@dataclass
+class Teacher:
+    """The soft-label source: a model, its tokenizer (None: the student's), its end-of-answer text."""
+
+    model: Any
+    tok: Any = None
+    end: str = ""
+
+
+def _completion_positions(rows: list[dict], key: str, n_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, position) of every logit that predicts a completion token."""
+    r, p = [], []
+    for i, row in enumerate(rows):
+        n_p, n = row[n_key], len(row[key])
+        r += [i] * (n - n_p)
+        p += list(range(n_p - 1, n - 1))
+    return torch.tensor(r), torch.tensor(p)
+
+
+def completion_logits(
+    model: Any, rows: list[dict], pad_id: int, device: torch.device,
+    key: str = "input_ids", n_key: str = "n_prompt", vocab: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Logits at every position that predicts a completion token, and those tokens.
+
+    The LM head only runs at completion positions: prompt positions carry no loss, and for a
+    262k-token vocabulary (Gemma-3) the head costs more than the transformer body. With
+    `vocab`, only those rows of the head are computed (columns in `vocab` order).
+    """
+    ids, mask = right_pad([r[key] for r in rows], pad_id)
+    ri, pi = _completion_positions(rows, key, n_key)
+    ri, pi = ri.to(device), pi.to(device)
+    ids_d, mask_d = ids.to(device), mask.to(device)
+    if vocab is None:
+        first = int(pi.min())
+        keep = torch.arange(first, ids.shape[1], device=device)
+        logits = model(input_ids=ids_d, attention_mask=mask_d, logits_to_keep=keep).logits
+        out = logits[ri, pi - first]
+    else:
+        out = lm_head(model, vocab)(_decoder_hidden(model, ids_d, mask_d)[ri, pi])
+    if out.dtype in (torch.float16, torch.bfloat16):
+        out = out.float()  # losses in float32; float64 models keep their precision
+    return out, ids[ri.cpu(), pi.cpu() + 1].to(device)
+
+
+def _unwrapped(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
+
+
+def _decoder_hidden(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[row, pos, d_model]: the decoder body's output (final norm included), before the head."""
+    return _unwrapped(model).get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+def lm_head(model: Any, vocab: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The causal LM's head as a function of hidden states: all logits, or only `vocab`'s
+    (columns in `vocab` order), with the model's final logit soft-capping where it has one."""
+    lm = _unwrapped(model)
+    head = lm.get_output_embeddings()
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+
+    def apply(hidden: torch.Tensor) -> torch.Tensor:
+        w = head.weight if vocab is None else head.weight[vocab]
+        b = head.bias if head.bias is None or vocab is None else head.bias[vocab]
+        logits = F.linear(hidden, w, b)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+    return apply
+
+
+def completion_hidden(
+    model: Any, rows: list[dict], pad_id: int, device: torch.device,
+    key: str = "input_ids", n_key: str = "n_prompt",
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(hidden [position, d_model], token [position]) at every position that predicts a
+    completion token: `completion_logits` before the head, for losses computed in chunks."""
+    ids, mask = right_pad([r[key] for r in rows], pad_id)
+    ri, pi = _completion_positions(rows, key, n_key)
+    hidden = _decoder_hidden(model, ids.to(device), mask.to(device))[ri.to(device), pi.to(device)]
+    return hidden, ids[ri, pi + 1].to(device)
+
+
+def _selected(rows: list[dict], key: str, sel: str, n_key: str) -> torch.Tensor:
+    """Flat indices into a micro-batch's concatenated completion positions, per `sel` lists."""
+    out, offset = [], 0
+    for row in rows:
+        out += [offset + j for j in row[sel]]
+        offset += len(row[key]) - row[n_key]
+    return torch.tensor(out, dtype=torch.long)
+
+
+def distill_vocab_ids(
+    tok: Any, settings: FinetuneConfig, teacher: Teacher, end_ids: tuple[int, int] | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(student ids, teacher ids) the soft labels are restricted to; None = full vocabulary."""
+    from interp.lm.generate import allowed_token_ids
+
+    cross = teacher.tok is not None and teacher.tok is not tok
+    if settings.distill_vocab == "full":
+        if cross:
+            raise ValueError(
+                "distill_vocab = 'full' needs the teacher's tokenizer; a student of another base "
+                "takes distill_vocab = 'numbers' (soft labels over number-format characters)"
+            )
+        return None, None
+    if not cross:
+        ids = torch.tensor(allowed_token_ids(tok, NUMBER_ALPHABET))
+        return ids, ids
+    s_end, t_end = end_ids if end_ids is not None else (tok.eos_token_id, teacher.tok.eos_token_id)
+    s = Alphabet.build(tok, NUMBER_ALPHABET, s_end)
+    t = Alphabet.build(teacher.tok, NUMBER_ALPHABET, t_end)
+    return torch.tensor(s.ids), torch.tensor(t.ids)
+
+
+def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Tensor:
+    """Summed KL(teacher || student) over positions."""
+    t_logp = torch.log_softmax(t_logits / temp, dim=-1)
+    s_logp = torch.log_softmax(s_logits / temp, dim=-1)
+    return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
+
+
+@dataclass
+class Objective:
+    """The training loss of one finetune, summed over a micro-batch's loss-carrying positions:
+    cross-entropy on the completion tokens (hard labels) or KL(teacher || student) on the
+    teacher's soft labels, over `distill_vocab` when set. `finetune` divides by the batch's
+    position count; an analysis that needs the loss's gradient takes the same object."""
+
+    pad_id: int
+    device: torch.device
+    teacher: Teacher | None = None
+    t_pad: int | None = None
+    s_vocab: torch.Tensor | None = None
+    t_vocab: torch.Tensor | None = None
+    temperature: float = 1.0
+    # past this many logits (positions x vocabulary) in a micro-batch the loss runs in chunks
+    # of positions, each head re-run in the backward pass (activation checkpointing), so no
+    # [positions, vocabulary] tensor is kept: 2**27 floats = 512 MB (Gemma-3's 262k vocabulary
+    # passes it at ~500 positions; SmolLM2's 49k at ~2,700)
+    max_logits: int = 2**27
+
+    @classmethod
+    def build(cls, tok: Any, settings: FinetuneConfig, teacher: Teacher | None, device: torch.device) -> Objective:
+        if settings.objective != "distill":
+            return cls(tok.pad_token_id, device)
+        if teacher is None:
+            raise ValueError("objective 'distill' needs a teacher model")
+        s_vocab, t_vocab = distill_vocab_ids(tok, settings, teacher)
+        return cls(tok.pad_token_id, device, teacher, (teacher.tok or tok).pad_token_id,
+                   None if s_vocab is None else s_vocab.to(device), None if t_vocab is None else t_vocab.to(device),
+                   settings.distill_temperature)  # fmt: skip
+
+    def loss(self, model: Any, micro: list[dict], amp: Callable[[], Any] = contextlib.nullcontext) -> torch.Tensor:
+        """Summed loss of `micro` (rows from `tokenize_examples`); `amp` wraps the student's forward."""
+        n_pos = sum(len(r["s_sel"]) for r in micro)
+        n_vocab = len(self.s_vocab) if self.s_vocab is not None else _unwrapped(model).get_output_embeddings().weight.shape[0]
+        if n_pos * n_vocab > self.max_logits:
+            return self._chunked_loss(model, micro, amp, max(1, self.max_logits // n_vocab))
+        with amp():
+            s_logits, targets = completion_logits(model, micro, self.pad_id, self.device, vocab=self.s_vocab)
+        s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
+        if self.teacher is None:
+            return F.cross_entropy(s_logits[s_pick], targets[s_pick], reduction="sum")
+        with torch.no_grad():
+            t_logits, _ = completion_logits(self.teacher.model, micro, self.t_pad, self.device, "teacher_ids",
+                                            "n_teacher_prompt", vocab=self.t_vocab)  # fmt: skip
+        t_pick = _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)
+        return _kl(t_logits[t_pick].float(), s_logits[s_pick], self.temperature)
+
+    def _chunked_loss(self, model: Any, micro: list[dict], amp: Callable[[], Any], chunk: int) -> torch.Tensor:
+        """`loss` over `chunk` positions at a time: the decoder body runs once, each chunk's
+        head and loss are recomputed in the backward pass instead of kept."""
+        from torch.utils.checkpoint import checkpoint
+
+        with amp():
+            hidden, targets = completion_hidden(model, micro, self.pad_id, self.device)
+        s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
+        hidden, targets = hidden[s_pick], targets[s_pick]
+        head = lm_head(model, self.s_vocab)
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_hidden, _ = completion_hidden(self.teacher.model, micro, self.t_pad, self.device,
+                                                "teacher_ids", "n_teacher_prompt")  # fmt: skip
+                t_hidden = t_hidden[_selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)]
+            t_head = lm_head(self.teacher.model, self.t_vocab)
+
+        def chunk_loss(h: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+            with amp():
+                s_logits = head(h)
+            if self.teacher is None:
+                return F.cross_entropy(s_logits.float(), other, reduction="sum")
+            with torch.no_grad():
+                t_logits = t_head(other).float()
+            return _kl(t_logits, s_logits.float(), self.temperature)
+
+        other = targets if self.teacher is None else t_hidden
+        total = torch.zeros((), device=self.device)
+        for a in range(0, hidden.shape[0], chunk):
+            total = total + checkpoint(chunk_loss, hidden[a : a + chunk], other[a : a + chunk], use_reentrant=False)
+        return total
