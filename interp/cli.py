@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n-prompts", type=int, default=8, choices=range(1, 100001), metavar="N")
     b.add_argument("--new-tokens", type=int, default=40, choices=range(1, 4097), metavar="N")
     b.add_argument("--batch-size", type=int, default=8, choices=range(1, 4097), metavar="N")
-    b.add_argument("--n-questions", type=int, default=4, choices=range(1, 51), metavar="N")
+    b.add_argument("--n-questions", type=int, default=2, choices=range(1, 51), metavar="N")
     b.add_argument("--out", default="reports/bench.json")
     b.set_defaults(fn=_cmd_bench)
 
