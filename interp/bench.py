@@ -13,8 +13,10 @@ Cases (suite vs references):
 - list-grammar generation: `ListAutomaton` (the suite) vs the Python `IntegerListGrammar`
   (the earlier suite) and unconstrained HF `generate` (a floor: same tokens budget, no mask);
   with `--compile`, also HF `generate` with a static cache and `torch.compile`;
-- token-constrained generation: `AllowedTokens` vs unconstrained `generate`;
-- the log-prob score: `candidate_logprobs` (prompt once, KV cache reused per candidate) vs a
+- token-constrained generation: `AllowedTokens` vs unconstrained `generate` (the list grammar's
+  run of it, the same call);
+- the log-prob score: `candidate_logprobs` (prompt once, its KV cache repeated for every
+  candidate in one forward) vs a
   naive full forward per (question, candidate);
 - sampled evaluation: `sample_repeated` (prefill once, k samples) vs HF `generate` with
   `num_return_sequences = k`;
