@@ -20,8 +20,8 @@ Cases (suite vs references):
   naive full forward per (question, candidate);
 - sampled evaluation: `sample_repeated` (prefill once, k samples) vs HF `generate` with
   `num_return_sequences = k`;
-- a training step: the suite's `finetune` step (LoRA, soft labels) vs a plain PyTorch step on
-  the same padded batch (forward, full-vocabulary KL, backward, AdamW).
+- a training step: the suite's `finetune` step (LoRA r=8, hard labels on the completion) vs a
+  plain PyTorch step of the same peft LoRA on one padded batch (HF's loss over the sequence).
 Not yet here: a vLLM reference (issue 14 item 4).
 """
 
