@@ -186,17 +186,35 @@ def _top_singular(x: Tensor, rank: int, side: str) -> Tensor:
     """Top-`rank` left (out: [d_out, r]) or right (in: [d_in, r]) singular vectors, nonzero only."""
     x64 = x.detach().double()
     if min(x.shape) > 4 * (rank + 8):
-        # Randomised SVD: exact for the low-rank (LoRA) deltas we compare, and ~50x faster than
-        # a full SVD of a 1536x576 matrix, which matters over 200+ tensors per student.
+        # Randomised SVD: ~50x faster than a full SVD of a 1536x576 matrix, for dense deltas of
+        # low rank (factored ones take `_delta_singular`'s exact route).
         u, s, v = torch.svd_lowrank(x64, q=rank + 8, niter=4)
         order = torch.argsort(s, descending=True)
         u, s, vh = u[:, order], s[order], v[:, order].T
     else:
         u, s, vh = torch.linalg.svd(x64, full_matrices=False)
+    return _kept(u, s, vh, rank, side, x.dtype, max(x.shape))
+
+
+def _kept(u: Tensor, s: Tensor, vh: Tensor, rank: int, side: str, dtype: torch.dtype, n: int) -> Tensor:
     # Directions below the input dtype's rounding noise are not part of the update.
-    eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 1e-15
-    keep = min(rank, int((s > s[0] * max(x.shape) * eps).sum()) if s[0] > 0 else 0)
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else 1e-15
+    keep = min(rank, int((s > s[0] * n * eps).sum()) if s[0] > 0 else 0)
     return u[:, :keep] if side == "out" else vh[:keep].T
+
+
+def _delta_singular(delta: Delta, name: str, rank: int, side: str) -> Tensor:
+    """`_top_singular` of one parameter's update; exact from the LoRA factors when it has them.
+
+    B A = Q_B R_B R_A^T Q_A^T (QR of B and of A^T), so its SVD is that of the r x r core
+    R_B R_A^T, rotated back: O((d_out + d_in) r^2) instead of passes over a dense matrix."""
+    if name not in delta.factors:
+        return _top_singular(delta.dense(name), rank, side)
+    a, b = delta.factors[name]
+    qb, rb = torch.linalg.qr(b.detach().double())
+    qa, ra = torch.linalg.qr(a.detach().double().T)
+    uc, s, vhc = torch.linalg.svd(rb @ ra.T)
+    return _kept(qb @ uc, s, vhc @ qa.T, rank, side, a.dtype, max(b.shape[0], a.shape[1]))
 
 
 @dataclass
@@ -246,11 +264,10 @@ def delta_subspace_angles(
     per_tensor: dict[str, Tensor] = {}
     groups: dict[str, list[tuple[Tensor, int, int]]] = {}
     for name in shared:
-        s, t = student_delta.dense(name), teacher_delta.dense(name)
-        if s.ndim != 2:
-            notes.append(f"{name}: not a matrix ({s.ndim}-D), skipped")
+        if len(student_delta.shape(name)) != 2:
+            notes.append(f"{name}: not a matrix ({len(student_delta.shape(name))}-D), skipped")
             continue
-        us, ut = _top_singular(s, rank, side), _top_singular(t, rank, side)
+        us, ut = _delta_singular(student_delta, name, rank, side), _delta_singular(teacher_delta, name, rank, side)
         if us.shape[1] == 0 or ut.shape[1] == 0:
             notes.append(f"{name}: zero delta, no singular subspace, skipped")
             continue
@@ -285,16 +302,21 @@ def span_share(student_delta: Delta | dict[str, Tensor], teacher_delta: Delta | 
     inside = total = chance = 0.0
     n = 0
     for name in shared_names(student_delta, teacher_delta):
-        s, t = student_delta.dense(name).double(), teacher_delta.dense(name)
-        if s.ndim != 2:
+        if len(student_delta.shape(name)) != 2:
             continue
-        u, v = _top_singular(t, rank, "out"), _top_singular(t, rank, "in")
-        sq = float((s * s).sum())
+        u, v = _delta_singular(teacher_delta, name, rank, "out"), _delta_singular(teacher_delta, name, rank, "in")
+        sq = student_delta.sq_norm(name)
         if u.shape[1] == 0 or sq == 0:
             continue
-        inside += float(((u.T @ s @ v) ** 2).sum())
+        if name in student_delta.factors:  # U^T B A V without the dense B A
+            a, b = student_delta.factors[name]
+            proj = (u.T @ b.double()) @ (a.double() @ v)
+        else:
+            proj = u.T @ student_delta.dense(name).double() @ v
+        inside += float((proj**2).sum())
         total += sq
-        chance += sq * u.shape[1] * v.shape[1] / (s.shape[0] * s.shape[1])
+        d_out, d_in = student_delta.shape(name)
+        chance += sq * u.shape[1] * v.shape[1] / (d_out * d_in)
         n += 1
     if total == 0:
         return {"share": float("nan"), "baseline": float("nan"), "ratio": float("nan"), "n_tensors": 0, "rank": rank}

@@ -311,3 +311,28 @@ def test_span_share_is_one_inside_the_teachers_span_and_near_the_baseline_for_ra
     rand = [span_share({"layers.0.mlp.up_proj.weight": torch.randn(40, 30, generator=g)}, teacher, rank=3)["share"]
             for _ in range(50)]  # fmt: skip
     assert sum(rand) / len(rand) == pytest.approx(9 / 1200, rel=0.25)  # chance share = r_out r_in / (d_out d_in)
+
+
+def test_factored_deltas_give_the_dense_subspaces_and_span_share():
+    """LoRA deltas take the exact route from their factors (QR of A and B, SVD of the r x r core);
+    the angles and span share equal the dense computation's (randomised SVD at this size)."""
+    from interp.analysis.alignment import _delta_singular, _top_singular, span_share
+    from interp.lm.delta import Delta
+
+    g = torch.Generator().manual_seed(1)
+    name = "model.layers.0.mlp.up_proj.weight"
+
+    def lora(r):
+        return Delta(factors={name: (torch.randn(r, 120, generator=g), torch.randn(200, r, generator=g))})
+
+    s, t = lora(4), lora(6)
+    dense_s, dense_t = Delta(dense_parts={name: s.dense(name)}), Delta(dense_parts={name: t.dense(name)})
+    for side in ("out", "in"):
+        uf, ud = _delta_singular(t, name, 8, side), _top_singular(t.dense(name), 8, side)
+        assert uf.shape == ud.shape == ((200 if side == "out" else 120), 6)  # rank 6 < 8 kept
+        assert torch.linalg.svdvals(uf.T @ ud).min() > 1 - 1e-9  # the same subspace
+        fac = delta_subspace_angles(s, t, rank=4, side=side).per_tensor[name]
+        den = delta_subspace_angles(dense_s, dense_t, rank=4, side=side).per_tensor[name]
+        assert torch.allclose(fac, den, atol=1e-6), (fac, den)
+    for rank in (2, 6):  # top-2: the order of the core's singular vectors matters
+        assert span_share(s, t, rank)["share"] == pytest.approx(span_share(dense_s, dense_t, rank)["share"], rel=1e-6)
