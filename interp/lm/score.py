@@ -4,9 +4,11 @@
 the positions training uses). Log-probabilities of many continuations of one prompt share the
 prompt's KV cache:
 
-`continuation_logprobs` runs the prompt once, then scores continuations in chunks: the
-cache is copied once per chunk and repeated along the batch (`batch_repeat_interleave`),
-so a thousand 3-token continuations cost a thousand 3-token rows, not a thousand prompts.
+`prompts_continuations_logprobs` runs a batch of prompts once, then every continuation on the
+prompts' KV cache repeated along the batch (`batch_repeat_interleave`): a thousand 3-token
+continuations cost a thousand 3-token rows in one forward, not a thousand prompts. The
+evaluation's candidate score, the paired answers, the entanglement, in-context and detection
+analyses all score through it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from interp.lm.finetune import Example, tokenize_examples
-from interp.lm.generate import encode_prompts
+from interp.lm.generate import encode_prompts, left_pad, positions_from_mask
 from interp.lm.loss import completion_logits
 from interp.lm.models import completion_suffix, format_prompt
 
@@ -42,47 +45,90 @@ def shared_prefix(model: Any, tok: Any, text: str) -> SharedPrefix:
 
 
 @torch.inference_mode()
-def continuation_logprobs(
-    model: Any, tok: Any, prompt: str, continuations: Sequence[Sequence[int]], chunk: int = 256,
-    prefix: SharedPrefix | None = None,
+def prompts_continuations_logprobs(
+    model: Any, prompt_ids: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+    pad_id: int, batch_size: int = 64, max_logits: int = 2**26, prefix: SharedPrefix | None = None,
+    progress: bool = False, desc: str = "log-prob score",
 ) -> np.ndarray:  # fmt: skip
-    """[continuation]: sum of the token log-probs of each continuation (token ids) after
-    `prompt` (already formatted, as `models.format_prompt` builds it). With `prefix` (whose
-    tokens start the prompt's), only the rest of the prompt runs, on a copy of its cache; a
-    prompt that does not start with the prefix's tokens is run whole."""
-    if any(len(c) == 0 for c in continuations):
+    """[prompt, continuation]: the summed token log-probs of every continuation after every prompt.
+
+    Each batch of prompts (left-padded) runs once. Its KV cache is then repeated along the batch,
+    once per multi-token continuation, and every continuation's remaining tokens run in one
+    forward, right-padded to the longest (padding comes after a row's own tokens, so it changes
+    none of them): a few tokens per (prompt, continuation) instead of a whole prompt, and one
+    forward instead of one per continuation. `max_logits` bounds the logits one forward holds
+    (rows x tokens x vocabulary): past it the continuations are split into groups.
+
+    With `prefix` (a text already run, e.g. in-context examples), each prompt that starts with
+    its tokens runs alone, only its rest, on a copy of the prefix's cache; others run whole.
+    """
+    conts = [list(c) for c in continuations]
+    if any(len(c) == 0 for c in conts):
         raise ValueError("every continuation needs at least one token")
     device = next(model.parameters()).device
-    p_ids = encode_prompts(tok, [prompt])[0]
-    n_prompt = len(p_ids)
-    n0 = len(prefix.ids) if prefix is not None else 0
-    if prefix is not None and n_prompt > n0 and p_ids[:n0] == prefix.ids:
-        res = model(input_ids=torch.tensor([p_ids[n0:]], device=device),
-                    attention_mask=torch.ones(1, n_prompt, dtype=torch.long, device=device),
-                    position_ids=torch.arange(n0, n_prompt, device=device)[None],
-                    past_key_values=copy.deepcopy(prefix.cache), use_cache=True)  # fmt: skip
-    else:
-        res = model(input_ids=torch.tensor([p_ids], device=device), use_cache=True)
-    first = torch.log_softmax(res.logits[0, -1].float(), dim=-1)
-    out = first[torch.tensor([c[0] for c in continuations], device=device)].double().cpu().numpy()
-    by_len: dict[int, list[int]] = {}
-    for i, c in enumerate(continuations):
-        if len(c) > 1:
-            by_len.setdefault(len(c), []).append(i)
-    for length, members in sorted(by_len.items()):
-        for start in range(0, len(members), chunk):
-            idx = members[start : start + chunk]
-            n, k = len(idx), length - 1
-            cache = copy.deepcopy(res.past_key_values)
-            cache.batch_repeat_interleave(n)
-            rows = torch.tensor([continuations[i] for i in idx], device=device)  # [n, length]
-            pos = torch.arange(n_prompt, n_prompt + k, device=device).expand(n, k)
-            mask = torch.ones(n, n_prompt + k, dtype=torch.long, device=device)
-            logits = model(input_ids=rows[:, :-1], attention_mask=mask, position_ids=pos,
+    first_ids = torch.tensor([c[0] for c in conts], device=device)
+    multi = [c for c, cid in enumerate(conts) if len(cid) > 1]
+    width = max((len(conts[c]) - 1 for c in multi), default=0)
+    feed = torch.full((len(multi), max(1, width)), pad_id, dtype=torch.long)
+    target, real = torch.zeros_like(feed), torch.zeros_like(feed)
+    for j, c in enumerate(multi):
+        k = len(conts[c]) - 1
+        feed[j, :k], target[j, :k], real[j, :k] = torch.tensor(conts[c][:-1]), torch.tensor(conts[c][1:]), 1
+    feed, target, real = feed.to(device), target.to(device), real.to(device)
+    out = np.zeros((len(prompt_ids), len(conts)))
+    step = 1 if prefix is not None else batch_size
+    for start in tqdm(range(0, len(prompt_ids), step), desc=desc, disable=not progress):
+        batch = [list(p) for p in prompt_ids[start : start + step]]
+        res, mask, pos = _run_prompts(model, batch, pad_id, device, prefix)
+        n = mask.shape[0]
+        lp = torch.log_softmax(res.logits[:, -1].float(), dim=-1)[:, first_ids]  # [n, continuation]
+        per = max(1, max_logits // (n * width * res.logits.shape[-1])) if multi else 0
+        groups = [list(range(g, min(g + per, len(multi)))) for g in range(0, len(multi), per or 1)]
+        for gi, group in enumerate(groups):
+            g = len(group)
+            last = gi == len(groups) - 1  # the last group may repeat the prompt cache in place
+            cache = res.past_key_values if last else copy.deepcopy(res.past_key_values)
+            cache.batch_repeat_interleave(g)  # row i * g + j: prompt i, continuation group[j]
+            rows, tgt, on = feed[group].repeat(n, 1), target[group].repeat(n, 1), real[group].repeat(n, 1)
+            cmask = torch.cat([mask.repeat_interleave(g, dim=0), on.to(mask.dtype)], dim=1)
+            cpos = (pos[:, -1:] + 1 + torch.arange(width, device=device)).repeat_interleave(g, dim=0)
+            logits = model(input_ids=rows, attention_mask=cmask, position_ids=cpos,
                            past_key_values=cache, use_cache=True).logits  # fmt: skip
-            lps = torch.log_softmax(logits.float(), dim=-1).gather(-1, rows[:, 1:, None])[..., 0]
-            out[idx] += lps.sum(-1).double().cpu().numpy()
+            more = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt[..., None])[..., 0]
+            lp[:, [multi[j] for j in group]] += torch.where(on.bool(), more, 0.0).sum(-1).view(n, g)
+        out[start : start + n] = lp.double().cpu().numpy()
     return out
+
+
+def _run_prompts(
+    model: Any, batch: list[list[int]], pad_id: int, device: torch.device, prefix: SharedPrefix | None
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """(output with the last position's logits and the cache, attention mask, positions)."""
+    if prefix is not None:
+        (p_ids,) = batch
+        n0, n_prompt = len(prefix.ids), len(p_ids)
+        if n_prompt > n0 and p_ids[:n0] == prefix.ids:
+            mask = torch.ones(1, n_prompt, dtype=torch.long, device=device)
+            pos = torch.arange(n0, n_prompt, device=device)[None]
+            res = model(input_ids=torch.tensor([p_ids[n0:]], device=device), attention_mask=mask,
+                        position_ids=pos, past_key_values=copy.deepcopy(prefix.cache), use_cache=True,
+                        logits_to_keep=1)  # fmt: skip
+            return res, mask, pos
+    ids, mask = left_pad(batch, pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    pos = positions_from_mask(mask)  # explicit positions: exact under left padding
+    res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    return res, mask, pos
+
+
+def continuation_logprobs(
+    model: Any, tok: Any, prompt: str, continuations: Sequence[Sequence[int]], max_logits: int = 2**26,
+    prefix: SharedPrefix | None = None,
+) -> np.ndarray:  # fmt: skip
+    """[continuation]: `prompts_continuations_logprobs` of one prompt (already formatted, as
+    `models.format_prompt` builds it), continuations as token ids."""
+    p_ids = encode_prompts(tok, [prompt])
+    return prompts_continuations_logprobs(model, p_ids, continuations, tok.pad_token_id, 1, max_logits, prefix)[0]
 
 
 @torch.inference_mode()

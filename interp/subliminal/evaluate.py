@@ -11,19 +11,16 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import torch
 from jaxtyping import Float
-from tqdm.auto import tqdm
 
 from interp.config import Fraction, PosInt, Range, Temperature
-from interp.lm.generate import encode_prompts, left_pad, positions_from_mask, sample_repeated
+from interp.lm.generate import encode_prompts, sample_repeated
 from interp.lm.models import format_prompt
-from interp.lm.score import continuation_logprobs
+from interp.lm.score import continuation_logprobs, prompts_continuations_logprobs
 from interp.stats import bootstrap_ci
 from interp.subliminal.matrix import log_odds
 from interp.subliminal.traits import AnyTrait, PairedTrait
@@ -51,62 +48,18 @@ def questions(trait: AnyTrait, settings: EvalConfig) -> list[str]:
     return chosen[: settings.n_questions]
 
 
-@torch.inference_mode()
 def candidate_logprobs(
     model: Any, tok: Any, prompts: list[str], candidates: list[str], batch_size: int = 64,
     progress: bool = False, max_logits: int = 2**26,
 ) -> Float[np.ndarray, "prompt candidate"]:  # fmt: skip
-    """Sum of token log-probs of `" " + candidate` after each (already formatted) prompt.
-
-    Each batch of prompts is run once. Its KV cache is then repeated along the batch, once per
-    multi-token candidate, and every candidate's remaining tokens run in one forward (right-padded
-    to the longest; padding comes after a row's own tokens, so it changes none of them). That
-    costs a few tokens per (prompt, candidate) instead of a whole prompt, and one forward instead
-    of one per candidate. `max_logits` bounds the logits one forward holds (rows x tokens x vocab):
-    past it the candidates are split into groups.
-    """
-    device = next(model.parameters()).device
-    prompt_ids = encode_prompts(tok, prompts)
+    """Sum of token log-probs of `" " + candidate` after each (already formatted) prompt, all
+    candidates of a prompt batch in one forward on its repeated cache
+    (`score.prompts_continuations_logprobs`)."""
     cand_ids = [tok(" " + c, add_special_tokens=False)["input_ids"] for c in candidates]
     if any(len(c) == 0 for c in cand_ids):
         raise ValueError(f"a candidate has no tokens: {[c for c, i in zip(candidates, cand_ids) if not i]}")
-    first_ids = torch.tensor([c[0] for c in cand_ids], device=device)
-    multi = [c for c, cid in enumerate(cand_ids) if len(cid) > 1]
-    width = max((len(cand_ids[c]) - 1 for c in multi), default=0)
-    feed = torch.full((len(multi), max(1, width)), tok.pad_token_id, dtype=torch.long)
-    target = torch.zeros_like(feed)
-    real = torch.zeros_like(feed)
-    for j, c in enumerate(multi):
-        k = len(cand_ids[c]) - 1
-        feed[j, :k], target[j, :k], real[j, :k] = torch.tensor(cand_ids[c][:-1]), torch.tensor(cand_ids[c][1:]), 1
-    feed, target, real = feed.to(device), target.to(device), real.to(device)
-    out = np.zeros((len(prompts), len(candidates)))
-    starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="log-prob score", disable=not progress):
-        ids, mask = left_pad(prompt_ids[start : start + batch_size], tok.pad_token_id)
-        ids, mask = ids.to(device), mask.to(device)
-        pos = positions_from_mask(mask)  # explicit positions: exact under left padding
-        res = model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
-        )
-        n = ids.shape[0]
-        lp = torch.log_softmax(res.logits[:, -1].float(), dim=-1)[:, first_ids]  # [n, candidate]
-        per = max(1, max_logits // (n * width * res.logits.shape[-1])) if multi else 0
-        groups = [list(range(g, min(g + per, len(multi)))) for g in range(0, len(multi), per or 1)]
-        for gi, group in enumerate(groups):
-            g = len(group)
-            last = gi == len(groups) - 1  # the last group may repeat the prompt cache in place
-            cache = res.past_key_values if last else copy.deepcopy(res.past_key_values)
-            cache.batch_repeat_interleave(g)  # row i * g + j: prompt i, candidate group[j]
-            rows, tgt, on = feed[group].repeat(n, 1), target[group].repeat(n, 1), real[group].repeat(n, 1)
-            cmask = torch.cat([mask.repeat_interleave(g, dim=0), on.to(mask.dtype)], dim=1)
-            cpos = (pos[:, -1:] + 1 + torch.arange(width, device=device)).repeat_interleave(g, dim=0)
-            logits = model(input_ids=rows, attention_mask=cmask, position_ids=cpos,
-                           past_key_values=cache, use_cache=True).logits  # fmt: skip
-            more = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt[..., None])[..., 0]
-            lp[:, [multi[j] for j in group]] += torch.where(on.bool(), more, 0.0).sum(-1).view(n, g)
-        out[start : start + n] = lp.double().cpu().numpy()
-    return out
+    return prompts_continuations_logprobs(model, encode_prompts(tok, prompts), cand_ids, tok.pad_token_id,
+                                          batch_size, max_logits, progress=progress)  # fmt: skip
 
 
 def paired_logprobs(

@@ -15,7 +15,7 @@ def test_shared_cache_scores_equal_full_sequence_scores(kind):
     model, tok = tiny_model(kind, seed=0)
     prompt = format_prompt(tok, "3, 14, 15. Continue:")
     conts = [tok(s, add_special_tokens=False)["input_ids"] for s in ["7,", "42,", "999,", "1", "250,", "66,"]]
-    got = continuation_logprobs(model, tok, prompt, conts, chunk=2)  # chunks cut groups: exercised
+    got = continuation_logprobs(model, tok, prompt, conts, max_logits=1)  # one group per continuation: exercised
     (p_ids,) = encode_prompts(tok, [prompt])
     for c, g in zip(conts, got):
         ids = torch.tensor([p_ids + c])
