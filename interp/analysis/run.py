@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +197,10 @@ def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:
     return {"datasets": out}
 
 
-def _record(ctx: _Ctx, label: str, variant: Variant, prompts: dict[str, list[str]]) -> Stage:
-    """Residual stream at the last prompt token for each prompt set, stored as safetensors."""
+def _record(ctx: _Ctx, label: str, variant: Variant, prompts: dict[str, list[str]],
+            loaded: Callable[[], tuple[Any, Any]] | None = None) -> Stage:  # fmt: skip
+    """Residual stream at the last prompt token for each prompt set, stored as safetensors.
+    `loaded`: the variant's weights, already loaded by the caller (shared by several records)."""
     params = {
         "model": variant.identity(),
         "backend": ctx.a.backend,
@@ -209,7 +211,7 @@ def _record(ctx: _Ctx, label: str, variant: Variant, prompts: dict[str, list[str
     if st.done:
         return st
     with st.running() as folder:
-        model, tok = variant.load(ctx.device, ctx.dtype)
+        model, tok = loaded() if loaded is not None else variant.load(ctx.device, ctx.dtype)
         for set_name, users in prompts.items():
             texts = [format_prompt(tok, u, variant.system) for u in users]
             acts = residual_stream(
@@ -231,12 +233,21 @@ def activations(ctx: _Ctx) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str
     acts: dict[str, dict[str, torch.Tensor]] = {}
     stages: dict[str, Stage] = {}
     for spec in sorted({ctx.spec_of(n) for n in ctx.students}):
+        base: list[tuple[Any, Any]] = []  # the base and the prompted base: one set of weights, one wrapper
+
+        def load_base(spec: str = spec, base: list = base) -> tuple[Any, Any]:
+            if not base:
+                base.append(Variant(spec).load(ctx.device, ctx.dtype))
+            return base[0]
+
         for label, variant in (
             (f"base:{spec}", Variant(spec)),
             (f"prompted:{spec}", Variant(spec, system=trait.system_prompt)),
         ):
-            st = stages[label] = _record(ctx, label.replace(":", "-"), variant, sets)
+            st = stages[label] = _record(ctx, label.replace(":", "-"), variant, sets, load_base)
             acts[label] = {k: load_activations(st.path, k)[0] for k in sets}
+        base.clear()
+        gc.collect()
     for name in ctx.students:
         seed = sorted(ctx.art["students"][name])[0]
         variant = Variant(ctx.spec_of(name), delta_path=ctx.student_delta(name, seed))

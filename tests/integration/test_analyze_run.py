@@ -168,3 +168,23 @@ def test_the_report_shows_the_entangled_numbers(finetuned_run, tmp_path):
     en = json.loads((finetuned_run / "analysis.json").read_text())["entanglement"]["targets"]["owl"]
     assert "Token entanglement and subliminal prompting" in text
     assert fmt_est(en["prompting"]["diff"]) in text and str(en["entangled"]["top"][0]["number"]) in text
+
+
+def test_the_base_and_the_prompted_base_are_recorded_from_one_load(finetuned_run, tmp_path, monkeypatch):
+    """One model load (and one wrapper) per base for its two records; each student loads its own."""
+    import shutil
+
+    from interp.lm import models
+
+    run = tmp_path / "an"
+    shutil.copytree(finetuned_run, run)
+    for d in (run / "stages").glob("record__*"):
+        shutil.rmtree(d)
+    loads, real = [], models.Variant.load
+    monkeypatch.setattr(models.Variant, "load", lambda self, *a, **k: loads.append(self) or real(self, *a, **k))
+    assert main(["analyze", str(run), "--only", "trait_direction"]) == 0
+    bases = sorted(v.spec for v in loads if v.delta_path is None)
+    assert bases == ["tiny-gemma", "tiny-llama"], loads
+    assert sum(v.delta_path is not None for v in loads) == 3  # same-init, control, cross-model
+    fresh = json.loads((run / "analysis.json").read_text())["trait_direction"]
+    assert fresh == json.loads((finetuned_run / "analysis.json").read_text())["trait_direction"]
