@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/interp run runs/quickstart.toml
 
-# Two workers of one torch thread each (a test file stays on one worker: its fixtures run once).
+# Two workers of one torch thread each (a test file stays on one worker: its fixtures run once);
+# files go out longest first (tests/conftest.py LONG_FIRST), not by their number of tests.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not gpu" --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow and not gpu" --durations=40
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q

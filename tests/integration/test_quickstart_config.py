@@ -18,7 +18,7 @@ from interp.cli import main
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 SHRINK = [
-    "teacher.answers_per_prompt=1", "teacher.answer_max_new_tokens=32", "teacher.epochs=2",
+    "teacher.answers_per_prompt=1", "teacher.answer_max_new_tokens=32", "teacher.epochs=2", "teacher.cross_epochs=1",
     "data.n_prompts=8", "data.n_keep=8", "data.max_new_tokens=24", "data.batch_size=8",
     "eval.n_questions=6", "eval.samples_per_question=2", "eval.batch_size=24",
     "analysis.n_prompts=10", "analysis.n_number_prompts=2", "analysis.gradient_batches=1",
