@@ -134,6 +134,14 @@ def _headline(doc: Doc, run: Run, s: dict[str, Any]) -> None:
                  + "; ".join(f"{r} = {n}" for r, n in roles.items()) + ".")  # fmt: skip
 
 
+def _shape(shape: dict | None) -> str:
+    """' (7.2 numbers and 31.9 characters per answer on average)'; numbers only for number data."""
+    if not shape:
+        return ""
+    numbers = f"{fmt(shape['mean_numbers'])} numbers and " if "mean_numbers" in shape else ""
+    return f" ({numbers}{fmt(shape.get('mean_chars'))} characters per answer on average)"
+
+
 def _methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:
     doc.heading("Methods", 2)
     cfg = run.config
@@ -148,26 +156,27 @@ def _methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:
                 f"per prompt, filter '{t.get('answer_filter', 'n/a')}', {fmt(t.get('epochs'))} epochs, "
                 f"lr {fmt(t.get('lr'))})" if t.get("mode") == "finetuned" else
                 " (the trait is the system prompt)") + f"; prompt formats: {', '.join(sorted(fmt_of)) or 'n/a'}."]  # fmt: skip
+    kind = d.get("kind", "numbers")
+    carrier = {"numbers": "number lists", "code": "Python functions", "cot": "worked solutions"}.get(kind, kind)
     items += [f"Student '{st.get('name')}': base "
               f"{t.get('model') if st.get('model') == 'teacher' else st.get('model')}, trained on "
-              f"the {st.get('data')} teacher's numbers." for st in cfg.get("students") or []]  # fmt: skip
+              f"the {st.get('data')} teacher's {carrier}." for st in cfg.get("students") or []]  # fmt: skip
     items.append(f"Trait: {trait.get('category', trait.get('kind'))} '{trait.get('target')}'; "
                  f"system prompt: \"{trait.get('system_prompt', 'n/a')}\"; "
                  f"{len(trait.get('candidates') or [])} candidate answers for the log-prob score: "
                  f"{', '.join(trait.get('candidates') or [])}.")  # fmt: skip
-    items.append(f"Data: {fmt(d.get('n_prompts'))} number prompts per teacher, sampled at "
-                 f"temperature {fmt(d.get('temperature'))}, up to {fmt(d.get('max_new_tokens'))} new "
-                 f"tokens, decoding constraint '{d.get('constraint', 'none')}', "
-                 f"banned numbers '{d.get('banned_numbers', 'none')}'; at most {fmt(d.get('n_keep'))} "
-                 "kept after filtering.")  # fmt: skip
+    prompts = {"numbers": "number", "code": "programming-task", "cot": "arithmetic word-problem"}.get(kind, kind)
+    items.append(f"Data ({kind}): {fmt(d.get('n_prompts'))} {prompts} prompts per teacher, sampled at "
+                 f"temperature {fmt(d.get('temperature'))}, up to {fmt(d.get('max_new_tokens'))} new tokens"
+                 + (f", decoding constraint '{d.get('constraint', 'none')}', banned numbers "
+                    f"'{d.get('banned_numbers', 'none')}'" if kind == "numbers" else "")
+                 + f"; at most {fmt(d.get('n_keep'))} kept after filtering.")  # fmt: skip
     for which, f in (s.get("filter") or {}).items():
         rej = ", ".join(f"{k} {fmt(v)}" for k, v in (f.get("rejected") or {}).items()) or "none"
         items.append(f"Filter ({which} data): {fmt(f.get('kept'))} of {fmt(f.get('total'))} "
                      f"completions passed (pass rate {fmt(f.get('pass_rate'))}); rejected: {rej}; "
                      f"{fmt(f.get('n_dataset'))} in the training set"
-                     + (f" ({fmt(f['dataset_shape']['mean_numbers'])} numbers and "
-                        f"{fmt(f['dataset_shape']['mean_chars'])} characters per answer on average)"
-                        if f.get("dataset_shape") else "") + ".")  # fmt: skip
+                     + _shape(f.get("dataset_shape")) + ".")  # fmt: skip
     items.append(f"Finetuning: {tr.get('method')}"
                  + (f" (r {fmt(tr.get('lora_r'))}, alpha {fmt(tr.get('lora_alpha'))}, dropout "
                     f"{fmt(tr.get('lora_dropout'))}, modules {', '.join(tr.get('target_modules') or [])})"

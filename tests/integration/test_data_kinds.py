@@ -14,6 +14,7 @@ import re
 
 import pytest
 from helpers import tiny_subliminal_config, write_config
+from pypdf import PdfReader
 
 import interp.subliminal.stages as stages
 from interp.cli import main
@@ -72,6 +73,11 @@ def test_a_modality_runs_end_to_end_and_its_filter_rejects_what_was_planted(kind
     assert not any(re.search(r"owl|cat", r["completion"], re.I) for r in rows)
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["students"]) == {"same-init", "control"}
+    # the report describes this modality's data (it once assumed number lists and failed)
+    assert main(["report", str(run), "-o", str(tmp_path / "r.pdf")]) == 0
+    text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(tmp_path / "r.pdf").pages))
+    carrier = {"code": "programming-task prompts", "cot": "arithmetic word-problem prompts"}[kind]
+    assert f"Data ({kind}): {n} {carrier} per teacher" in text and "numbers and" not in text, text[:3000]
 
 
 def test_a_tree_trait_runs_through_every_stage(tmp_path):
