@@ -78,6 +78,8 @@ def test_a_modality_runs_end_to_end_and_its_filter_rejects_what_was_planted(kind
     text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(tmp_path / "r.pdf").pages))
     carrier = {"code": "programming-task prompts", "cot": "arithmetic word-problem prompts"}[kind]
     assert f"Data ({kind}): {n} {carrier} per teacher" in text and "numbers and" not in text, text[:3000]
+    writes = {"code": "writes short Python functions", "cot": "writes step-by-step solutions"}[kind]
+    assert writes in text and "number sequences" not in text, text[:3000]
 
 
 def test_a_tree_trait_runs_through_every_stage(tmp_path):
