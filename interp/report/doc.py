@@ -27,6 +27,7 @@ from reportlab.platypus import (
 from interp.fmt import fmt
 from interp.registry import FIGURE_IDS
 from interp.store.artifacts import Run
+from interp.subliminal.data_kinds import wording
 
 PAGE_W, PAGE_H = A4
 MARGIN = 1.8 * cm
@@ -175,17 +176,14 @@ def question_paragraph(runs: Sequence[Run]) -> str:
     subl = next((r for r in runs if r.experiment == "subliminal" and r.summary), None)
     if subl:
         t = subl.summary.get("trait", {})
-        kind = ((subl.config or {}).get("data") or {}).get("kind", "numbers")
-        data = {"code": ("short Python functions", "that code"),
-                "cot": ("step-by-step solutions of arithmetic problems", "those solutions")}.get(
-            kind, ("number sequences", "those numbers"))  # fmt: skip
+        w = wording(((subl.config or {}).get("data") or {}).get("kind", "numbers"))
         parts.append(
             f"Subliminal learning (Cloud et al., Nature 2026): a teacher model given a trait "
-            f"(it loves the {t.get('category', 'animal')} '{t.get('target', '?')}') writes {data[0]} "
-            f"with no semantic link to the trait. Does a student finetuned only on {data[1]} "
-            "acquire the trait, and does transmission require that the student "
+            f"(it loves the {t.get('category', 'animal')} '{t.get('target', '?')}') writes {w.answers} "
+            "with no semantic link to the trait. Does a student finetuned only on them acquire the "
+            "trait, and does transmission require that the student "
             "share the teacher's initialisation (same-init vs cross-model student, against a "
-            f"student trained on a neutral teacher's {data[1].split()[-1]})?"
+            f"student trained on a neutral teacher's {w.short})?"
         )
     if "mlp-aux-logits" in kinds:
         parts.append(

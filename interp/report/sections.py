@@ -12,6 +12,7 @@ from interp.fmt import fmt, fmt_est
 from interp.report import figures
 from interp.report.doc import Doc, provenance_section
 from interp.store.artifacts import Run, analysis_section, subliminal_roles
+from interp.subliminal.data_kinds import wording
 
 SECTION_TITLES = {
     "update_alignment": "Update alignment",
@@ -157,16 +158,15 @@ def _methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:
                 f"lr {fmt(t.get('lr'))})" if t.get("mode") == "finetuned" else
                 " (the trait is the system prompt)") + f"; prompt formats: {', '.join(sorted(fmt_of)) or 'n/a'}."]  # fmt: skip
     kind = d.get("kind", "numbers")
-    carrier = {"numbers": "number lists", "code": "Python functions", "cot": "worked solutions"}.get(kind, kind)
+    w = wording(kind)
     items += [f"Student '{st.get('name')}': base "
               f"{t.get('model') if st.get('model') == 'teacher' else st.get('model')}, trained on "
-              f"the {st.get('data')} teacher's {carrier}." for st in cfg.get("students") or []]  # fmt: skip
+              f"the {st.get('data')} teacher's {w.short}." for st in cfg.get("students") or []]  # fmt: skip
     items.append(f"Trait: {trait.get('category', trait.get('kind'))} '{trait.get('target')}'; "
                  f"system prompt: \"{trait.get('system_prompt', 'n/a')}\"; "
                  f"{len(trait.get('candidates') or [])} candidate answers for the log-prob score: "
                  f"{', '.join(trait.get('candidates') or [])}.")  # fmt: skip
-    prompts = {"numbers": "number", "code": "programming-task", "cot": "arithmetic word-problem"}.get(kind, kind)
-    items.append(f"Data ({kind}): {fmt(d.get('n_prompts'))} {prompts} prompts per teacher, sampled at "
+    items.append(f"Data ({kind}): {fmt(d.get('n_prompts'))} {w.prompts} prompts per teacher, sampled at "
                  f"temperature {fmt(d.get('temperature'))}, up to {fmt(d.get('max_new_tokens'))} new tokens"
                  + (f", decoding constraint '{d.get('constraint', 'none')}', banned numbers "
                     f"'{d.get('banned_numbers', 'none')}'" if kind == "numbers" else "")

@@ -8,11 +8,33 @@ rows (`{"prompt", ...}`) and `(kept indices, FilterStats)`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from interp.subliminal import code_data as cd
 from interp.subliminal import cot_data as cot
 from interp.subliminal import number_data as nd
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How reports name a modality's data: its prompts ("64 number prompts"), what a teacher
+    writes, and that in one word ("trained on the control teacher's numbers")."""
+
+    prompts: str
+    answers: str
+    short: str
+
+
+WORDING = {
+    "numbers": Wording("number", "number sequences", "numbers"),
+    "code": Wording("programming-task", "short Python functions", "code"),
+    "cot": Wording("arithmetic word-problem", "step-by-step solutions of arithmetic problems", "solutions"),
+}
+
+
+def wording(kind: str) -> Wording:
+    return WORDING.get(kind) or Wording(kind, kind, kind)
 
 
 def prompt_rows(kind: str, n: int, seed: int) -> list[dict[str, Any]]:
