@@ -33,7 +33,7 @@ def seed_everything():
 # `make test` hands whole files to its two workers (--dist loadfile, --no-loadscope-reorder) in
 # collection order. The longest go first, so that none of them starts late and sets the wall
 # time (longest processing time first); the rest keep pytest's order. Measured on 2 cores: the
-# quickstart file is ~7 minutes on one thread, the next ones 1-3 minutes.
+# quickstart file is ~4.5 minutes on one thread, the next ones 1-1.5 minutes.
 LONG_FIRST = [
     "integration/test_quickstart_config.py",
     "integration/test_transmission_planted.py",

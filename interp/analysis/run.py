@@ -9,6 +9,7 @@ a run cannot support (e.g. update alignment without a finetuned teacher) are lis
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -233,20 +234,15 @@ def activations(ctx: _Ctx) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str
     acts: dict[str, dict[str, torch.Tensor]] = {}
     stages: dict[str, Stage] = {}
     for spec in sorted({ctx.spec_of(n) for n in ctx.students}):
-        base: list[tuple[Any, Any]] = []  # the base and the prompted base: one set of weights, one wrapper
-
-        def load_base(spec: str = spec, base: list = base) -> tuple[Any, Any]:
-            if not base:
-                base.append(Variant(spec).load(ctx.device, ctx.dtype))
-            return base[0]
-
+        # the base and the prompted base: one set of weights and one wrapper, loaded when first needed
+        load_base = functools.cache(functools.partial(Variant(spec).load, ctx.device, ctx.dtype))
         for label, variant in (
             (f"base:{spec}", Variant(spec)),
             (f"prompted:{spec}", Variant(spec, system=trait.system_prompt)),
         ):
             st = stages[label] = _record(ctx, label.replace(":", "-"), variant, sets, load_base)
             acts[label] = {k: load_activations(st.path, k)[0] for k in sets}
-        base.clear()
+        load_base.cache_clear()
         gc.collect()
     for name in ctx.students:
         seed = sorted(ctx.art["students"][name])[0]
