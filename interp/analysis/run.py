@@ -42,6 +42,7 @@ from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.table import comparison_table
 from interp.analysis.trajectories import trajectories
+from interp.analysis.update_matrix import update_matrix
 from interp.config import ConfigError, build
 from interp.lm.delta import Delta
 from interp.lm.finetune import Example
@@ -376,6 +377,16 @@ def _delta_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
         result["missing"] |= {"update_alignment": why, "gradient_alignment": why}
 
 
+def _update_matrix(ctx: _Ctx, result: dict[str, Any]) -> None:
+    um = update_matrix(ctx)
+    if um is None:
+        result["missing"]["update_matrix"] = (
+            "needs >= 2 targets (trait.targets) whose teachers have weight deltas (teacher.mode = 'finetuned')"
+        )
+    else:
+        result["update_matrix"] = um
+
+
 def _trajectories(ctx: _Ctx, result: dict[str, Any]) -> None:
     if not ctx.a.trajectories:
         result["missing"]["trajectories"] = "off; set [analysis] trajectories = true"
@@ -423,7 +434,7 @@ def _first_order(ctx: _Ctx, result: dict[str, Any]) -> None:
         result["first_order"] = first_order(ctx)
 
 
-SECTIONS = ("update_alignment", "gradient_alignment", "matrix_mechanisms", "entanglement", "divergence", "detection",
+SECTIONS = ("update_alignment", "gradient_alignment", "update_matrix", "matrix_mechanisms", "entanglement", "divergence", "detection",
             "incontext", "data_controls", "trajectories", "first_order", "trait_direction", "probes", "steering")  # fmt: skip
 
 
@@ -458,6 +469,8 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
     want = (lambda name: True) if not only else (lambda name: name in only)  # noqa: E731
     if want("update_alignment") or want("gradient_alignment"):
         _delta_sections(ctx, result)
+    if want("update_matrix"):
+        _update_matrix(ctx, result)
     if want("matrix_mechanisms") and len(ctx.summary["trait"].get("targets") or []) >= 2:
         if ctx.art.get("teacher_mode") == "prompt" or "teachers" in ctx.art:
             result["matrix_mechanisms"] = matrix_mechanisms(ctx)

@@ -9,7 +9,14 @@ back at each checkpoint, from step 0 (the base) to the end:
   token of general prompts (no system prompt, never the evaluation questions), and its cosine
   with the teacher's trait vector v_T(layer) = prompted - plain base on the same prompts (the
   emergence measure of the steering-vector account); the mean over layers, fixed in advance;
-- update cosine with the teacher's update, where the run has a teacher delta;
+- update cosine with the teacher's update, where the run has a teacher delta; and where every
+  target has a finetuned teacher and a checkpointed student, the update matrix at each step
+  (each target's student against every target's teacher: own minus others, its exact
+  permutation p over target labels and a t-interval over targets; `update_matrix`);
+- imitation-gradient alignment, where the run has a teacher delta: at each checkpoint, the
+  cosine of the descent direction of the student's own training loss (its first
+  `gradient_batches` x `gradient_batch_size` rows, soft labels where it distils) with the
+  teacher's update, with a bootstrap CI over batches (step 0 is `gradient_alignment`'s measure);
 - gamma over the run's targets at each step, where the entry saved checkpoints for every
   target (its first seed): each target's student scored on every candidate, its shift from the
   base, gamma with its exact permutation p over target labels and a t-interval over targets
@@ -29,8 +36,10 @@ import torch
 
 from interp.analysis.alignment import delta_cosines
 from interp.analysis.directions import layer_cosines, mean_difference
+from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
+from interp.analysis.update_matrix import matched_contrast
 from interp.lm.delta import Delta
-from interp.lm.models import Variant, format_prompt
+from interp.lm.models import Variant, completion_suffix, format_prompt
 from interp.lm.record import residual_stream
 from interp.stats import t_interval
 from interp.store.stages import read_json, write_json
@@ -109,6 +118,62 @@ def gamma_steps(ctx: Any, name: str, spec: str) -> list[dict[str, Any]] | None:
     return rows
 
 
+def update_steps(ctx: Any, name: str) -> list[dict[str, Any]] | None:
+    """The update matrix at each saved step of entry `name` (its first seed; see the module doc);
+    None unless every target has a teacher delta and a checkpointed student."""
+    targets = ctx.config.trait.target_list()
+    teachers = ctx.art.get("teachers") or {}
+    by_t = ctx.art.get("students_by_target", {}).get(name, {})
+    if len(targets) < 2 or any(not (teachers.get(t) or {}).get("delta") or t not in by_t for t in targets):
+        return None
+    dirs = {t: _first_seed_dir(ctx, by_t[t]) for t in targets}
+    if any(not (d / "checkpoints").is_dir() for d in dirs.values()):
+        return None
+    t_deltas = [Delta.load(ctx.path(teachers[u]["delta"])) for u in targets]
+    cells: dict[int, list[list[float]]] = {}
+    for t in targets:
+        for step, path in checkpoints(dirs[t]):
+            student = Delta.load(path)
+            cells.setdefault(step, []).append([delta_cosines(student, td)["overall"] for td in t_deltas])
+    rows = []
+    for step, mat in sorted(cells.items()):
+        if len(mat) != len(targets):
+            continue
+        c = np.array(mat)
+        res = matched_contrast(c[None])
+        own = np.diag(c)
+        per_target = own - (c.sum(axis=1) - own) / (len(targets) - 1)
+        rows.append({"step": step, "own": res["matched"], "others": res["mismatched"],
+                     "contrast": res["contrast"]["mean"], "p": res["contrast"]["p"],
+                     "contrast_ci": t_interval(per_target, ctx.config.eval.ci).to_dict()})  # fmt: skip
+    return rows
+
+
+def _gradient_cos(ctx: Any, name: str, seed: int, path: Path | None, teacher: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Imitation-gradient alignment at one checkpoint (see the module doc)."""
+    from interp.analysis.detection_run import data_stage, run_teachers
+    from interp.subliminal.stages import student_rows, training_inputs
+
+    s = next(x for x in ctx.config.students if x.name == name)
+    t = ctx.trait().target
+    teachers, control = run_teachers(ctx)
+    settings = s.settings(ctx.config.train)
+    distill = settings.objective == "distill"
+    rows = student_rows(ctx.config, ctx.run, s, t, seed, data_stage(ctx, t), teachers[t], control)[0]
+    rows = rows[: ctx.a.gradient_batches * ctx.a.gradient_batch_size]
+    model, tok, examples, soft = training_inputs(ctx.spec_of(name), rows, teachers[t] if distill else None,
+                                                 ctx.device, ctx.dtype)  # fmt: skip
+    if path is not None:
+        Delta.load(path).apply(model)
+    grads = iter_imitation_gradients(
+        model, tok, examples, list(teacher), ctx.a.gradient_batch_size, completion_suffix(tok),
+        micro_batch_size=settings.micro_batch_size, max_len=settings.max_seq_len,
+        max_batches=ctx.a.gradient_batches, settings=settings, teacher=soft,
+    )  # fmt: skip
+    o = descent_alignment(grads, teacher, n_boot=ctx.a.n_boot, seed=ctx.cfg["seed"])["overall"]
+    return {k: o[k] for k in ("cos", "cos_ci", "frac_positive", "pooled_cos")}
+
+
 def _acts(ctx: Any, model: Any, tok: Any, system: str | None, prompts: list[str]) -> torch.Tensor:
     texts = [format_prompt(tok, u, system) for u in prompts]
     return residual_stream(model, tok, texts, backend=ctx.a.backend, batch_size=ctx.a.batch_size).float()
@@ -128,7 +193,8 @@ def trajectories(ctx: Any) -> dict[str, Any] | None:
     a, trait = ctx.a, ctx.trait()
     prompts = list(GENERAL_PROMPTS[: max(2, a.n_prompts)])
     params = {"students": {n: str(d.name) for n, d in dirs.items()}, "prompts": len(prompts), "eval": ctx.config.eval.__dict__,
-              "backend": a.backend, "seed": ctx.cfg["seed"], "trait": trait.target, "gamma_steps": True}  # fmt: skip
+              "backend": a.backend, "seed": ctx.cfg["seed"], "trait": trait.target, "gamma_steps": True,
+              "gradient": [a.gradient_batches, a.gradient_batch_size, a.n_boot]}  # fmt: skip
     st = ctx.run.stage("analysis/trajectories", params)
     if st.done:
         return read_json(st.path / "trajectories.json")
@@ -140,6 +206,8 @@ def trajectories(ctx: Any) -> dict[str, Any] | None:
             v_t = mean_difference(_record(ctx, Variant(spec, system=trait.system_prompt), prompts), base_acts)
             t_path = ctx.teacher_delta(spec)
             teacher = Delta.load(t_path) if t_path is not None else None
+            dense = teacher.to_dense() if teacher is not None else None
+            seed = int(d.name.rsplit("seed", 1)[-1].split("-")[0])
             rows = []
             for step, path in [(0, None), *checkpoints(d)]:
                 model, tok = Variant(spec, delta_path=path).load(ctx.device, ctx.dtype)
@@ -149,10 +217,14 @@ def trajectories(ctx: Any) -> dict[str, Any] | None:
                        "vector_cos": vector_cosines(acts, base_acts, v_t) if path is not None else None}  # fmt: skip
                 if teacher is not None and path is not None:
                     row["update_cos"] = delta_cosines(Delta.load(path), teacher)["overall"]
+                del model
+                if dense is not None:
+                    row["gradient_cos"] = _gradient_cos(ctx, name, seed, path, dense)
                 rows.append(row)
                 log.info("trajectory %s step %d: p(target) %.4f", name, step, score["mean"])
-            out["students"][name] = {"model": spec, "data": ctx.students[name]["data"], "seed": d.name.rsplit("seed", 1)[-1].split("-")[0],
+            out["students"][name] = {"model": spec, "data": ctx.students[name]["data"], "seed": str(seed),
                                      "steps": rows, "update_cos": "teacher delta" if teacher is not None else None,
-                                     "gamma_steps": gamma_steps(ctx, name, spec)}  # fmt: skip
+                                     "gamma_steps": gamma_steps(ctx, name, spec),
+                                     "update_steps": update_steps(ctx, name) if spec == ctx.teacher_spec else None}  # fmt: skip
         write_json(folder / "trajectories.json", out)
     return read_json(st.path / "trajectories.json")

@@ -228,13 +228,23 @@ def trait_direction(students: dict[str, Any], path: Path) -> Path:
 def trajectories(students: dict[str, Any], path: Path) -> Path:
     """Over optimiser steps, per student: p(target) with its CI, cos(v_S, v_T), gamma over the
     run's targets with its CI (where every target saved checkpoints) and, where the run has a
-    teacher delta, the update cosine."""
+    teacher delta, the update cosine (own teacher solid; the other targets' teachers dashed, where
+    every target has one) and the imitation-gradient alignment with its CI over batches."""
     has_update = any(r.get("update_cos") is not None for d in students.values() for r in d["steps"])
     has_gamma = any(d.get("gamma_steps") for d in students.values())
+    has_grad = any(r.get("gradient_cos") for d in students.values() for r in d["steps"])
+    upd, grad = "cos(student update, teacher update)", "cos(-grad of imitation loss, teacher update)"
     labels = ["p(target)", "cos(v_S, v_T), mean over layers"]
     labels += ["gamma over targets (nats)"] if has_gamma else []
-    labels += ["cos(student update, teacher update)"] if has_update else []
-    fig, axes = plt.subplots(1, len(labels), figsize=(3.6 * len(labels) + 0.3, 3.4))
+    labels += [upd] if has_update else []
+    labels += [grad] if has_grad else []
+    ncol = min(3, len(labels))
+    nrow = -(-len(labels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol + 0.3, 3.2 * nrow), squeeze=False)
+    axes = list(axes.ravel())
+    for ax in axes[len(labels):]:
+        ax.set_visible(False)
+    axes = axes[: len(labels)]
     ax_of = dict(zip(labels, axes))
     for i, (n, d) in enumerate(students.items()):
         steps = [r["step"] for r in d["steps"]]
@@ -252,7 +262,16 @@ def trajectories(students: dict[str, Any], path: Path) -> Path:
                                                         marker="o", ms=3, capsize=2, color=f"C{i}", label=n)  # fmt: skip
         uc = [(r["step"], _num(r["update_cos"])) for r in d["steps"] if r.get("update_cos") is not None]
         if has_update and uc:
-            ax_of[labels[-1]].plot(*zip(*uc), marker="o", ms=3, color=f"C{i}", label=n)
+            ax_of[upd].plot(*zip(*uc), marker="o", ms=3, color=f"C{i}", label=n)
+        if has_update and d.get("update_steps"):
+            us = d["update_steps"]
+            ax_of[upd].plot([r["step"] for r in us], [r["others"] for r in us], ls="--", marker="x", ms=3,
+                            color=f"C{i}", label=f"{n}: other targets' teachers")  # fmt: skip
+        gc = [(r["step"], r["gradient_cos"]["cos_ci"]) for r in d["steps"] if r.get("gradient_cos")]
+        if has_grad and gc:
+            ax_of[grad].errorbar([s for s, _ in gc], [_num(c["mean"]) for _, c in gc],
+                                 yerr=np.array([_err(c)[1:] for _, c in gc]).T, marker="o", ms=3, capsize=2,
+                                 color=f"C{i}", label=n)  # fmt: skip
     for ax, lab in zip(axes, labels):
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(lab, fontsize=8)
@@ -261,6 +280,8 @@ def trajectories(students: dict[str, Any], path: Path) -> Path:
     for ax in axes[1:]:
         ax.axhline(0, color="black", lw=0.8)
     axes[0].legend(fontsize=7)
+    if has_update and any(d.get("update_steps") for d in students.values()):
+        ax_of[upd].legend(fontsize=6)
     return _save(fig, path)
 
 

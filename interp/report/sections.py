@@ -231,7 +231,11 @@ ANALYSIS_FIGURES: list[tuple[str, str, Any, Any]] = [
      "base on the same prompts), mean over layers. Then, where every target's student saved "
      "checkpoints: gamma over the targets at each step (own-target minus other-target shift, nats), "
      "with its t-interval over targets; and, for runs with a teacher delta, the cosine of the "
-     "student's update with the teacher's."),
+     "student's update with its teacher's (dashed, where every target has a finetuned teacher: the "
+     "mean cosine of each target's student with the other targets' teachers, the baseline a shared "
+     "finetuning direction gives) and the imitation-gradient alignment: the cosine of the descent "
+     "direction of the student's own training loss at that checkpoint with the teacher's update, with "
+     "a bootstrap CI over batches."),
 ]  # fmt: skip
 
 
@@ -248,6 +252,9 @@ def _analyses(doc: Doc, run: Run) -> None:
         _steering(doc, st)
     else:
         doc.skip(run.name, "steering", "Steering", why or "no steering results")
+    um = (run.analysis or {}).get("update_matrix")
+    if um and um.get("students"):
+        _update_matrix(doc, um)
     mm = (run.analysis or {}).get("matrix_mechanisms")
     if mm:
         _matrix_mechanisms(doc, mm)
@@ -260,6 +267,27 @@ def _analyses(doc: Doc, run: Run) -> None:
         doc.heading("Analysis summary (from analysis.json)", 3)
         cols = list(table[0])
         doc.table([cols] + [[r.get(c, "") for c in cols] for r in table])
+
+
+def _update_matrix(doc: Doc, um: dict[str, Any]) -> None:
+    doc.heading("Whose update: each student against every target's teacher update", 3)
+    rows = [["arm", "seeds", "cosine: own teacher | others", "own - others [CI over seeds]", "p (perm.)",
+             f"span share (r={um.get('rank')}): own | others | chance", "own - others [CI]", "p"]]
+    for name, e in um["students"].items():
+        c, sh = e["cosine"], e.get("span_share")
+        row = [name, ", ".join(map(str, e["seeds"])), f"{fmt(c['matched'])} | {fmt(c['mismatched'])}",
+               fmt_est(c["contrast"]), fmt(c["contrast"]["p"])]  # fmt: skip
+        row += ([f"{fmt(sh['matched'])} | {fmt(sh['mismatched'])} | {fmt(sh['baseline'])}", fmt_est(sh["contrast"]),
+                 fmt(sh["contrast"]["p"])] if sh else ["n/a", "n/a", "n/a"])  # fmt: skip
+        rows.append(row)
+    doc.table(rows, [1.6, 0.8, 1.9, 2.2, 0.8, 2.4, 2.2, 0.8])
+    doc.para(f"Each target's student update (targets {', '.join(um['targets'])}) against each target's "
+             "finetuned-teacher update: the cosine over all shared weights, and the share of the student's "
+             "update inside the teacher's top singular span. Own - others is the mean over the matrix "
+             "diagonal minus the mean off it, per seed, with a t-interval over seeds; p is exact over "
+             "relabellings of the targets of the seed-mean matrix. A direction every finetune of the base "
+             "shares raises own and others alike; only the difference says the student followed its own "
+             "teacher.")  # fmt: skip
 
 
 def _matrix_mechanisms(doc: Doc, mm: dict[str, Any]) -> None:

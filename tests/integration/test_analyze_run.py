@@ -38,14 +38,21 @@ def finetuned_run(tmp_path_factory):
 
 def test_every_section_with_cis(finetuned_run):
     res = json.loads((finetuned_run / "analysis.json").read_text())
-    # every section (one target: no controls table, no first-order comparison on the matrix)
-    assert set(res["missing"]) == {"data_controls", "first_order"} and res["teacher_mode"] == "finetuned"
-    assert "needs >= 2 targets" in res["missing"]["first_order"]
+    # every section (one target: no controls table, no first-order comparison on the matrix, no
+    # update matrix over targets)
+    assert set(res["missing"]) == {"data_controls", "first_order", "update_matrix"} and res["teacher_mode"] == "finetuned"
+    assert "needs >= 2 targets" in res["missing"]["first_order"] and "needs >= 2 targets" in res["missing"]["update_matrix"]
     g = res["detection"]["scan_gradient"]  # a teacher delta: each row's imitation gradient against it
     n_rows = len((finetuned_run / json.loads((finetuned_run / "summary.json").read_text())["artifacts"]["data"]["trait"]
                   / "dataset.jsonl").read_text().splitlines())  # fmt: skip
     assert g["n_pos"] == n_rows and 0 <= g["auroc"] <= 1
     assert set(res["trajectories"]["students"]) == {"same-init"}
+    steps = res["trajectories"]["students"]["same-init"]["steps"]
+    # the imitation-gradient alignment at every checkpoint; at step 0 (the base) it is the
+    # gradient-alignment section's measure on the same rows and batches
+    assert all(len(r["gradient_cos"]["cos"]) == 2 for r in steps)
+    assert steps[0]["gradient_cos"]["cos"] == pytest.approx(res["gradient_alignment"]["datasets"]["same-init"]["cos"], abs=1e-4)
+    assert steps[-1]["gradient_cos"]["cos"] != pytest.approx(steps[0]["gradient_cos"]["cos"], abs=1e-6)
     students = ["same-init", "control", "cross-model"]
     ua = res["update_alignment"]["students"]
     assert set(ua) == set(students)

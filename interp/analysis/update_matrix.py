@@ -1,0 +1,103 @@
+"""Whose update does a student's update resemble? The update matrix over targets (`update_matrix`).
+
+With one finetuned teacher per target (`teacher.mode = "finetuned"`, >= 2 targets), each student
+entry's update on target t's data (seed s) is compared with every target's teacher update dW_T(u):
+- C_s[t, u] = cos(dW_S(t, s), dW_T(u)) over the tensors they share (exact from LoRA factors);
+- S_s[t, u] = the share of dW_S(t, s) inside dW_T(u)'s top-r singular span (`span_share`), with
+  its random-subspace baseline.
+The contrast is matched minus mismatched, mean diagonal minus mean off-diagonal
+(`diagonal_gamma`). A student whose update resembles every finetuned teacher's alike (a
+direction that any LoRA update of this base shares, whatever its trait) scores 0 on it; only
+resemblance to its own teacher counts. The matched cosine alone is reported too, but it is not
+the test. p: exact one-sided permutation over target labels of the seed-mean matrix (the unit is
+the target; seeds of one target share its data and its teacher); CI: t-interval over seeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from interp.analysis.alignment import delta_cosines, span_share
+from interp.lm.delta import Delta
+from interp.stats import t_interval
+from interp.subliminal import matrix as mx
+
+log = logging.getLogger("interp")
+
+
+def matched_contrast(mats: Sequence[np.ndarray] | np.ndarray, n_resamples: int = 10_000) -> dict[str, Any]:
+    """[seed, target t, teacher u] values -> matched minus mismatched, per seed and over seeds.
+
+    Returns per_seed contrasts, their mean with a t-interval over seeds (n = 1: no interval), the
+    one-sided permutation p of the seed-mean matrix's contrast over relabellings of
+    its rows, and the mean matched (diagonal) and mismatched (off-diagonal) values."""
+    m = np.asarray(mats, dtype=float)
+    if m.ndim != 3 or m.shape[1] != m.shape[2] or m.shape[1] < 2:
+        raise ValueError(f"matched_contrast needs [seeds, k, k] with k >= 2, got shape {m.shape}")
+    k = m.shape[1]
+    per_seed = mx.diagonal_gamma(m)
+    mean_mat = m.mean(axis=0)
+    _, p, n_perm = mx.label_permutation_p(lambda order: float(mx.diagonal_gamma(mean_mat[order])), k, n_resamples)
+    off = ~np.eye(k, dtype=bool)
+    return {
+        "contrast": t_interval(per_seed).to_dict() | {"p": p, "n_permutations": n_perm},
+        "per_seed": [float(x) for x in per_seed],
+        "matched": float(np.trace(mean_mat) / k),
+        "mismatched": float(mean_mat[off].mean()),
+        "seed_mean_matrix": mean_mat.tolist(),
+    }
+
+
+def _complete(by_target: dict[str, dict[str, str]], targets: Sequence[str]) -> list[str] | None:
+    """The seeds every target's student has, or None when some target has no student."""
+    if any(t not in by_target for t in targets):
+        return None
+    seeds = set.intersection(*(set(by_target[t]) for t in targets))
+    return sorted(seeds, key=int) or None
+
+
+def update_matrix(ctx: Any) -> dict[str, Any] | None:
+    """The update matrix of every same-base student entry with a student for every target (see
+    the module doc); None when the run cannot support it (fewer than 2 targets, or teachers
+    without weight deltas). Entries missing a target are listed under `skipped` with the reason."""
+    targets = ctx.config.trait.target_list()
+    teachers = ctx.art.get("teachers") or {}
+    if len(targets) < 2 or any(not (teachers.get(t) or {}).get("delta") for t in targets):
+        return None
+    spec = ctx.config.teacher.model
+    rank = ctx.a.subspace_rank
+    t_deltas = {t: Delta.load(ctx.path(teachers[t]["delta"])) for t in targets}
+    out: dict[str, Any] = {"targets": list(targets), "rank": rank, "students": {}, "skipped": {}}
+    for name, by_target in ctx.art.get("students_by_target", {}).items():
+        if ctx.spec_of(name) != spec:
+            out["skipped"][name] = f"its base {ctx.spec_of(name)} is not the teachers' ({spec}): no shared tensors"
+            continue
+        seeds = _complete(by_target, targets)
+        if seeds is None:
+            out["skipped"][name] = "not every target has a student with a common seed"
+            continue
+        cos = np.zeros((len(seeds), len(targets), len(targets)))
+        share = np.zeros_like(cos)
+        chance = np.zeros_like(cos)
+        notes: list[str] = []
+        for si, seed in enumerate(seeds):
+            for ti, t in enumerate(targets):
+                student = Delta.load(ctx.path(by_target[t][seed]) / "delta.safetensors")
+                for ui, u in enumerate(targets):
+                    c = delta_cosines(student, t_deltas[u])
+                    cos[si, ti, ui] = c["overall"]
+                    notes += c["notes"]
+                    if rank:
+                        s = span_share(student, t_deltas[u], rank=rank)
+                        share[si, ti, ui], chance[si, ti, ui] = s["share"], s["baseline"]
+                del student
+        log.info("update matrix: %s (%d seeds x %d targets)", name, len(seeds), len(targets))
+        entry = {"seeds": [int(s) for s in seeds], "cosine": matched_contrast(cos), "notes": sorted(set(notes))}
+        if rank:
+            entry["span_share"] = matched_contrast(share) | {"baseline": float(chance.mean())}
+        out["students"][name] = entry
+    return out
