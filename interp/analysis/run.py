@@ -36,19 +36,16 @@ from interp.analysis.detection_run import (
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.entanglement_run import entanglement
 from interp.analysis.first_order import first_order
-from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.incontext import incontext
 from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.table import comparison_table
-from interp.analysis.trajectories import trajectories
+from interp.analysis.trajectories import imitation_alignment, trajectories
 from interp.analysis.update_matrix import update_matrix
 from interp.config import ConfigError, build
 from interp.lm.delta import Delta
-from interp.lm.finetune import Example
-from interp.lm.models import Variant, completion_suffix, format_prompt, resolved_names
+from interp.lm.models import Variant, format_prompt, resolved_names
 from interp.lm.record import load_activations, residual_stream, save_activations
-from interp.lm.score import row_examples
 from interp.lm.steer import add_direction, project_out
 from interp.stats import paired_bootstrap_diff
 from interp.store.artifacts import load_run
@@ -158,34 +155,27 @@ def _get(d: dict, layer: int) -> float:
     return d.get(layer, d.get(str(layer), float("nan")))
 
 
-def _dataset_examples(ctx: _Ctx, name: str, tok: Any, limit: int) -> list[Example]:
-    data_rel = ctx.art["data"][ctx.students[name]["data"]]
-    rows = read_jsonl(ctx.path(data_rel) / "dataset.jsonl")
-    return row_examples(tok, rows[:limit])
-
-
 def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:
-    """At each student's init: does the imitation descent direction point toward its base's teacher?"""
+    """At each student's init: does the descent direction of its own training loss (hard labels,
+    or its teacher's soft labels where it distils) point toward its base's teacher?"""
+    from interp.analysis.first_order import LOSS_SETTINGS
+
     out = {}
     for name, spec, t_path in ctx.students_with_teacher():
+        s = next(x for x in ctx.config.students if x.name == name)
+        settings = s.settings(ctx.config.train)
+        seed = ctx.config.seeds_of(s)[0]
         params = {"student": name, "base": spec, "teacher_delta": Variant(spec, delta_path=t_path).identity(),
                   "data": ctx.art["data"][ctx.students[name]["data"]],  # the folder name carries its key
                   "batches": ctx.a.gradient_batches, "batch_size": ctx.a.gradient_batch_size,
                   "n_boot": ctx.a.n_boot, "seed": ctx.cfg["seed"]}  # fmt: skip
+        if settings.objective == "distill":  # keyed only when on, so hard-label stages keep their keys
+            params["loss"] = {k: getattr(settings, k) for k in LOSS_SETTINGS} | {"row_seed": seed}
         st = ctx.run.stage(f"analysis/gradient/{name}", params)
         if not st.done:
             with st.running() as folder:
-                model, tok = Variant(spec).load(ctx.device, ctx.dtype)
-                tok.padding_side = "right"
-                teacher = Delta.load(t_path).to_dense()
-                n = ctx.a.gradient_batches * ctx.a.gradient_batch_size
-                grads = iter_imitation_gradients(
-                    model, tok, _dataset_examples(ctx, name, tok, n), list(teacher), ctx.a.gradient_batch_size,
-                    completion_suffix(tok), max_batches=ctx.a.gradient_batches,
-                )  # fmt: skip
-                res = descent_alignment(grads, teacher, n_boot=ctx.a.n_boot, seed=ctx.cfg["seed"])
+                res = imitation_alignment(ctx, name, seed, None, Delta.load(t_path).to_dense())
                 write_json(folder / "gradient.json", res)
-                del model
                 gc.collect()
         res = json.loads((st.path / "gradient.json").read_text())
         o = res["overall"]

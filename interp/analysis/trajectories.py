@@ -149,20 +149,26 @@ def update_steps(ctx: Any, name: str) -> list[dict[str, Any]] | None:
     return rows
 
 
-def _gradient_cos(ctx: Any, name: str, seed: int, path: Path | None, teacher: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Imitation-gradient alignment at one checkpoint (see the module doc)."""
+def imitation_alignment(ctx: Any, name: str, seed: int, path: Path | None,
+                        teacher: dict[str, torch.Tensor]) -> dict[str, Any]:  # fmt: skip
+    """`descent_alignment` of student entry `name` at its checkpoint `path` (None: its init): the
+    gradient of its own training loss (hard labels, or KL to its teacher's soft labels where it
+    distils) on its first `gradient_batches` x `gradient_batch_size` rows of the primary target's
+    data, for `seed`, against the teacher's update. Shared by `gradient_alignment` (at the init)
+    and the trajectories (at every checkpoint)."""
     from interp.analysis.detection_run import data_stage, run_teachers
     from interp.subliminal.stages import student_rows, training_inputs
 
     s = next(x for x in ctx.config.students if x.name == name)
     t = ctx.trait().target
     teachers, control = run_teachers(ctx)
+    source = control if s.data == "control" else teachers[t]
     settings = s.settings(ctx.config.train)
-    distill = settings.objective == "distill"
-    rows = student_rows(ctx.config, ctx.run, s, t, seed, data_stage(ctx, t), teachers[t], control)[0]
+    rows = student_rows(ctx.config, ctx.run, s, t, seed, data_stage(ctx, "control" if s.data == "control" else t),
+                        source, control)[0]  # fmt: skip
     rows = rows[: ctx.a.gradient_batches * ctx.a.gradient_batch_size]
-    model, tok, examples, soft = training_inputs(ctx.spec_of(name), rows, teachers[t] if distill else None,
-                                                 ctx.device, ctx.dtype)  # fmt: skip
+    distill = settings.objective == "distill"
+    model, tok, examples, soft = training_inputs(ctx.spec_of(name), rows, source if distill else None, ctx.device, ctx.dtype)
     if path is not None:
         Delta.load(path).apply(model)
     grads = iter_imitation_gradients(
@@ -170,7 +176,11 @@ def _gradient_cos(ctx: Any, name: str, seed: int, path: Path | None, teacher: di
         micro_batch_size=settings.micro_batch_size, max_len=settings.max_seq_len,
         max_batches=ctx.a.gradient_batches, settings=settings, teacher=soft,
     )  # fmt: skip
-    o = descent_alignment(grads, teacher, n_boot=ctx.a.n_boot, seed=ctx.cfg["seed"])["overall"]
+    return descent_alignment(grads, teacher, n_boot=ctx.a.n_boot, seed=ctx.cfg["seed"])
+
+
+def _gradient_cos(ctx: Any, name: str, seed: int, path: Path | None, teacher: dict[str, torch.Tensor]) -> dict[str, Any]:
+    o = imitation_alignment(ctx, name, seed, path, teacher)["overall"]
     return {k: o[k] for k in ("cos", "cos_ci", "frac_positive", "pooled_cos")}
 
 
