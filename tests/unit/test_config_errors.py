@@ -111,6 +111,20 @@ def test_committed_configs_validate():
         HUB_IDS_UNCHECKED.reset(token)
 
 
+def test_committed_sweeps_validate():
+    from interp.sweep.spec import load_sweep
+
+    root = Path(__file__).resolve().parents[2]
+    paths = sorted((root / "sweeps").glob("*.toml"))
+    assert len(paths) >= 3
+    for path in paths:
+        sw = load_sweep(path)  # every point's config is checked, nothing is written
+        assert sw.points and set(sw.configs) == {p.name for p in sw.points}
+    layers = load_sweep(root / "sweeps" / "transmission-layers.toml")
+    assert [cfg.students[0].settings(cfg.train).layers for _, cfg in layers.configs.values()] == \
+        [[0], [4], [8], [12], [16], [20], [24], [29]]
+
+
 def test_unknown_report_figure(tmp_path, capsys):
     cfg = tiny_subliminal_config()
     cfg["report"] = {"enabled": True, "figures": ["trait_scores", "heatmap_of_everything"]}
