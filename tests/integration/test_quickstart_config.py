@@ -57,9 +57,10 @@ def test_quickstart_produces_summary_analysis_and_pdf(quickstart_run):
     assert lp["prompted-teacher"] > 2 * lp["base"], lp  # the stimulus works on the real model
     a = json.loads((run / "analysis.json").read_text())
     # every section but the opt-in ones (off in the quickstart: they add minutes) and the
-    # controls table, which needs >= 2 targets; each stated with its reason
+    # controls table and the update matrix, which need >= 2 targets; each stated with its reason
     opt_in = {"entanglement", "divergence", "detection", "incontext", "trajectories", "first_order"}
-    assert set(a["missing"]) == opt_in | {"data_controls"}, a["missing"]
+    assert set(a["missing"]) == opt_in | {"data_controls", "update_matrix"}, a["missing"]
+    assert "needs >= 2 targets" in a["missing"]["update_matrix"]
     assert all(a["missing"][k].startswith("off; set [analysis]") for k in opt_in)
     assert {r["metric"] for r in a["table"]} >= {"update cos(dS, dT), mean over seeds", "share of dS in span(dT) (chance)"}
     text = re.sub(r"\s+", " ", " ".join(p.extract_text() for p in PdfReader(quickstart_run / "reports" / "quickstart.pdf").pages))
