@@ -129,6 +129,9 @@ def update_alignment(ctx: _Ctx) -> dict[str, Any]:
             entry = {
                 "overall": cos["overall"], "per_layer": cos["per_layer"], "per_module": cos["per_module"],
                 "norm_ratio": cos["norms"]["ratio"], "notes": cos["notes"],
+                # the teacher trained LoRA with the run's seed: a LoRA student of that seed can start
+                # from the same A matrices, which inflates this cosine by construction
+                "shares_teacher_init": int(seed) == ctx.cfg["seed"] and _method(ctx, name) == "lora",
             }  # fmt: skip
             if ctx.a.subspace_rank:
                 angles = delta_subspace_angles(student, teacher, rank=ctx.a.subspace_rank)
@@ -149,6 +152,10 @@ def update_alignment(ctx: _Ctx) -> dict[str, Any]:
             "per_module_mean": {m: float(np.nanmean([e["per_module"].get(m, np.nan) for e in per_seed.values()])) for m in modules},
         }  # fmt: skip
     return {"students": out}
+
+
+def _method(ctx: _Ctx, name: str) -> str:
+    return next(x for x in ctx.config.students if x.name == name).settings(ctx.config.train).method
 
 
 def _get(d: dict, layer: int) -> float:

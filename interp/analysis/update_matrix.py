@@ -11,6 +11,13 @@ direction that any LoRA update of this base shares, whatever its trait) scores 0
 resemblance to its own teacher counts. The matched cosine alone is reported too, but it is not
 the test. p: exact one-sided permutation over target labels of the seed-mean matrix (the unit is
 the target; seeds of one target share its data and its teacher); CI: t-interval over seeds.
+
+A LoRA student trained with the seed its teachers were trained with (the run's `seed`) can start
+from the same random LoRA A matrices as every teacher (where the draws coincide: LoRA on every
+block with the teachers' rank and modules, or on the first block alone): its update then shares
+their row space by construction, and its cosines with *all* teachers are inflated alike. Those seeds are listed
+under `shared_init_seeds`, and the contrast is also given over the other seeds alone
+(`independent_init`), where the student's LoRA initialisation is its own.
 """
 
 from __future__ import annotations
@@ -43,9 +50,12 @@ def matched_contrast(mats: Sequence[np.ndarray] | np.ndarray, n_resamples: int =
     mean_mat = m.mean(axis=0)
     _, p, n_perm = mx.label_permutation_p(lambda order: float(mx.diagonal_gamma(mean_mat[order])), k, n_resamples)
     off = ~np.eye(k, dtype=bool)
+    per_seed_p = [mx.label_permutation_p(lambda order, c=c: float(mx.diagonal_gamma(c[order])), k, n_resamples)[1]
+                  for c in m]  # fmt: skip
     return {
         "contrast": t_interval(per_seed).to_dict() | {"p": p, "n_permutations": n_perm},
         "per_seed": [float(x) for x in per_seed],
+        "per_seed_p": per_seed_p,
         "matched": float(np.trace(mean_mat) / k),
         "mismatched": float(mean_mat[off].mean()),
         "seed_mean_matrix": mean_mat.tolist(),
@@ -58,6 +68,12 @@ def _complete(by_target: dict[str, dict[str, str]], targets: Sequence[str]) -> l
         return None
     seeds = set.intersection(*(set(by_target[t]) for t in targets))
     return sorted(seeds, key=int) or None
+
+
+def _lora(ctx: Any, name: str) -> bool:
+    """Whether entry `name` and the teachers both train LoRA factors (teachers always do)."""
+    s = next(x for x in ctx.config.students if x.name == name)
+    return s.settings(ctx.config.train).method == "lora"
 
 
 def update_matrix(ctx: Any) -> dict[str, Any] | None:
@@ -96,8 +112,15 @@ def update_matrix(ctx: Any) -> dict[str, Any] | None:
                         share[si, ti, ui], chance[si, ti, ui] = s["share"], s["baseline"]
                 del student
         log.info("update matrix: %s (%d seeds x %d targets)", name, len(seeds), len(targets))
-        entry = {"seeds": [int(s) for s in seeds], "cosine": matched_contrast(cos), "notes": sorted(set(notes))}
+        shared = [int(sd) for sd in seeds if int(sd) == ctx.cfg["seed"] and _lora(ctx, name)]
+        own = [i for i, sd in enumerate(seeds) if int(sd) not in shared]
+        entry = {"seeds": [int(s) for s in seeds], "shared_init_seeds": shared,
+                 "cosine": matched_contrast(cos), "notes": sorted(set(notes))}  # fmt: skip
         if rank:
             entry["span_share"] = matched_contrast(share) | {"baseline": float(chance.mean())}
+        if shared and own:
+            entry["independent_init"] = {"seeds": [int(seeds[i]) for i in own], "cosine": matched_contrast(cos[own])}
+            if rank:
+                entry["independent_init"]["span_share"] = matched_contrast(share[own]) | {"baseline": float(chance[own].mean())}
         out["students"][name] = entry
     return out

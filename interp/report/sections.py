@@ -273,7 +273,12 @@ def _update_matrix(doc: Doc, um: dict[str, Any]) -> None:
     doc.heading("Whose update: each student against every target's teacher update", 3)
     rows = [["arm", "seeds", "cosine: own teacher | others", "own - others [CI over seeds]", "p (perm.)",
              f"span share (r={um.get('rank')}): own | others | chance", "own - others [CI]", "p"]]
+    entries = []
     for name, e in um["students"].items():
+        entries.append((name, e))
+        if e.get("independent_init"):  # the seeds whose LoRA init is not the teachers'
+            entries.append((f"{name}, own-init seeds", e["independent_init"]))
+    for name, e in entries:
         c, sh = e["cosine"], e.get("span_share")
         row = [name, ", ".join(map(str, e["seeds"])), f"{fmt(c['matched'])} | {fmt(c['mismatched'])}",
                fmt_est(c["contrast"]), fmt(c["contrast"]["p"])]  # fmt: skip
@@ -287,7 +292,9 @@ def _update_matrix(doc: Doc, um: dict[str, Any]) -> None:
              "diagonal minus the mean off it, per seed, with a t-interval over seeds; p is exact over "
              "relabellings of the targets of the seed-mean matrix. A direction every finetune of the base "
              "shares raises own and others alike; only the difference says the student followed its own "
-             "teacher.")  # fmt: skip
+             "teacher. The teachers trained LoRA with the run's seed: a LoRA student of that seed can start "
+             "from their A matrices, which raises its cosines with every teacher by construction; the "
+             "own-init rows leave those seeds out.")  # fmt: skip
 
 
 def _matrix_mechanisms(doc: Doc, mm: dict[str, Any]) -> None:

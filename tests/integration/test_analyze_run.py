@@ -55,6 +55,7 @@ def test_every_section_with_cis(finetuned_run):
         o = ua[s]["overall"]
         assert o["lo"] <= o["mean"] <= o["hi"] and -1 <= o["mean"] <= 1
         sh = ua[s]["span_share"]
+        assert ua[s]["per_seed"]["0"]["shares_teacher_init"] is True  # seed 0 = the teachers' seed, LoRA both
         assert 0 <= sh["mean"] <= 1 and 0 < sh["baseline"] < 1
         g = res["gradient_alignment"]["datasets"][s]
         assert 1 <= len(g["cos"]) <= 2 and 0 <= g["frac_positive"] <= 1  # at most gradient_batches

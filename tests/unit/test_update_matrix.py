@@ -58,8 +58,10 @@ def _ctx(tmp_path, students: dict[str, dict[str, dict[str, Delta]]], teachers: d
                 (tmp_path / f"{name}-{t}-{seed}").mkdir()
                 d.save(tmp_path / f"{name}-{t}-{seed}" / "delta.safetensors")
                 art["students_by_target"].setdefault(name, {}).setdefault(t, {})[seed] = f"{name}-{t}-{seed}"
-    config = SimpleNamespace(trait=SimpleNamespace(target_list=lambda: TARGETS), teacher=SimpleNamespace(model="tiny"))
-    return SimpleNamespace(config=config, art=art, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
+    lora = SimpleNamespace(settings=lambda train: SimpleNamespace(method="lora"))
+    config = SimpleNamespace(trait=SimpleNamespace(target_list=lambda: TARGETS), teacher=SimpleNamespace(model="tiny"),
+                             students=[SimpleNamespace(name=n, settings=lora.settings) for n in students], train=None)  # fmt: skip
+    return SimpleNamespace(config=config, art=art, cfg={"seed": 0}, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
                            spec_of=lambda name: "gemma" if name == "cross" else "tiny")  # fmt: skip
 
 
@@ -76,6 +78,10 @@ def test_students_that_follow_their_own_teacher_are_told_apart_from_a_shared_dir
     assert "not every target" in out["skipped"]["partial"] and "not the teachers'" in out["skipped"]["cross"]
     o = out["students"]["own"]
     assert o["seeds"] == [0, 1]
+    # seed 0 is the teachers' seed: its LoRA may share their init, so seed 1 is also given alone
+    assert o["shared_init_seeds"] == [0] and o["independent_init"]["seeds"] == [1]
+    assert o["independent_init"]["cosine"]["per_seed"] == pytest.approx(o["cosine"]["per_seed"][1:])
+    assert o["cosine"]["per_seed_p"] == [pytest.approx(1 / 24)] * 2
     # each cell is the overall cosine of that student's and that teacher's deltas, seed-averaged
     mats = np.array([[[delta_cosines(own[t][s], teachers[u])["overall"] for u in TARGETS] for t in TARGETS]
                      for s in ("0", "1")])  # fmt: skip
@@ -108,9 +114,11 @@ def _report_rows_show(out, tmp_path):
     (table,) = [f for f in doc.story if isinstance(f, Table)]
     cells = [[p.text for p in row] for row in table._cellvalues]
     own = out["students"]["own"]
-    assert [c[0] for c in cells[1:]] == ["own", "shared"]
+    assert [c[0] for c in cells[1:]] == ["own", "own, own-init seeds", "shared", "shared, own-init seeds"]
+    assert cells[2][1] == "1"
     assert cells[1][2] == f"{fmt(own['cosine']['matched'])} | {fmt(own['cosine']['mismatched'])}"
     assert cells[1][3] == fmt_est(own["cosine"]["contrast"]) and cells[1][6] == fmt_est(own["span_share"]["contrast"])
+    assert cells[2][3] == fmt_est(own["independent_init"]["cosine"]["contrast"])
 
 
 def test_update_steps_at_each_checkpoint_and_the_trajectory_figure(tmp_path):
