@@ -41,7 +41,7 @@ from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.table import comparison_table
 from interp.analysis.trajectories import imitation_alignment, trajectories
-from interp.analysis.update_matrix import update_matrix
+from interp.analysis.update_matrix import shares_teacher_init, update_matrix
 from interp.config import ConfigError, build
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, format_prompt, resolved_names
@@ -50,7 +50,7 @@ from interp.lm.steer import add_direction, project_out
 from interp.stats import paired_bootstrap_diff
 from interp.store.artifacts import load_run
 from interp.store.stages import RunDir, Stage, read_jsonl, stable_hash, write_json
-from interp.subliminal.config import AnalysisConfig, SubliminalConfig
+from interp.subliminal.config import AnalysisConfig, StudentConfig, SubliminalConfig
 from interp.subliminal.evaluate import logprob_score
 from interp.subliminal.number_data import number_prompts
 
@@ -87,6 +87,9 @@ class _Ctx:
 
     def spec_of(self, student: str) -> str:
         return self.config.student_model(self._student_cfg[student])
+
+    def student_cfg(self, student: str) -> StudentConfig:
+        return self._student_cfg[student]
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -129,9 +132,7 @@ def update_alignment(ctx: _Ctx) -> dict[str, Any]:
             entry = {
                 "overall": cos["overall"], "per_layer": cos["per_layer"], "per_module": cos["per_module"],
                 "norm_ratio": cos["norms"]["ratio"], "notes": cos["notes"],
-                # the teacher trained LoRA with the run's seed: a LoRA student of that seed can start
-                # from the same A matrices, which inflates this cosine by construction
-                "shares_teacher_init": int(seed) == ctx.cfg["seed"] and _method(ctx, name) == "lora",
+                "shares_teacher_init": shares_teacher_init(ctx, name, seed),
             }  # fmt: skip
             if ctx.a.subspace_rank:
                 angles = delta_subspace_angles(student, teacher, rank=ctx.a.subspace_rank)
@@ -154,10 +155,6 @@ def update_alignment(ctx: _Ctx) -> dict[str, Any]:
     return {"students": out}
 
 
-def _method(ctx: _Ctx, name: str) -> str:
-    return next(x for x in ctx.config.students if x.name == name).settings(ctx.config.train).method
-
-
 def _get(d: dict, layer: int) -> float:
     return d.get(layer, d.get(str(layer), float("nan")))
 
@@ -169,7 +166,7 @@ def gradient_alignment(ctx: _Ctx) -> dict[str, Any]:
 
     out = {}
     for name, spec, t_path in ctx.students_with_teacher():
-        s = next(x for x in ctx.config.students if x.name == name)
+        s = ctx.student_cfg(name)
         settings = s.settings(ctx.config.train)
         seed = ctx.config.seeds_of(s)[0]
         params = {"student": name, "base": spec, "teacher_delta": Variant(spec, delta_path=t_path).identity(),

@@ -37,7 +37,7 @@ import torch
 from interp.analysis.alignment import delta_cosines
 from interp.analysis.directions import layer_cosines, mean_difference
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
-from interp.analysis.update_matrix import matched_contrast
+from interp.analysis.update_matrix import matched_contrast, teacher_deltas
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, format_prompt
 from interp.lm.record import residual_stream
@@ -84,16 +84,23 @@ def _first_seed_dir(ctx: Any, seeds: dict[str, str]) -> Path:
     return ctx.path(seeds[sorted(seeds, key=int)[0]])
 
 
+def _checkpointed_dirs(ctx: Any, name: str, targets: list[str]) -> dict[str, Path] | None:
+    """Entry `name`'s first-seed stage folder per target; None when there are < 2 targets or a
+    target has no student or its student saved no checkpoints."""
+    by_t = ctx.art.get("students_by_target", {}).get(name, {})
+    if len(targets) < 2 or any(t not in by_t for t in targets):
+        return None
+    dirs = {t: _first_seed_dir(ctx, by_t[t]) for t in targets}
+    return None if any(not (d / "checkpoints").is_dir() for d in dirs.values()) else dirs
+
+
 def gamma_steps(ctx: Any, name: str, spec: str) -> list[dict[str, Any]] | None:
     """gamma over the run's targets at each saved step of entry `name` (see the module doc);
     None when the run has < 2 targets or a target's student saved no checkpoints."""
     m = ctx.summary.get("matrix") or {}
     targets, cands = m.get("targets", []), m.get("candidates", [])
-    by_t = ctx.art.get("students_by_target", {}).get(name, {})
-    if len(targets) < 2 or any(t not in by_t for t in targets):
-        return None
-    dirs = {t: _first_seed_dir(ctx, by_t[t]) for t in targets}
-    if any(not (d / "checkpoints").is_dir() for d in dirs.values()):
+    dirs = _checkpointed_dirs(ctx, name, targets)
+    if dirs is None:
         return None
     base_key = "base" if spec == ctx.teacher_spec else f"base:{spec}"
     base = np.array(ctx.summary["models"][base_key]["log_odds"])
@@ -122,27 +129,22 @@ def update_steps(ctx: Any, name: str) -> list[dict[str, Any]] | None:
     """The update matrix at each saved step of entry `name` (its first seed; see the module doc);
     None unless every target has a teacher delta and a checkpointed student."""
     targets = ctx.config.trait.target_list()
-    teachers = ctx.art.get("teachers") or {}
-    by_t = ctx.art.get("students_by_target", {}).get(name, {})
-    if len(targets) < 2 or any(not (teachers.get(t) or {}).get("delta") or t not in by_t for t in targets):
+    dirs = _checkpointed_dirs(ctx, name, targets)
+    t_deltas = teacher_deltas(ctx, targets) if dirs is not None else None
+    if t_deltas is None:
         return None
-    dirs = {t: _first_seed_dir(ctx, by_t[t]) for t in targets}
-    if any(not (d / "checkpoints").is_dir() for d in dirs.values()):
-        return None
-    t_deltas = [Delta.load(ctx.path(teachers[u]["delta"])) for u in targets]
     cells: dict[int, list[list[float]]] = {}
     for t in targets:
         for step, path in checkpoints(dirs[t]):
             student = Delta.load(path)
-            cells.setdefault(step, []).append([delta_cosines(student, td)["overall"] for td in t_deltas])
+            cells.setdefault(step, []).append([delta_cosines(student, t_deltas[u])["overall"] for u in targets])
     rows = []
     for step, mat in sorted(cells.items()):
         if len(mat) != len(targets):
             continue
         c = np.array(mat)
         res = matched_contrast(c[None])
-        own = np.diag(c)
-        per_target = own - (c.sum(axis=1) - own) / (len(targets) - 1)
+        per_target = mx.per_target_gamma(c, range(len(targets)))  # own minus mean of the others, per row
         rows.append({"step": step, "own": res["matched"], "others": res["mismatched"],
                      "contrast": res["contrast"]["mean"], "p": res["contrast"]["p"],
                      "contrast_ci": t_interval(per_target, ctx.config.eval.ci).to_dict()})  # fmt: skip
@@ -159,7 +161,7 @@ def imitation_alignment(ctx: Any, name: str, seed: int, path: Path | None,
     from interp.analysis.detection_run import data_stage, run_teachers
     from interp.subliminal.stages import student_rows, training_inputs
 
-    s = next(x for x in ctx.config.students if x.name == name)
+    s = ctx.student_cfg(name)
     t = ctx.trait().target
     teachers, control = run_teachers(ctx)
     source = control if s.data == "control" else teachers[t]

@@ -70,10 +70,20 @@ def _complete(by_target: dict[str, dict[str, str]], targets: Sequence[str]) -> l
     return sorted(seeds, key=int) or None
 
 
-def _lora(ctx: Any, name: str) -> bool:
-    """Whether entry `name` and the teachers both train LoRA factors (teachers always do)."""
-    s = next(x for x in ctx.config.students if x.name == name)
-    return s.settings(ctx.config.train).method == "lora"
+def shares_teacher_init(ctx: Any, name: str, seed: int | str) -> bool:
+    """Whether student entry `name` on `seed` can start from its teachers' LoRA A matrices: it
+    trains LoRA (as finetuned teachers always do) with the seed they were trained with, the
+    run's (see the module doc)."""
+    return int(seed) == ctx.cfg["seed"] and ctx.student_cfg(name).settings(ctx.config.train).method == "lora"
+
+
+def teacher_deltas(ctx: Any, targets: Sequence[str]) -> dict[str, Delta] | None:
+    """Each target's teacher update, or None unless there are >= 2 targets and every one has a
+    teacher with a weight delta (finetuned teachers)."""
+    teachers = ctx.art.get("teachers") or {}
+    if len(targets) < 2 or any(not (teachers.get(t) or {}).get("delta") for t in targets):
+        return None
+    return {t: Delta.load(ctx.path(teachers[t]["delta"])) for t in targets}
 
 
 def update_matrix(ctx: Any) -> dict[str, Any] | None:
@@ -81,12 +91,11 @@ def update_matrix(ctx: Any) -> dict[str, Any] | None:
     the module doc); None when the run cannot support it (fewer than 2 targets, or teachers
     without weight deltas). Entries missing a target are listed under `skipped` with the reason."""
     targets = ctx.config.trait.target_list()
-    teachers = ctx.art.get("teachers") or {}
-    if len(targets) < 2 or any(not (teachers.get(t) or {}).get("delta") for t in targets):
+    t_deltas = teacher_deltas(ctx, targets)
+    if t_deltas is None:
         return None
     spec = ctx.config.teacher.model
     rank = ctx.a.subspace_rank
-    t_deltas = {t: Delta.load(ctx.path(teachers[t]["delta"])) for t in targets}
     out: dict[str, Any] = {"targets": list(targets), "rank": rank, "students": {}, "skipped": {}}
     for name, by_target in ctx.art.get("students_by_target", {}).items():
         if ctx.spec_of(name) != spec:
@@ -112,7 +121,7 @@ def update_matrix(ctx: Any) -> dict[str, Any] | None:
                         share[si, ti, ui], chance[si, ti, ui] = s["share"], s["baseline"]
                 del student
         log.info("update matrix: %s (%d seeds x %d targets)", name, len(seeds), len(targets))
-        shared = [int(sd) for sd in seeds if int(sd) == ctx.cfg["seed"] and _lora(ctx, name)]
+        shared = [int(sd) for sd in seeds if shares_teacher_init(ctx, name, sd)]
         own = [i for i, sd in enumerate(seeds) if int(sd) not in shared]
         entry = {"seeds": [int(s) for s in seeds], "shared_init_seeds": shared,
                  "cosine": matched_contrast(cos), "notes": sorted(set(notes))}  # fmt: skip

@@ -60,8 +60,8 @@ def _ctx(tmp_path, students: dict[str, dict[str, dict[str, Delta]]], teachers: d
                 art["students_by_target"].setdefault(name, {}).setdefault(t, {})[seed] = f"{name}-{t}-{seed}"
     lora = SimpleNamespace(settings=lambda train: SimpleNamespace(method="lora"))
     config = SimpleNamespace(trait=SimpleNamespace(target_list=lambda: TARGETS), teacher=SimpleNamespace(model="tiny"),
-                             students=[SimpleNamespace(name=n, settings=lora.settings) for n in students], train=None)  # fmt: skip
-    return SimpleNamespace(config=config, art=art, cfg={"seed": 0}, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
+                             train=None)  # fmt: skip
+    return SimpleNamespace(config=config, art=art, cfg={"seed": 0}, student_cfg=lambda name: lora, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
                            spec_of=lambda name: "gemma" if name == "cross" else "tiny")  # fmt: skip
 
 
