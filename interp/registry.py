@@ -92,6 +92,18 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> tup
     return exp, build(exp.config_cls, raw, source=str(path))
 
 
+def derived_seed(*key: int | str) -> int:
+    """A well-mixed 32-bit seed for one purpose, from the run's seed and labels naming the purpose
+    (a model index, "teacher", a target...). Streams with different keys are independent, so two
+    purposes never draw the same random numbers by sharing a seed. Strings enter via a stable hash."""
+    import zlib
+
+    ints = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in key]
+    if any(k < 0 for k in ints):
+        raise ValueError(f"derived_seed: keys must be >= 0, got {key!r}")
+    return int(np.random.SeedSequence(ints).generate_state(1)[0])
+
+
 def seed_everything(seed: int) -> None:
     import torch
 

@@ -41,7 +41,7 @@ from interp.analysis.matrix_run import matrix_mechanisms
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.table import comparison_table
 from interp.analysis.trajectories import imitation_alignment, trajectories
-from interp.analysis.update_matrix import shares_teacher_init, update_matrix
+from interp.analysis.update_matrix import shares_teacher_init, teacher_seeds, update_matrix
 from interp.config import ConfigError, build
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, format_prompt, resolved_names
@@ -90,6 +90,10 @@ class _Ctx:
 
     def student_cfg(self, student: str) -> StudentConfig:
         return self._student_cfg[student]
+
+    @functools.cached_property
+    def teacher_seeds(self) -> set[int]:
+        return teacher_seeds(self)
 
     def path(self, rel: str) -> Path:
         return self.root / rel

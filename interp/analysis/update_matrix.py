@@ -12,18 +12,22 @@ resemblance to its own teacher counts. The matched cosine alone is reported too,
 the test. p: exact one-sided permutation over target labels of the seed-mean matrix (the unit is
 the target; seeds of one target share its data and its teacher); CI: t-interval over seeds.
 
-A LoRA student trained with the seed its teachers were trained with (the run's `seed`) can start
-from the same random LoRA A matrices as every teacher (where the draws coincide: LoRA on every
+A LoRA student trained with the seed a teacher was trained with can start from the same random LoRA
+A matrices as that teacher (where the draws coincide: LoRA on every
 block with the teachers' rank and modules, or on the first block alone): its update then shares
-their row space by construction, and its cosines with *all* teachers are inflated alike. Those seeds are listed
-under `shared_init_seeds`, and the contrast is also given over the other seeds alone
-(`independent_init`), where the student's LoRA initialisation is its own.
+their row space by construction, and its cosines with all such teachers are inflated alike.
+Finetuned teachers now train on a seed of their own (`stages.teacher_seed`), so this happens only
+in runs made before that (teachers on the run's `seed`, read from each teacher's manifest). Seeds
+that do share are listed under `shared_init_seeds`, and the contrast is also given over the other
+seeds alone (`independent_init`), where the student's LoRA initialisation is its own.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,11 +74,25 @@ def _complete(by_target: dict[str, dict[str, str]], targets: Sequence[str]) -> l
     return sorted(seeds, key=int) or None
 
 
+def teacher_seeds(ctx: Any) -> set[int]:
+    """The seeds the run's weight-delta teachers trained with, as their stage manifests record them
+    (runs before teachers had their own seed stream trained them with the run's seed)."""
+    rels = [r["delta"] for r in (ctx.art.get("teachers") or {}).values() if r.get("delta")]
+    rels += [str(Path(r) / "delta.safetensors") for r in (ctx.art.get("teacher_deltas") or {}).values()]
+    seeds = set()
+    for rel in rels:
+        manifest = ctx.path(rel).parent / "manifest.json"
+        seeds.add(int(json.loads(manifest.read_text())["params"]["seed"]) if manifest.exists() else ctx.cfg["seed"])
+    return seeds
+
+
 def shares_teacher_init(ctx: Any, name: str, seed: int | str) -> bool:
-    """Whether student entry `name` on `seed` can start from its teachers' LoRA A matrices: it
-    trains LoRA (as finetuned teachers always do) with the seed they were trained with, the
-    run's (see the module doc)."""
-    return int(seed) == ctx.cfg["seed"] and ctx.student_cfg(name).settings(ctx.config.train).method == "lora"
+    """Whether student entry `name` on `seed` can start from a teacher's LoRA A matrices: it
+    trains LoRA (as finetuned teachers always do) with a seed some teacher trained with (see the
+    module doc)."""
+    if ctx.student_cfg(name).settings(ctx.config.train).method != "lora":
+        return False
+    return int(seed) in ctx.teacher_seeds
 
 
 def teacher_deltas(ctx: Any, targets: Sequence[str]) -> dict[str, Delta] | None:

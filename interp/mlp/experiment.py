@@ -51,7 +51,7 @@ from interp.mlp.measure import (
     summarise_m,
     table_rows,
 )
-from interp.registry import register_experiment
+from interp.registry import derived_seed, register_experiment
 from interp.store.stages import RunDir, write_json
 
 log = logging.getLogger("interp")
@@ -131,11 +131,6 @@ class MLPConfig:
 
 
 # ---------------------------------------------------------------- models, many at once
-
-
-def derived_seed(*key: int) -> int:
-    """A well-mixed 32-bit seed for one purpose (init of model i, noise, batch order...)."""
-    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
 
 
 def generator(*key: int) -> torch.Generator:

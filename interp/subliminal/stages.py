@@ -26,6 +26,7 @@ from interp.lm.models import (
 )
 from interp.lm.record import residual_stream
 from interp.lm.score import loglik_ratio, read_rows
+from interp.registry import derived_seed
 from interp.store.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
 from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
@@ -327,16 +328,26 @@ def trait_answers_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, t
     return st
 
 
+def teacher_seed(run_seed: int, target: str) -> int:
+    """The seed a finetuned teacher of `target` trains with: its own stream, derived from the run's
+    seed and the target. Not the run's seed itself: a LoRA student trained with seed s draws its
+    random A matrices from seed s, and a teacher on the same seed would hand every such student
+    its own starting row space (and every target's teachers one shared one), inflating their
+    update cosines by construction."""
+    return derived_seed(run_seed, "finetuned-teacher", target)
+
+
 def finetuned_teacher(
     cfg: SubliminalConfig, run: RunDir, prompted: Variant, trait: AnyTrait, bases: list[str]
 ) -> dict[str, Stage]:
-    """LoRA-finetune each base on the prompted teacher's trait-expressing answers (no system prompt)."""
+    """LoRA-finetune each base on the prompted teacher's trait-expressing answers (no system
+    prompt), with the target's own seed (`teacher_seed`)."""
     answers = trait_answers_stage(cfg, run, prompted, trait)
     rows = [r for r in read_jsonl(answers.path / "answers.jsonl") if r["keep"]]
     return {
         spec: finetune_stage(
             run, f"teacher/{spec}/{trait.target}", spec, rows,
-            cfg.teacher.settings(cross=spec != cfg.teacher.model), seed=cfg.seed,
+            cfg.teacher.settings(cross=spec != cfg.teacher.model), seed=teacher_seed(cfg.seed, trait.target),
             device=cfg.device, dtype=cfg.dtype, inputs={"answers": answers},
         )  # fmt: skip
         for spec in bases

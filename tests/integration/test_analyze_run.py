@@ -10,6 +10,7 @@ from helpers import tiny_subliminal_config, write_config
 
 from interp.analysis.alignment import delta_subspace_angles
 from interp.cli import main
+from interp.subliminal.stages import teacher_seed
 
 ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_batches": 2,
             "gradient_batch_size": 2, "n_boot": 100, "backend": "nnsight",
@@ -47,6 +48,10 @@ def test_every_section_with_cis(finetuned_run):
                   / "dataset.jsonl").read_text().splitlines())  # fmt: skip
     assert g["n_pos"] == n_rows and 0 <= g["auroc"] <= 1
     assert set(res["trajectories"]["students"]) == {"same-init"}
+    summary = json.loads((finetuned_run / "summary.json").read_text())
+    for t, rec in summary["artifacts"]["teachers"].items():  # each teacher trained on its own seed stream
+        manifest = json.loads((finetuned_run / rec["delta"]).with_name("manifest.json").read_text())
+        assert manifest["params"]["seed"] == teacher_seed(summary["provenance"]["seed"], t)
     students = ["same-init", "control", "cross-model"]
     ua = res["update_alignment"]["students"]
     assert set(ua) == set(students)
@@ -55,7 +60,7 @@ def test_every_section_with_cis(finetuned_run):
         o = ua[s]["overall"]
         assert o["lo"] <= o["mean"] <= o["hi"] and -1 <= o["mean"] <= 1
         sh = ua[s]["span_share"]
-        assert ua[s]["per_seed"]["0"]["shares_teacher_init"] is True  # seed 0 = the teachers' seed, LoRA both
+        assert ua[s]["per_seed"]["0"]["shares_teacher_init"] is False  # teachers train on a seed of their own
         assert 0 <= sh["mean"] <= 1 and 0 < sh["baseline"] < 1
         g = res["gradient_alignment"]["datasets"][s]
         assert 1 <= len(g["cos"]) <= 2 and 0 <= g["frac_positive"] <= 1  # at most gradient_batches

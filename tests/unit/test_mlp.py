@@ -22,7 +22,6 @@ from interp.mlp.experiment import (
     classification_loss,
     delta,
     derangement,
-    derived_seed,
     distillation_loss,
     first_step_alignment,
     forward,
@@ -30,6 +29,7 @@ from interp.mlp.experiment import (
     train,
     train_students,
 )
+from interp.registry import derived_seed
 
 
 @pytest.fixture(autouse=True)

@@ -61,7 +61,7 @@ def _ctx(tmp_path, students: dict[str, dict[str, dict[str, Delta]]], teachers: d
     lora = SimpleNamespace(settings=lambda train: SimpleNamespace(method="lora"))
     config = SimpleNamespace(trait=SimpleNamespace(target_list=lambda: TARGETS), teacher=SimpleNamespace(model="tiny"),
                              train=None)  # fmt: skip
-    return SimpleNamespace(config=config, art=art, cfg={"seed": 0}, student_cfg=lambda name: lora, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
+    return SimpleNamespace(config=config, art=art, cfg={"seed": 0}, teacher_seeds={0}, student_cfg=lambda name: lora, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
                            spec_of=lambda name: "gemma" if name == "cross" else "tiny")  # fmt: skip
 
 
@@ -158,3 +158,38 @@ def test_update_steps_at_each_checkpoint_and_the_trajectory_figure(tmp_path):
                      "gamma_steps": [{"step": 0, "gamma": 0.0, "gamma_ci": None}], "update_steps": rows}}  # fmt: skip
     out = figures.trajectories(traj, tmp_path / "traj.png")
     assert out.exists() and out.stat().st_size > 10_000
+
+
+def test_shared_init_is_read_from_the_teachers_manifests(tmp_path):
+    """A student shares a teacher's LoRA init only when it trains LoRA on a seed some teacher's
+    manifest records; a teacher stage without a manifest (older runs) counts as the run's seed."""
+    import json
+
+    from interp.analysis.update_matrix import shares_teacher_init, teacher_seeds
+    from interp.subliminal.stages import teacher_seed
+
+    g = torch.Generator().manual_seed(0)
+    art = {"teachers": {}}
+    for i, t in enumerate(["owl", "cat"]):
+        (tmp_path / t).mkdir()
+        _lora(g).save(tmp_path / t / "delta.safetensors")
+        art["teachers"][t] = {"spec": "tiny", "delta": f"{t}/delta.safetensors"}
+        if i == 0:
+            (tmp_path / t / "manifest.json").write_text(json.dumps({"params": {"seed": teacher_seed(7, t)}}))
+    ctx = SimpleNamespace(art=art, cfg={"seed": 7}, path=lambda rel: tmp_path / rel)
+    assert teacher_seeds(ctx) == {teacher_seed(7, "owl"), 7}
+    method = {"lora": "lora", "full": "full"}
+    ctx.teacher_seeds = teacher_seeds(ctx)
+    ctx.config = SimpleNamespace(train=None)
+    ctx.student_cfg = lambda name: SimpleNamespace(settings=lambda train: SimpleNamespace(method=method[name]))
+    assert shares_teacher_init(ctx, "lora", 7) and shares_teacher_init(ctx, "lora", str(teacher_seed(7, "owl")))
+    assert not shares_teacher_init(ctx, "lora", 8) and not shares_teacher_init(ctx, "full", 7)
+
+
+def test_finetuned_teachers_draw_seeds_apart_from_students_and_from_each_other():
+    from interp.subliminal.stages import teacher_seed
+
+    seeds = {teacher_seed(0, t) for t in TARGETS}
+    assert len(seeds) == len(TARGETS)  # one stream per target
+    assert seeds.isdisjoint(range(1000))  # no student seed of a usual sweep
+    assert teacher_seed(0, "owl") == teacher_seed(0, "owl") != teacher_seed(1, "owl")
