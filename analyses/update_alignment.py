@@ -55,10 +55,14 @@ def collect(run: Run) -> dict[str, list[float]]:
         st = ua.get("students") or {}
         for key, name in (("upd_same", same), ("upd_ctrl", ctrl)):
             if name in st:
-                vals = [e.get("overall") for e in (st[name].get("per_seed") or {}).values()]
+                seeds = (st[name].get("per_seed") or {}).values()
+                # a seed whose LoRA init is its teacher's has an update cosine inflated by construction
+                shared = sum(bool(e.get("shares_teacher_init")) for e in seeds)
+                vals = [e.get("overall") for e in seeds if not e.get("shares_teacher_init")]
                 out[key] = [float(v) for v in vals if v is not None]
                 fp = st[name].get("overall")
-                print(f"{run.name}: update cos, {name}: {fmt_est(fp)} over {len(out[key])} seed(s)")
+                print(f"{run.name}: update cos, {name}: {fmt_est(fp)} over all seeds; {len(out[key])} seed(s) "
+                      f"used" + (f", {shared} left out (LoRA init shared with the teacher)" if shared else ""))
     else:
         print(f"{run.name}: update alignment not available ({why_ua})")
     ga, why_ga = analysis_section(run, "gradient_alignment")

@@ -98,7 +98,7 @@ def derived_seed(*key: int | str) -> int:
     purposes never draw the same random numbers by sharing a seed. Strings enter via a stable hash."""
     import zlib
 
-    ints = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in key]
+    ints = [int(k) if isinstance(k, int | np.integer) else zlib.crc32(str(k).encode()) for k in key]
     if any(k < 0 for k in ints):
         raise ValueError(f"derived_seed: keys must be >= 0, got {key!r}")
     return int(np.random.SeedSequence(ints).generate_state(1)[0])

@@ -92,7 +92,7 @@ class _Ctx:
         return self._student_cfg[student]
 
     @functools.cached_property
-    def teacher_seeds(self) -> set[int]:
+    def teacher_seeds(self) -> dict[str, set[int]]:
         return teacher_seeds(self)
 
     def path(self, rel: str) -> Path:

@@ -74,25 +74,27 @@ def _complete(by_target: dict[str, dict[str, str]], targets: Sequence[str]) -> l
     return sorted(seeds, key=int) or None
 
 
-def teacher_seeds(ctx: Any) -> set[int]:
-    """The seeds the run's weight-delta teachers trained with, as their stage manifests record them
-    (runs before teachers had their own seed stream trained them with the run's seed)."""
-    rels = [r["delta"] for r in (ctx.art.get("teachers") or {}).values() if r.get("delta")]
-    rels += [str(Path(r) / "delta.safetensors") for r in (ctx.art.get("teacher_deltas") or {}).values()]
-    seeds = set()
-    for rel in rels:
+def teacher_seeds(ctx: Any) -> dict[str, set[int]]:
+    """Per base spec, the seeds its weight-delta teachers trained with, as their stage manifests
+    record them (runs before teachers had their own seed stream trained them with the run's seed;
+    a teacher folder without a manifest counts as that)."""
+    rels = [(r["spec"], r["delta"]) for r in (ctx.art.get("teachers") or {}).values() if r.get("delta")]
+    rels += [(spec, str(Path(r) / "delta.safetensors")) for spec, r in (ctx.art.get("teacher_deltas") or {}).items()]
+    seeds: dict[str, set[int]] = {}
+    for spec, rel in rels:
         manifest = ctx.path(rel).parent / "manifest.json"
-        seeds.add(int(json.loads(manifest.read_text())["params"]["seed"]) if manifest.exists() else ctx.cfg["seed"])
+        seed = int(json.loads(manifest.read_text())["params"]["seed"]) if manifest.exists() else ctx.cfg["seed"]
+        seeds.setdefault(spec, set()).add(seed)
     return seeds
 
 
 def shares_teacher_init(ctx: Any, name: str, seed: int | str) -> bool:
     """Whether student entry `name` on `seed` can start from a teacher's LoRA A matrices: it
-    trains LoRA (as finetuned teachers always do) with a seed some teacher trained with (see the
-    module doc)."""
+    trains LoRA (as finetuned teachers always do) on a base with a teacher trained with that seed
+    (see the module doc)."""
     if ctx.student_cfg(name).settings(ctx.config.train).method != "lora":
         return False
-    return int(seed) in ctx.teacher_seeds
+    return int(seed) in ctx.teacher_seeds.get(ctx.spec_of(name), set())
 
 
 def teacher_deltas(ctx: Any, targets: Sequence[str]) -> dict[str, Delta] | None:

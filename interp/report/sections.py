@@ -292,9 +292,9 @@ def _update_matrix(doc: Doc, um: dict[str, Any]) -> None:
              "diagonal minus the mean off it, per seed, with a t-interval over seeds; p is exact over "
              "relabellings of the targets of the seed-mean matrix. A direction every finetune of the base "
              "shares raises own and others alike; only the difference says the student followed its own "
-             "teacher. The teachers trained LoRA with the run's seed: a LoRA student of that seed can start "
-             "from their A matrices, which raises its cosines with every teacher by construction; the "
-             "own-init rows leave those seeds out.")  # fmt: skip
+             "teacher. In runs made before teachers had a seed of their own, they trained LoRA with the run's "
+             "seed: a LoRA student of that seed can start from their A matrices, which raises its cosines with "
+             "every teacher by construction; the own-init rows leave those seeds out.")  # fmt: skip
 
 
 def _matrix_mechanisms(doc: Doc, mm: dict[str, Any]) -> None:

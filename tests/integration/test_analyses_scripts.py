@@ -118,3 +118,23 @@ def test_verdict_rejects_unknown_result():
         Verdict("x", "maybe")
     line = Verdict("x", "not testable").line()
     assert VERDICT.match(line) and "ci=[nan, nan]" in line
+
+
+def test_update_alignment_leaves_out_seeds_that_share_the_teachers_lora_init(runs, tmp_path):
+    """A seed flagged `shares_teacher_init` has an update cosine inflated by construction: the
+    script says so and tests without it (two seeds per role become one: too few for the
+    update-cosine test, so it falls back to the gradient cosines)."""
+    import json
+    import shutil
+
+    run = tmp_path / "shared"
+    shutil.copytree(runs["subliminal"], run)
+    an = json.loads((run / "analysis.json").read_text())
+    for entry in an["update_alignment"]["students"].values():
+        entry["per_seed"]["0"]["shares_teacher_init"] = True
+    (run / "analysis.json").write_text(json.dumps(an))
+    (rc0, out0), (rc1, out1) = run_script("update_alignment", str(runs["subliminal"])), run_script("update_alignment", str(run))
+    assert rc0 == rc1 == 0, out1
+    assert "left out" not in out0 and "1 seed(s) used, 1 left out (LoRA init shared with the teacher)" in out1, out1
+    assert "test: update cosine over seeds" in out0 and "test: update cosine over seeds" not in out1, out1
+    parse(out1)

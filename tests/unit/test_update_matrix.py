@@ -61,7 +61,7 @@ def _ctx(tmp_path, students: dict[str, dict[str, dict[str, Delta]]], teachers: d
     lora = SimpleNamespace(settings=lambda train: SimpleNamespace(method="lora"))
     config = SimpleNamespace(trait=SimpleNamespace(target_list=lambda: TARGETS), teacher=SimpleNamespace(model="tiny"),
                              train=None)  # fmt: skip
-    return SimpleNamespace(config=config, art=art, cfg={"seed": 0}, teacher_seeds={0}, student_cfg=lambda name: lora, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
+    return SimpleNamespace(config=config, art=art, cfg={"seed": 0}, teacher_seeds={"tiny": {0}}, student_cfg=lambda name: lora, a=SimpleNamespace(subspace_rank=rank), path=lambda rel: tmp_path / rel,
                            spec_of=lambda name: "gemma" if name == "cross" else "tiny")  # fmt: skip
 
 
@@ -161,29 +161,32 @@ def test_update_steps_at_each_checkpoint_and_the_trajectory_figure(tmp_path):
 
 
 def test_shared_init_is_read_from_the_teachers_manifests(tmp_path):
-    """A student shares a teacher's LoRA init only when it trains LoRA on a seed some teacher's
-    manifest records; a teacher stage without a manifest (older runs) counts as the run's seed."""
+    """A student shares a teacher's LoRA init only when it trains LoRA on a base whose teacher's
+    manifest records the student's seed; a teacher folder without a manifest counts as trained on
+    the run's seed (what teachers did before they had their own seed stream)."""
     import json
 
     from interp.analysis.update_matrix import shares_teacher_init, teacher_seeds
     from interp.subliminal.stages import teacher_seed
 
     g = torch.Generator().manual_seed(0)
-    art = {"teachers": {}}
-    for i, t in enumerate(["owl", "cat"]):
-        (tmp_path / t).mkdir()
-        _lora(g).save(tmp_path / t / "delta.safetensors")
-        art["teachers"][t] = {"spec": "tiny", "delta": f"{t}/delta.safetensors"}
-        if i == 0:
-            (tmp_path / t / "manifest.json").write_text(json.dumps({"params": {"seed": teacher_seed(7, t)}}))
+    for folder, seed in (("owl", teacher_seed(7, "owl")), ("cat", None), ("gemma-owl", 9)):
+        (tmp_path / folder).mkdir()
+        _lora(g).save(tmp_path / folder / "delta.safetensors")
+        if seed is not None:
+            (tmp_path / folder / "manifest.json").write_text(json.dumps({"params": {"seed": seed}}))
+    art = {"teachers": {t: {"spec": "tiny", "delta": f"{t}/delta.safetensors"} for t in ("owl", "cat")},
+           "teacher_deltas": {"gemma": "gemma-owl"}}  # fmt: skip
     ctx = SimpleNamespace(art=art, cfg={"seed": 7}, path=lambda rel: tmp_path / rel)
-    assert teacher_seeds(ctx) == {teacher_seed(7, "owl"), 7}
-    method = {"lora": "lora", "full": "full"}
+    assert teacher_seeds(ctx) == {"tiny": {teacher_seed(7, "owl"), 7}, "gemma": {9}}
+    students = {"lora": ("lora", "tiny"), "full": ("full", "tiny"), "lora-gemma": ("lora", "gemma")}
     ctx.teacher_seeds = teacher_seeds(ctx)
     ctx.config = SimpleNamespace(train=None)
-    ctx.student_cfg = lambda name: SimpleNamespace(settings=lambda train: SimpleNamespace(method=method[name]))
+    ctx.student_cfg = lambda name: SimpleNamespace(settings=lambda train: SimpleNamespace(method=students[name][0]))
+    ctx.spec_of = lambda name: students[name][1]
     assert shares_teacher_init(ctx, "lora", 7) and shares_teacher_init(ctx, "lora", str(teacher_seed(7, "owl")))
     assert not shares_teacher_init(ctx, "lora", 8) and not shares_teacher_init(ctx, "full", 7)
+    assert shares_teacher_init(ctx, "lora-gemma", 9) and not shares_teacher_init(ctx, "lora-gemma", 7)
 
 
 def test_finetuned_teachers_draw_seeds_apart_from_students_and_from_each_other():
