@@ -11,9 +11,9 @@ In parameter space the picture depends on how the student is trained. A fully fi
 same-init student's update points toward its own teacher's delta more than toward the other
 teachers' deltas, also after removing what all teachers share (mean cosine with the
 target-specific part 0.0083 own vs -0.0023 other at lr 1e-3; 0.0046 vs -0.0011 at lr 3e-4):
-that is asserted. A LoRA student's update does not (0.040 own vs 0.040 other; the cosine mostly
-reflects whether its LoRA A-init seed equals the teachers'), though its behaviour moves: not
-asserted, and worth knowing before reading LoRA update cosines.
+that is asserted. A LoRA student's update did not (0.040 own vs 0.040 other, measured when the
+teachers trained on the run's seed, so that seed-0 students shared their LoRA A init), though its
+behaviour moves: not asserted, and worth knowing before reading LoRA update cosines.
 """
 
 from __future__ import annotations
@@ -65,14 +65,18 @@ def planted_run(tmp_path_factory):
 
 
 def test_teachers_carry_their_planted_target_and_a_weak_one_is_named(planted_run):
-    """Measured (transformers 5.23, peft 0.21.2): at teacher lr 5e-2 four of the five planted
-    teachers move their own target by 0.95-1.32 nats, but 'dog' by -0.09. Lower teacher lrs plant
-    every teacher (lr 2e-2 x 60 epochs: 2.4-4.9 nats) but then the students' gamma falls to
-    0.21 with p = 0.042, and to 0.05-0.14 (p 0.15-0.33) with more or gentler student training:
-    the student tests below need this fixture. So the run must name the weak teacher."""
+    """Measured (transformers 5.23, peft 0.21.2): at teacher lr 5e-2 how far each planted teacher
+    moves its own target depends on its LoRA init. With the teachers on the run's seed, four of
+    five moved it by 0.95-1.32 nats and 'dog' by -0.09; on their own seed streams
+    (`stages.teacher_seed`), owl 1.15, bear 0.66, dog 0.26, fox 0.25, cat 0.09 (the students'
+    gamma stayed 0.50, p 0.008). Lower teacher lrs plant every teacher (lr 2e-2 x 60 epochs:
+    2.4-4.9 nats) but then the students' gamma falls to 0.21 with p = 0.042, and to 0.05-0.14
+    (p 0.15-0.33) with more or gentler student training: the student tests below need this
+    fixture. So the run must name its weak teachers."""
     m = json.loads((planted_run / "summary.json").read_text())["matrix"]
     own = m["teacher_own_shift"]
-    assert sum(own.values()) / len(own) > 0.5 and sum(v > 0.1 for v in own.values()) >= 4, own
+    shifts = sorted(own.values())
+    assert shifts[-1] > 0.5 and shifts[len(shifts) // 2] > 0.2 and sum(v > 0.1 for v in shifts) >= 4, own
     from interp.subliminal.experiment import WEAK_TEACHER_NATS
 
     weak = [t for t, v in own.items() if v < WEAK_TEACHER_NATS]
