@@ -233,7 +233,7 @@ def trajectories(students: dict[str, Any], path: Path) -> Path:
     has_update = any(r.get("update_cos") is not None for d in students.values() for r in d["steps"])
     has_gamma = any(d.get("gamma_steps") for d in students.values())
     has_grad = any(r.get("gradient_cos") for d in students.values() for r in d["steps"])
-    upd, grad = "cos(student update, teacher update)", "cos(-grad of imitation loss, teacher update)"
+    upd, grad = "cos(student update,\nteacher update)", "cos(-grad of imitation loss,\nteacher update)"
     labels = ["p(target)", "cos(v_S, v_T), mean over layers"]
     labels += ["gamma over targets (nats)"] if has_gamma else []
     labels += [upd] if has_update else []
@@ -280,6 +280,8 @@ def trajectories(students: dict[str, Any], path: Path) -> Path:
     for ax in axes[1:]:
         ax.axhline(0, color="black", lw=0.8)
     axes[0].legend(fontsize=7)
+    if has_update:  # cosines of ~1e-3: an offset exponent keeps the tick labels short
+        ax_of[upd].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
     if has_update and any(d.get("update_steps") for d in students.values()):
         ax_of[upd].legend(fontsize=6)
     return _save(fig, path)

@@ -235,7 +235,8 @@ ANALYSIS_FIGURES: list[tuple[str, str, Any, Any]] = [
      "mean cosine of each target's student with the other targets' teachers, the baseline a shared "
      "finetuning direction gives) and the imitation-gradient alignment: the cosine of the descent "
      "direction of the student's own training loss at that checkpoint with the teacher's update, with "
-     "a bootstrap CI over batches."),
+     "a bootstrap CI over batches. A control student (data = 'control') is measured against the "
+     "primary target's teacher and trait vector: what finetuning without the trait gives on each measure."),
 ]  # fmt: skip
 
 
