@@ -282,8 +282,8 @@ def trajectories(students: dict[str, Any], path: Path) -> Path:
     axes[0].legend(fontsize=7)
     if has_update:  # cosines of ~1e-3: an offset exponent keeps the tick labels short
         ax_of[upd].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
-    if has_update and any(d.get("update_steps") for d in students.values()):
-        ax_of[upd].legend(fontsize=6)
+        if any(d.get("update_steps") for d in students.values()):
+            ax_of[upd].legend(fontsize=6)
     return _save(fig, path)
 
 
