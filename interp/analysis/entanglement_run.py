@@ -67,7 +67,7 @@ def entanglement(ctx: Any) -> dict[str, Any]:
     targets = ctx.config.trait.target_list()
     users = number_prompts(a.entangle_prompts, seed=ctx.cfg["seed"] + 3)  # not the data's prompts
     params = {"model": spec, "targets": targets, "users": stable_hash(users), "k": a.entangle_top_k,
-              "eval": ctx.config.eval.__dict__, "n_boot": a.n_boot, "seed": ctx.cfg["seed"],
+              "eval": ctx.config.eval.key(), "n_boot": a.n_boot, "seed": ctx.cfg["seed"],
               "data": ctx.art["data"], "template": en.NUMBER_LOVE}  # fmt: skip
     st = ctx.run.stage("analysis/entanglement", params)
     if not st.done:

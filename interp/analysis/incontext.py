@@ -62,7 +62,7 @@ def incontext(ctx: Any, datasets: dict[str, list[dict]]) -> dict[str, Any]:
     targets = cfg.trait.target_list()
     cands = cfg.trait.candidate_list()
     cols = [cands.index(t) for t in targets]
-    params = {"model": spec, "targets": targets, "ks": list(a.incontext_k), "eval": cfg.eval.__dict__,
+    params = {"model": spec, "targets": targets, "ks": list(a.incontext_k), "eval": cfg.eval.key(),
               "data": ctx.art["data"], "n_boot": a.n_boot, "seed": ctx.cfg["seed"]}  # fmt: skip
     st = ctx.run.stage("analysis/incontext", params)
     if st.done:

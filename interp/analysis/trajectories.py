@@ -204,7 +204,7 @@ def trajectories(ctx: Any) -> dict[str, Any] | None:
         return None
     a, trait = ctx.a, ctx.trait()
     prompts = list(GENERAL_PROMPTS[: max(2, a.n_prompts)])
-    params = {"students": {n: str(d.name) for n, d in dirs.items()}, "prompts": len(prompts), "eval": ctx.config.eval.__dict__,
+    params = {"students": {n: str(d.name) for n, d in dirs.items()}, "prompts": len(prompts), "eval": ctx.config.eval.key(),
               "backend": a.backend, "seed": ctx.cfg["seed"], "trait": trait.target, "gamma_steps": True,
               "gradient": [a.gradient_batches, a.gradient_batch_size, a.n_boot]}  # fmt: skip
     st = ctx.run.stage("analysis/trajectories", params)

@@ -11,6 +11,7 @@ import contextlib
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -59,7 +60,9 @@ class FinetuneConfig:
     max_grad_norm: PosFloat = 1.0
     max_seq_len: Annotated[int, Range(8)] = 500
     distill_temperature: Temperature = 1.0
-    checkpoint_every: NonNegInt = 0  # save the delta (LoRA factors: small) every N steps; 0 = only at the end
+    checkpoint_every: NonNegInt = (
+        0  # save the delta (LoRA factors: small) every N steps; 0 = only at the end
+    )
     # AdamW; SGD with momentum; SignSGD (Signum: the sign of the momentum buffer; momentum 0 = plain signs)
     optimizer: Literal["adamw", "sgd", "signsgd"] = "adamw"
     momentum: UnitFloat = 0.9  # sgd and signsgd only
@@ -67,12 +70,46 @@ class FinetuneConfig:
     # LoRA: adapters only on those blocks; full: only those blocks' weights (embeddings, final
     # norm and head frozen too)
     layers: list[NonNegInt] | None = None
+    # the student's forward and backward under bfloat16 autocast (weights and optimiser stay
+    # float32): ~2x faster on a CPU with avx512_bf16 and on GPUs; "off" computes in the model's dtype
+    autocast: Literal["off", "bf16"] = "off"
+    # LoRA students of one base that share these settings train together, stacked (one forward
+    # for all: `interp.lm.stacked`), with at most this many rows in one forward (micro-batch
+    # rows x students); 0 trains one at a time. An execution choice: not part of a stage's key
+    stack_rows: NonNegInt = 256
 
     def __post_init__(self) -> None:
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module (e.g. q_proj)")
         if self.layers is not None and not self.layers:
-            raise ValueError("layers must name at least one block index, or be left out for every block")
+            raise ValueError(
+                "layers must name at least one block index, or be left out for every block"
+            )
+
+
+# Fields left out of a stage's key: how students are scheduled does not change what they learn
+# (stacked and one-at-a-time training agree to float tolerance: tests/unit/test_stacked.py).
+EXECUTION_ONLY = ("stack_rows",)
+# Fields added after stages were first keyed: in a key only when set, so older keys stay valid.
+KEYED_WHEN_SET = {"autocast": "off"}
+
+
+def settings_key(settings: FinetuneConfig) -> dict[str, Any]:
+    """The settings as they enter a stage's key."""
+    out = {k: v for k, v in settings.__dict__.items() if k not in EXECUTION_ONLY}
+    return {k: v for k, v in out.items() if not (k in KEYED_WHEN_SET and v == KEYED_WHEN_SET[k])}
+
+
+def stack_key(settings: FinetuneConfig) -> tuple | None:
+    """Students whose settings give equal keys here (and that share a base, a teacher tokenizer
+    and a row count) can train stacked; None: this one trains alone."""
+    if (
+        settings.method != "lora"
+        or settings.lora_dropout > 0
+        or settings.stack_rows < 2 * settings.micro_batch_size
+    ):
+        return None
+    return tuple(sorted((k, str(v)) for k, v in settings.__dict__.items()))
 
 
 @dataclass
@@ -98,7 +135,9 @@ def tokenize_examples(
     t_prompts = encode_prompts(t_tok, [e.teacher_prompt or e.prompt for e in examples])
     out = []
     for e, p, tp in zip(examples, prompts, t_prompts):
-        c = tok(e.completion + end, add_special_tokens=False)["input_ids"][: max(1, max_len - len(p))]
+        c = tok(e.completion + end, add_special_tokens=False)["input_ids"][
+            : max(1, max_len - len(p))
+        ]
         tc = t_tok(e.completion + t_end, add_special_tokens=False)["input_ids"]
         tc = tc[: max(1, max_len - len(tp))]
         if cross:
@@ -126,7 +165,9 @@ def _check_layers(model: Any, layers: list[int] | None) -> None:
     n = model.config.num_hidden_layers
     bad = [i for i in layers if i >= n]
     if bad:
-        raise ValueError(f"layers {bad} out of range: the model has {n} decoder blocks (0..{n - 1})")
+        raise ValueError(
+            f"layers {bad} out of range: the model has {n} decoder blocks (0..{n - 1})"
+        )
 
 
 def trained_weights(model: Any, settings: FinetuneConfig) -> list[str]:
@@ -140,7 +181,9 @@ def trained_weights(model: Any, settings: FinetuneConfig) -> list[str]:
         layer, module = parse_param_name(name)
         if keep is not None and layer not in keep:
             continue
-        if settings.method == "lora" and not (name.endswith(".weight") and module in settings.target_modules):
+        if settings.method == "lora" and not (
+            name.endswith(".weight") and module in settings.target_modules
+        ):
             continue
         out.append(name)
     if not out:
@@ -213,6 +256,30 @@ def _delta(model: Any, settings: FinetuneConfig, base_state: dict | None) -> Del
     return lora_factors(model) if settings.method == "lora" else full_delta(model, base_state)
 
 
+def _amp(
+    settings: FinetuneConfig, device: torch.device, model_dtype: torch.dtype | None
+) -> Callable[[], Any]:
+    """The student's forward context: bf16 autocast when asked (or when a full finetune keeps
+    float32 master weights of a half-precision model), else nothing."""
+    dtype = torch.bfloat16 if settings.autocast == "bf16" else model_dtype
+    return (
+        (lambda: torch.autocast(device.type, dtype=dtype))
+        if dtype is not None
+        else contextlib.nullcontext
+    )
+
+
+@dataclass
+class Member:
+    """One student of a stacked group (`finetune_group`): its data, seed, soft-label source and
+    checkpoint folder."""
+
+    examples: list[Example]
+    seed: int = 0
+    teacher: Teacher | None = None
+    out_dir: Path | None = None
+
+
 def finetune(
     model: Any,
     tok: Any,
@@ -233,62 +300,161 @@ def finetune(
         raise ValueError("objective 'distill' needs a teacher model")
     device = next(model.parameters()).device
     torch.manual_seed(seed)
-    model, base_state, autocast = _prepare(model, settings)
-    model.train()
+    model, base_state, half = _prepare(model, settings)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    rows = tokenize_examples(tok, examples, end, settings.max_seq_len, teacher if distill else None)
     objective = Objective.build(tok, settings, teacher, device)
-    total_steps = math.ceil(len(rows) / settings.batch_size) * settings.epochs
+    rows = objective.label(
+        tokenize_examples(tok, examples, end, settings.max_seq_len, teacher if distill else None)
+    )
+
+    def clip(max_norm: float) -> None:
+        torch.nn.utils.clip_grad_norm_(trainable, max_norm)
+
+    def save(step: int) -> None:
+        if out_dir is not None:
+            _checkpoint(out_dir, step, _delta(model, settings, base_state))
+
+    log = _train(model, trainable, [rows], [seed], settings, objective, _amp(settings, device, half), clip, save,
+                 progress)  # fmt: skip
+    delta = _delta(model, settings, base_state)
+    return TrainResult(delta=delta, log=log[0] | {"trainable_params": sum(p.numel() for p in trainable),
+                                                  "delta_tensors": len(delta)}, model=model)  # fmt: skip
+
+
+def finetune_group(
+    model: Any,
+    tok: Any,
+    members: list[Member],
+    settings: FinetuneConfig,
+    *,
+    end: str = "",
+    progress: bool = True,
+) -> list[TrainResult]:
+    """Train one LoRA student per member on `model`, all at once: stacked adapters, one forward
+    per micro-batch for every student (`interp.lm.stacked`). Member k ends where `finetune` of
+    its examples, seed and teacher alone would (to float tolerance). The members need equal
+    row counts (equal step counts) and, when distilling, teachers of one tokenizer; `model` is
+    left as it was (the adapters are removed)."""
+    from interp.lm.stacked import attach
+
+    if settings.method != "lora":
+        raise ValueError(f"stacked students are LoRA students; method is {settings.method!r}")
+    if settings.lora_dropout > 0:
+        raise ValueError(
+            "stacked students need lora_dropout = 0 (dropout draws would differ from one-at-a-time runs)"
+        )
+    if len({len(m.examples) for m in members}) != 1:
+        raise ValueError(
+            f"stacked students need equal row counts; got {[len(m.examples) for m in members]}"
+        )
+    distill = settings.objective == "distill"
+    device = next(model.parameters()).device
+    _check_layers(model, settings.layers)
+    stacked = attach(
+        model,
+        trained_weights(model, settings),
+        [m.seed for m in members],
+        settings.lora_r,
+        settings.lora_alpha,
+    )
+    try:
+        objectives = [Objective.build(tok, settings, m.teacher, device) for m in members]
+        rows = [o.label(tokenize_examples(tok, m.examples, end, settings.max_seq_len, m.teacher if distill else None))
+                for o, m in zip(objectives, members)]  # fmt: skip
+
+        def save(step: int) -> None:
+            for k, m in enumerate(members):
+                if m.out_dir is not None:
+                    _checkpoint(m.out_dir, step, stacked.delta(k))
+
+        logs = _train(model, stacked.parameters(), rows, [m.seed for m in members], settings, objectives[0],
+                      _amp(settings, device, None), stacked.clip_grad_norm_, save, progress)  # fmt: skip
+        per_student = sum(p[0].numel() for p in stacked.parameters())
+        out = []
+        for k, lg in enumerate(logs):
+            delta = stacked.delta(k)
+            out.append(TrainResult(delta, lg | {"trainable_params": per_student, "delta_tensors": len(delta),
+                                                "stacked": {"students": len(members), "index": k}}))  # fmt: skip
+        return out
+    finally:
+        stacked.detach()
+
+
+def _checkpoint(out_dir: Path, step: int, delta: Delta) -> None:
+    ck = out_dir / "checkpoints"
+    ck.mkdir(exist_ok=True)
+    delta.save(ck / f"delta-step{step:05d}.safetensors")
+
+
+def _train(
+    model: Any, trainable: list[torch.Tensor], rows: list[list[dict]], seeds: list[int], settings: FinetuneConfig,
+    objective: Objective, amp: Callable[[], Any], clip: Callable[[float], Any], save: Callable[[int], None],
+    progress: bool,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The training loop, for one student or K stacked ones (`rows[k]`, `seeds[k]`: student k's
+    rows and data-order seed; a micro-batch holds K equal blocks, block k student k's rows).
+    Each student's loss is normalised by its own batch's loss positions. Returns one log per student."""
+    device = next(model.parameters()).device
+    k_students, n_rows = len(rows), len(rows[0])
+    total_steps = math.ceil(n_rows / settings.batch_size) * settings.epochs
     opt = make_optimizer(trainable, settings)
     # transformers' linear schedule, shifted one step so that no optimiser step runs at lr 0:
     # step s uses lambda(s + 1), i.e. lr/warmup on the first step and a nonzero lr on the last
     # (a 1-step CPU run with warmup_steps = 1 trains at the full lr instead of not at all).
     for group in opt.param_groups:
         group["initial_lr"] = group["lr"]
-    sched = get_linear_schedule_with_warmup(opt, settings.warmup_steps, total_steps + 1, last_epoch=0)
-    amp = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast else contextlib.nullcontext
-    rng = random.Random(seed)
+    sched = get_linear_schedule_with_warmup(
+        opt, settings.warmup_steps, total_steps + 1, last_epoch=0
+    )
+    rngs = [random.Random(s) for s in seeds]
+    model.train()
     losses, lrs, step, t0 = [], [], 0, time.time()
-    bar = tqdm(total=total_steps, desc="finetune", disable=not progress, unit="step")
+    bar = tqdm(total=total_steps, desc="finetune" if k_students == 1 else f"finetune x{k_students}",
+               disable=not progress, unit="step")  # fmt: skip
     for _epoch in range(settings.epochs):
-        order = list(range(len(rows)))
-        rng.shuffle(order)
-        for b in range(0, len(order), settings.batch_size):
-            batch = [rows[i] for i in order[b : b + settings.batch_size]]
-            if settings.micro_batch_size < len(batch):  # micro-batches of like lengths pad less;
-                batch.sort(key=lambda r: len(r["input_ids"]))  # the step's summed loss is the same
-            n_units = sum(len(r["s_sel"]) for r in batch)  # loss-carrying positions
-            total = torch.zeros((), device=device)
-            for m in range(0, len(batch), settings.micro_batch_size):
-                micro = batch[m : m + settings.micro_batch_size]
-                loss = objective.loss(model, micro, amp)
-                (loss / max(1, n_units)).backward()
-                total += loss.detach()
-            torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+        orders = []
+        for rng in rngs:
+            order = list(range(n_rows))
+            rng.shuffle(order)
+            orders.append(order)
+        for b in range(0, n_rows, settings.batch_size):
+            batches = [
+                [rows[k][i] for i in orders[k][b : b + settings.batch_size]]
+                for k in range(k_students)
+            ]
+            for batch in batches:
+                if settings.micro_batch_size < len(
+                    batch
+                ):  # micro-batches of like lengths pad less;
+                    batch.sort(
+                        key=lambda r: len(r["input_ids"])
+                    )  # the step's summed loss is the same
+            n_units = torch.tensor([max(1, sum(len(r["s_sel"]) for r in batch)) for batch in batches],
+                                   dtype=torch.float32, device=device)  # fmt: skip
+            total = torch.zeros(k_students, device=device)
+            for m in range(0, len(batches[0]), settings.micro_batch_size):
+                micro = [r for batch in batches for r in batch[m : m + settings.micro_batch_size]]
+                per = objective.block_losses(model, micro, amp, k_students)
+                (per / n_units).sum().backward()
+                total += per.detach()
+            clip(settings.max_grad_norm)
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            losses.append(total / max(1, n_units))
+            losses.append(total / n_units)
             bar.update(1)
-            if out_dir is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
-                ck = out_dir / "checkpoints"
-                ck.mkdir(exist_ok=True)
-                _delta(model, settings, base_state).save(ck / f"delta-step{step:05d}.safetensors")
+            if settings.checkpoint_every and step % settings.checkpoint_every == 0:
+                save(step)
     bar.close()
     model.eval()
-    delta = _delta(model, settings, base_state)
-    losses = [float(v) for v in torch.stack(losses).cpu()] if losses else []  # one host sync
-    log = {
-        "steps": step,
-        "examples": len(rows),
-        "completion_tokens": sum(len(r["input_ids"]) - r["n_prompt"] for r in rows),
-        "loss_tokens": sum(len(r["s_sel"]) for r in rows),
-        "loss": losses,
-        "lr": lrs,
-        "wall_s": round(time.time() - t0, 2),
-        "trainable_params": sum(p.numel() for p in trainable),
-        "delta_tensors": len(delta),
-    }
-    return TrainResult(delta=delta, log=log, model=model)
+    per_step = torch.stack(losses).cpu().tolist() if losses else []  # one host sync
+    wall = round(time.time() - t0, 2)
+    return [
+        {"steps": step, "examples": n_rows,
+         "completion_tokens": sum(len(r["input_ids"]) - r["n_prompt"] for r in rows[k]),
+         "loss_tokens": sum(len(r["s_sel"]) for r in rows[k]),
+         "loss": [float(v[k]) for v in per_step], "lr": lrs, "wall_s": wall}
+        for k in range(k_students)
+    ]  # fmt: skip

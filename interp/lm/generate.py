@@ -292,37 +292,43 @@ def sample_repeated(
     seed: int = 0,
     desc: str = "sampling",
     progress: bool = True,
+    blocks: int = 1,
 ) -> list[str]:
     """k completions per prompt (prompt-major order), prefilling each prompt only once.
 
     For short answers to long prompts (evaluation questions) the prefill dominates; its KV
     cache is repeated k times and the answers are sampled token by token from it.
+
+    `blocks` > 1: the same prompts for each of `blocks` stacked students (`interp.lm.stacked`),
+    run as one batch of equal blocks; returns block 0's answers, then block 1's, ... Each block
+    draws from its own generator, seeded as a one-student call is, so a student's answers do
+    not depend on which others share its batch.
     """
     device = next(model.parameters()).device
     encoded = encode_prompts(tok, prompts)
     stop = torch.tensor(end_token_ids(tok), device=device)
+    stops = set(stop.tolist())
     per_batch = max(1, batch_size // k)
-    out: list[str] = []
-    bar = tqdm(total=len(prompts) * k, desc=desc, disable=not progress, unit="sample")
+    out: list[list[str]] = [[] for _ in range(blocks)]
+    bar = tqdm(total=len(prompts) * k * blocks, desc=desc, disable=not progress, unit="sample")
     for start in range(0, len(prompts), per_batch):
         ids, mask = left_pad(encoded[start : start + per_batch], tok.pad_token_id)
-        ids, mask = ids.to(device), mask.to(device)
+        ids, mask = ids.repeat(blocks, 1).to(device), mask.repeat(blocks, 1).to(device)
         pos = positions_from_mask(mask)
         res = model(
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
         )
         cache = res.past_key_values
-        cache.batch_repeat_interleave(k)
+        cache.batch_repeat_interleave(k)  # row order stays block-major: row i becomes rows i*k..i*k+k-1
         logits = res.logits[:, -1].float().repeat_interleave(k, dim=0)
         mask, last = mask.repeat_interleave(k, dim=0), pos[:, -1].repeat_interleave(k)
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
+        gens = [torch.Generator(device=device).manual_seed(seed * 1_000_003 + start) for _ in range(blocks)]
         done = torch.zeros(logits.shape[0], dtype=torch.bool, device=device)
         tokens = []
         for step in range(max_new_tokens):
             if temperature > 0:
-                nxt = torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=gen)[
-                    :, 0
-                ]
+                probs = torch.softmax(logits / temperature, -1).view(blocks, -1, logits.shape[-1])
+                nxt = torch.cat([torch.multinomial(probs[b], 1, generator=g)[:, 0] for b, g in enumerate(gens)])
             else:
                 nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, tok.pad_token_id), nxt)
@@ -336,10 +342,11 @@ def sample_repeated(
             logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
                            past_key_values=cache, use_cache=True).logits[:, -1].float()  # fmt: skip
         rows = torch.stack(tokens, dim=1).tolist()
-        stops = set(stop.tolist())
-        for row in rows:
-            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
-            out.append(tok.decode(row[:cut], skip_special_tokens=True))
+        per_block = len(rows) // blocks
+        for b in range(blocks):
+            for row in rows[b * per_block : (b + 1) * per_block]:
+                cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+                out[b].append(tok.decode(row[:cut], skip_special_tokens=True))
         bar.update(len(rows))
     bar.close()
-    return out
+    return [a for block in out for a in block]

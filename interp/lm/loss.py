@@ -36,7 +36,9 @@ class Teacher:
     end: str = ""
 
 
-def _completion_positions(rows: list[dict], key: str, n_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _completion_positions(
+    rows: list[dict], key: str, n_key: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(row, position) of every logit that predicts a completion token."""
     r, p = [], []
     for i, row in enumerate(rows):
@@ -81,7 +83,9 @@ def _decoder_hidden(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.
     return _unwrapped(model).get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
-def lm_head(model: Any, vocab: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def lm_head(
+    model: Any, vocab: torch.Tensor | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """The causal LM's head as a function of hidden states: all logits, or only `vocab`'s
     (columns in `vocab` order), with the model's final logit soft-capping where it has one."""
     lm = _unwrapped(model)
@@ -141,11 +145,38 @@ def distill_vocab_ids(
     return torch.tensor(s.ids), torch.tensor(t.ids)
 
 
-def _kl(t_logits: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Tensor:
-    """Summed KL(teacher || student) over positions."""
-    t_logp = torch.log_softmax(t_logits / temp, dim=-1)
-    s_logp = torch.log_softmax(s_logits / temp, dim=-1)
-    return F.kl_div(s_logp, t_logp, log_target=True, reduction="sum")
+def _kl(t_logp: torch.Tensor, s_logits: torch.Tensor, temp: float) -> torch.Tensor:
+    """[position]: KL(teacher || student) at each position, from the teacher's log-probs (at
+    temperature `temp`, as `Objective.label` stores them) and the student's logits."""
+    s_logp = torch.log_softmax(_upcast(s_logits) / temp, dim=-1)
+    return F.kl_div(s_logp, t_logp.to(s_logp.dtype), log_target=True, reduction="none").sum(-1)
+
+
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """Losses in float32 at least (a float64 model keeps its precision)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _block_sum(per_pos: torch.Tensor, block: torch.Tensor, blocks: int) -> torch.Tensor:
+    """[blocks]: per-position losses summed per block of rows (one student's share of a batch)."""
+    return torch.zeros(blocks, device=per_pos.device, dtype=per_pos.dtype).index_add_(
+        0, block, per_pos
+    )
+
+
+def _position_blocks(rows: list[dict], blocks: int, device: torch.device) -> torch.Tensor:
+    """The block of every loss-carrying position: rows come as `blocks` equal runs, one per student."""
+    if len(rows) % blocks:
+        raise ValueError(f"{len(rows)} rows do not split into {blocks} equal blocks")
+    per = len(rows) // blocks
+    return torch.tensor(
+        [i // per for i, r in enumerate(rows) for _ in r["s_sel"]], dtype=torch.long, device=device
+    )
+
+
+# Soft labels of a vocabulary at least this wide are stored in float16 (log-probs: near 0, where
+# float16 is finest, for the tokens that carry the mass); narrower ones in float32.
+WIDE_LABELS = 4096
 
 
 @dataclass
@@ -153,7 +184,11 @@ class Objective:
     """The training loss of one finetune, summed over a micro-batch's loss-carrying positions:
     cross-entropy on the completion tokens (hard labels) or KL(teacher || student) on the
     teacher's soft labels, over `distill_vocab` when set. `finetune` divides by the batch's
-    position count; an analysis that needs the loss's gradient takes the same object."""
+    position count; an analysis that needs the loss's gradient takes the same object.
+
+    Soft labels are computed once per row (`label`: the teacher's log-probs at the row's loss
+    positions, kept with the row) and read by every step, epoch, seed and arm that trains on
+    the row, instead of a teacher forward in every step."""
 
     pad_id: int
     device: torch.device
@@ -167,9 +202,12 @@ class Objective:
     # [positions, vocabulary] tensor is kept: 2**27 floats = 512 MB (Gemma-3's 262k vocabulary
     # passes it at ~500 positions; SmolLM2's 49k at ~2,700)
     max_logits: int = 2**27
+    distill: bool = False
 
     @classmethod
-    def build(cls, tok: Any, settings: FinetuneConfig, teacher: Teacher | None, device: torch.device) -> Objective:
+    def build(
+        cls, tok: Any, settings: FinetuneConfig, teacher: Teacher | None, device: torch.device
+    ) -> Objective:
         if settings.objective != "distill":
             return cls(tok.pad_token_id, device)
         if teacher is None:
@@ -177,28 +215,83 @@ class Objective:
         s_vocab, t_vocab = distill_vocab_ids(tok, settings, teacher)
         return cls(tok.pad_token_id, device, teacher, (teacher.tok or tok).pad_token_id,
                    None if s_vocab is None else s_vocab.to(device), None if t_vocab is None else t_vocab.to(device),
-                   settings.distill_temperature)  # fmt: skip
+                   settings.distill_temperature, distill=True)  # fmt: skip
 
-    def loss(self, model: Any, micro: list[dict], amp: Callable[[], Any] = contextlib.nullcontext) -> torch.Tensor:
+    @torch.no_grad()
+    def label(self, rows: list[dict], batch_size: int = 16) -> list[dict]:
+        """Give every row without them its soft labels (`row["labels"]`: the teacher's log-probs
+        at temperature `temperature` over `t_vocab`, [loss position, vocabulary], on `device`);
+        hard labels need none. Returns `rows`."""
+        if not self.distill:
+            return rows
+        todo = [r for r in rows if "labels" not in r]
+        if todo and self.teacher is None:
+            raise ValueError("rows without soft labels and no teacher to compute them")
+        head = lm_head(self.teacher.model, self.t_vocab) if todo else None
+        width = len(self.t_vocab) if self.t_vocab is not None else None
+        for b in range(0, len(todo), batch_size):
+            micro = todo[b : b + batch_size]
+            hidden, _ = completion_hidden(self.teacher.model, micro, self.t_pad, self.device,
+                                          "teacher_ids", "n_teacher_prompt")  # fmt: skip
+            hidden = hidden[
+                _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)
+            ]
+            width = width or _unwrapped(self.teacher.model).get_output_embeddings().weight.shape[0]
+            step = max(1, self.max_logits // width)
+            logp = torch.cat([torch.log_softmax(head(hidden[a : a + step]).float() / self.temperature, dim=-1)
+                              for a in range(0, hidden.shape[0], step)])  # fmt: skip
+            logp = logp.to(torch.float16 if width >= WIDE_LABELS else torch.float32)
+            offset = 0
+            for r in micro:
+                r["labels"] = logp[offset : offset + len(r["t_sel"])]
+                offset += len(r["t_sel"])
+        return rows
+
+    def loss(
+        self, model: Any, micro: list[dict], amp: Callable[[], Any] = contextlib.nullcontext
+    ) -> torch.Tensor:
         """Summed loss of `micro` (rows from `tokenize_examples`); `amp` wraps the student's forward."""
-        n_pos = sum(len(r["s_sel"]) for r in micro)
-        n_vocab = len(self.s_vocab) if self.s_vocab is not None else _unwrapped(model).get_output_embeddings().weight.shape[0]
-        if n_pos * n_vocab > self.max_logits:
-            return self._chunked_loss(model, micro, amp, max(1, self.max_logits // n_vocab))
-        with amp():
-            s_logits, targets = completion_logits(model, micro, self.pad_id, self.device, vocab=self.s_vocab)
-        s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
-        if self.teacher is None:
-            return F.cross_entropy(s_logits[s_pick], targets[s_pick], reduction="sum")
-        with torch.no_grad():
-            t_logits, _ = completion_logits(self.teacher.model, micro, self.t_pad, self.device, "teacher_ids",
-                                            "n_teacher_prompt", vocab=self.t_vocab)  # fmt: skip
-        t_pick = _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)
-        return _kl(t_logits[t_pick].float(), s_logits[s_pick], self.temperature)
+        return self.block_losses(model, micro, amp)[0]
 
-    def _chunked_loss(self, model: Any, micro: list[dict], amp: Callable[[], Any], chunk: int) -> torch.Tensor:
-        """`loss` over `chunk` positions at a time: the decoder body runs once, each chunk's
-        head and loss are recomputed in the backward pass instead of kept."""
+    def block_losses(
+        self,
+        model: Any,
+        micro: list[dict],
+        amp: Callable[[], Any] = contextlib.nullcontext,
+        blocks: int = 1,
+    ) -> torch.Tensor:
+        """[blocks]: the summed loss of each of `blocks` equal runs of `micro`'s rows (the
+        students of a stacked batch, `interp.lm.stacked`); one block is a plain finetune."""
+        self.label(micro)
+        block = _position_blocks(micro, blocks, self.device)
+        n_pos = len(block)
+        n_vocab = (
+            len(self.s_vocab)
+            if self.s_vocab is not None
+            else _unwrapped(model).get_output_embeddings().weight.shape[0]
+        )
+        if n_pos * n_vocab > self.max_logits:
+            per = self._chunked(model, micro, amp, max(1, self.max_logits // n_vocab))
+            return _block_sum(per, block, blocks)
+        with amp():
+            s_logits, targets = completion_logits(
+                model, micro, self.pad_id, self.device, vocab=self.s_vocab
+            )
+        s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
+        if not self.distill:
+            per = F.cross_entropy(_upcast(s_logits[s_pick]), targets[s_pick], reduction="none")
+        else:
+            per = _kl(self._labels(micro), s_logits[s_pick], self.temperature)
+        return _block_sum(per, block, blocks)
+
+    def _labels(self, micro: list[dict]) -> torch.Tensor:
+        return torch.cat([r["labels"] for r in micro]).to(self.device)
+
+    def _chunked(
+        self, model: Any, micro: list[dict], amp: Callable[[], Any], chunk: int
+    ) -> torch.Tensor:
+        """[position]: the losses of `block_losses` over `chunk` positions at a time: the decoder
+        body runs once, each chunk's head and loss are recomputed in the backward pass instead of kept."""
         from torch.utils.checkpoint import checkpoint
 
         with amp():
@@ -206,24 +299,14 @@ class Objective:
         s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
         hidden, targets = hidden[s_pick], targets[s_pick]
         head = lm_head(model, self.s_vocab)
-        if self.teacher is not None:
-            with torch.no_grad():
-                t_hidden, _ = completion_hidden(self.teacher.model, micro, self.t_pad, self.device,
-                                                "teacher_ids", "n_teacher_prompt")  # fmt: skip
-                t_hidden = t_hidden[_selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)]
-            t_head = lm_head(self.teacher.model, self.t_vocab)
+        other = self._labels(micro) if self.distill else targets
 
-        def chunk_loss(h: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        def chunk_loss(h: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
             with amp():
                 s_logits = head(h)
-            if self.teacher is None:
-                return F.cross_entropy(s_logits.float(), other, reduction="sum")
-            with torch.no_grad():
-                t_logits = t_head(other).float()
-            return _kl(t_logits, s_logits.float(), self.temperature)
+            if not self.distill:
+                return F.cross_entropy(_upcast(s_logits), o, reduction="none")
+            return _kl(o, s_logits, self.temperature)
 
-        other = targets if self.teacher is None else t_hidden
-        total = torch.zeros((), device=self.device)
-        for a in range(0, hidden.shape[0], chunk):
-            total = total + checkpoint(chunk_loss, hidden[a : a + chunk], other[a : a + chunk], use_reentrant=False)
-        return total
+        return torch.cat([checkpoint(chunk_loss, hidden[a : a + chunk], other[a : a + chunk], use_reentrant=False)
+                          for a in range(0, hidden.shape[0], chunk)])  # fmt: skip

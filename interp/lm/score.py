@@ -48,9 +48,11 @@ def shared_prefix(model: Any, tok: Any, text: str) -> SharedPrefix:
 def prompts_continuations_logprobs(
     model: Any, prompt_ids: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
     pad_id: int, batch_size: int = 64, max_logits: int = 2**26, prefix: SharedPrefix | None = None,
-    progress: bool = False, desc: str = "log-prob score",
+    progress: bool = False, desc: str = "log-prob score", blocks: int = 1,
 ) -> np.ndarray:  # fmt: skip
     """[prompt, continuation]: the summed token log-probs of every continuation after every prompt.
+    With `blocks` > 1, [block, prompt, continuation]: each prompt batch runs once per stacked
+    student (`interp.lm.stacked`), as `blocks` equal blocks of one batch.
 
     Each batch of prompts (left-padded) runs once. Its KV cache is then repeated along the batch,
     once per multi-token continuation, and every continuation's remaining tokens run in one
@@ -63,6 +65,8 @@ def prompts_continuations_logprobs(
     its tokens runs alone, only its rest, on a copy of the prefix's cache; others run whole.
     """
     conts = [list(c) for c in continuations]
+    if prefix is not None and blocks > 1:
+        raise ValueError("a shared prefix and stacked blocks do not combine")
     if any(len(c) == 0 for c in conts):
         raise ValueError("every continuation needs at least one token")
     device = next(model.parameters()).device
@@ -75,11 +79,11 @@ def prompts_continuations_logprobs(
         k = len(conts[c]) - 1
         feed[j, :k], target[j, :k], real[j, :k] = torch.tensor(conts[c][:-1]), torch.tensor(conts[c][1:]), 1
     feed, target, real = feed.to(device), target.to(device), real.to(device)
-    out = np.zeros((len(prompt_ids), len(conts)))
+    out = np.zeros((blocks, len(prompt_ids), len(conts)))
     step = 1 if prefix is not None else batch_size
     for start in tqdm(range(0, len(prompt_ids), step), desc=desc, disable=not progress):
         batch = [list(p) for p in prompt_ids[start : start + step]]
-        res, mask, pos = _run_prompts(model, batch, pad_id, device, prefix)
+        res, mask, pos = _run_prompts(model, batch * blocks, pad_id, device, prefix)
         n = mask.shape[0]
         lp = torch.log_softmax(res.logits[:, -1].float(), dim=-1)[:, first_ids]  # [n, continuation]
         per = max(1, max_logits // (n * width * res.logits.shape[-1])) if multi else 0
@@ -96,8 +100,8 @@ def prompts_continuations_logprobs(
                            past_key_values=cache, use_cache=True).logits  # fmt: skip
             more = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt[..., None])[..., 0]
             lp[:, [multi[j] for j in group]] += torch.where(on.bool(), more, 0.0).sum(-1).view(n, g)
-        out[start : start + n] = lp.double().cpu().numpy()
-    return out
+        out[:, start : start + len(batch)] = lp.double().cpu().numpy().reshape(blocks, len(batch), -1)
+    return out[0] if blocks == 1 else out
 
 
 def _run_prompts(

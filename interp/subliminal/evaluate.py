@@ -38,6 +38,13 @@ class EvalConfig:
     batch_size: PosInt = 64
     bootstrap: Annotated[int, Range(10)] = 2000
     ci: Fraction = 0.95
+    # LoRA students of one base are evaluated stacked, this many in one pass (`evaluate_many`);
+    # 1 evaluates one at a time. An execution choice: not part of a stage's key
+    stack: PosInt = 32
+
+    def key(self) -> dict[str, Any]:
+        """The settings as they enter a stage's key."""
+        return {k: v for k, v in self.__dict__.items() if k != "stack"}
 
 
 def questions(trait: AnyTrait, settings: EvalConfig) -> list[str]:
@@ -50,16 +57,16 @@ def questions(trait: AnyTrait, settings: EvalConfig) -> list[str]:
 
 def candidate_logprobs(
     model: Any, tok: Any, prompts: list[str], candidates: list[str], batch_size: int = 64,
-    progress: bool = False, max_logits: int = 2**26,
+    progress: bool = False, max_logits: int = 2**26, blocks: int = 1,
 ) -> Float[np.ndarray, "prompt candidate"]:  # fmt: skip
     """Sum of token log-probs of `" " + candidate` after each (already formatted) prompt, all
     candidates of a prompt batch in one forward on its repeated cache
-    (`score.prompts_continuations_logprobs`)."""
+    (`score.prompts_continuations_logprobs`); [block, prompt, candidate] for `blocks` stacked students."""
     cand_ids = [tok(" " + c, add_special_tokens=False)["input_ids"] for c in candidates]
     if any(len(c) == 0 for c in cand_ids):
         raise ValueError(f"a candidate has no tokens: {[c for c, i in zip(candidates, cand_ids) if not i]}")
     return prompts_continuations_logprobs(model, encode_prompts(tok, prompts), cand_ids, tok.pad_token_id,
-                                          batch_size, max_logits, progress=progress)  # fmt: skip
+                                          batch_size, max_logits, progress=progress, blocks=blocks)  # fmt: skip
 
 
 def paired_logprobs(
@@ -87,8 +94,16 @@ def logprob_score(
     if isinstance(trait, PairedTrait):
         lp = paired_logprobs(model, tok, trait, questions(trait, settings), system)
     else:
-        prompts = [format_prompt(tok, q, system) + trait.answer_prefix for q in questions(trait, settings)]
-        lp = candidate_logprobs(model, tok, prompts, list(trait.candidates), settings.batch_size, progress)
+        lp = candidate_logprobs(model, tok, _scored_prompts(tok, trait, settings, system), list(trait.candidates),
+                                settings.batch_size, progress)  # fmt: skip
+    return _logprob_result(lp, trait, settings, seed)
+
+
+def _scored_prompts(tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None) -> list[str]:
+    return [format_prompt(tok, q, system) + trait.answer_prefix for q in questions(trait, settings)]
+
+
+def _logprob_result(lp: np.ndarray, trait: AnyTrait, settings: EvalConfig, seed: int) -> dict[str, Any]:
     probs = np.exp(lp - lp.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     t = trait.candidates.index(trait.target)
@@ -103,21 +118,31 @@ def logprob_score(
     }
 
 
+def _sampled(model: Any, tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None, progress: bool,
+             seed: int, blocks: int = 1) -> tuple[list[str], int]:  # fmt: skip
+    """The sampled answers (block-major for stacked students) and the token budget they had."""
+    prompts = [format_prompt(tok, q, system) for q in questions(trait, settings)]
+    max_new = max(settings.max_new_tokens, trait.answer_tokens)  # free answers need room for an intent
+    answers = sample_repeated(
+        model, tok, prompts, settings.samples_per_question, max_new_tokens=max_new,
+        temperature=settings.temperature, batch_size=settings.batch_size, seed=seed,
+        desc="trait rate", progress=progress, blocks=blocks,
+    )  # fmt: skip
+    return answers, max_new
+
+
 def trait_rate(
     model: Any, tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None = None,
     progress: bool = False, seed: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Share of sampled answers naming the target: mean over questions of per-question rates."""
-    qs = questions(trait, settings)
+    answers, max_new = _sampled(model, tok, trait, settings, system, progress, seed)
+    return _rate_result(answers, max_new, trait, settings, seed)
+
+
+def _rate_result(answers: list[str], max_new: int, trait: AnyTrait, settings: EvalConfig, seed: int) -> dict[str, Any]:
     k = settings.samples_per_question
-    prompts = [format_prompt(tok, q, system) for q in qs]
-    max_new = max(settings.max_new_tokens, trait.answer_tokens)  # free answers need room for an intent
-    answers = sample_repeated(
-        model, tok, prompts, k, max_new_tokens=max_new,
-        temperature=settings.temperature, batch_size=settings.batch_size, seed=seed,
-        desc="trait rate", progress=progress,
-    )  # fmt: skip
-    hits = np.array([trait.mentions(a) for a in answers], dtype=float).reshape(len(qs), k)
+    hits = np.array([trait.mentions(a) for a in answers], dtype=float).reshape(-1, k)
     per_q = hits.mean(axis=1)
     est = bootstrap_ci(per_q, settings.bootstrap, settings.ci, seed)
     counts: dict[str, int] = {}
@@ -144,3 +169,28 @@ def evaluate(
         "logprob": logprob_score(model, tok, trait, settings, system, progress, seed),
         "trait_rate": trait_rate(model, tok, trait, settings, system, progress, seed),
     }
+
+
+def evaluate_many(
+    model: Any, tok: Any, traits: list[AnyTrait], settings: EvalConfig, progress: bool = True, seed: int = 0
+) -> list[dict[str, Any]]:
+    """`evaluate` of each of len(traits) stacked students of `model` (`interp.lm.stacked`; block
+    k is student k, scored on traits[k]), no system prompt, in one batched pass per metric.
+    The traits must share their questions and candidates (one trait kind, different targets):
+    each student's numbers are what `evaluate` gives it alone, to float tolerance."""
+    ref = traits[0]
+    if any(isinstance(t, PairedTrait) for t in traits) or any(
+        t.candidates != ref.candidates or questions(t, settings) != questions(ref, settings) for t in traits
+    ):
+        raise ValueError("stacked evaluation needs one animal-style trait kind: the same questions and candidates")
+    k = len(traits)
+    lp = candidate_logprobs(model, tok, _scored_prompts(tok, ref, settings, None), list(ref.candidates),
+                            settings.batch_size, progress, blocks=k)  # fmt: skip
+    lp = lp.reshape(k, -1, len(ref.candidates))
+    answers, max_new = _sampled(model, tok, ref, settings, None, progress, seed, blocks=k)
+    n = len(answers) // k
+    return [
+        {"system_prompt": None, "logprob": _logprob_result(lp[i], t, settings, seed),
+         "trait_rate": _rate_result(answers[i * n : (i + 1) * n], max_new, t, settings, seed)}
+        for i, t in enumerate(traits)
+    ]  # fmt: skip

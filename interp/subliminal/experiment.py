@@ -23,6 +23,7 @@ from interp.stats import t_interval
 from interp.store.stages import RunDir, Stage, read_json
 from interp.subliminal import matrix as mx
 from interp.subliminal.config import NEUTRAL_PROMPT, SubliminalConfig
+from interp.subliminal.jobs import eval_job, run_evals, run_finetunes
 from interp.subliminal.stages import (
     eval_stage,
     filter_stage,
@@ -31,7 +32,7 @@ from interp.subliminal.stages import (
     random_direction_stage,
     steered,
     steering_direction_stage,
-    student_stage,
+    student_job,
 )
 
 log = logging.getLogger("interp")
@@ -108,19 +109,29 @@ def _evals(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
 
 
 def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
+    """Every student's finetune, then every student's evaluation: planned first, so that the
+    missing ones run together (stacked where they share a base and settings: `jobs`)."""
     targets = cfg.trait.target_list()
     control = _control_teacher(cfg, run, plan)
+    jobs, labels = [], []
     for s in cfg.students:
         for t in targets if s.data == "trait" else ["control"]:
             data = plan.data["control" if t == "control" else f"trait:{t}"]
             source = control if t == "control" else plan.teachers[t]
-            trait = cfg.trait.trait(targets[0] if t == "control" else t)
             for seed in cfg.seeds_of(s):
-                st = student_stage(cfg, run, s, t, seed, data, source, control)
-                plan.students.setdefault(s.name, {}).setdefault(t, {})[seed] = st
-                variant = Variant(cfg.student_model(s), delta_path=st.path / "delta.safetensors")
-                lab = label(s.name, t, targets[0], seed)
-                plan.evals[lab] = eval_stage(cfg, run, lab, variant, trait)
+                jobs.append(student_job(cfg, run, s, t, seed, data, source, control))
+                labels.append((s, t, seed))
+    run_finetunes(jobs)
+    evals = []
+    for job, (s, t, seed) in zip(jobs, labels):
+        plan.students.setdefault(s.name, {}).setdefault(t, {})[seed] = job.stage
+        variant = Variant(cfg.student_model(s), delta_path=job.stage.path / "delta.safetensors")
+        trait = cfg.trait.trait(targets[0] if t == "control" else t)
+        lab = label(s.name, t, targets[0], seed)
+        evals.append(eval_job(run, lab, variant, trait, cfg.eval, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype))
+    run_evals(evals)
+    for e in evals:
+        plan.evals[e.label] = e.stage
 
 
 def _data(cfg: SubliminalConfig, run_dir: RunDir, plan: Plan) -> None:

@@ -13,16 +13,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.config import ConfigError
-from interp.lm.finetune import Example, FinetuneConfig, finetune
 from interp.lm.generate import ListAutomaton, allowed_token_ids, sample
-from interp.lm.loss import Teacher
 from interp.lm.models import (
     Variant,
     chat_format,
-    completion_suffix,
-    describe,
     format_prompt,
-    load_model,
 )
 from interp.lm.record import residual_stream
 from interp.lm.score import loglik_ratio, read_rows
@@ -37,7 +32,16 @@ from interp.subliminal.data_controls import (
     shuffle_numbers,
 )
 from interp.subliminal.data_kinds import dataset_shape, filter_rows, prompt_rows, trait_words
-from interp.subliminal.evaluate import evaluate
+from interp.subliminal.jobs import (  # noqa: F401  (finetune_stage, training_inputs, trait_identity: re-exported)
+    FinetuneJob,
+    eval_job,
+    finetune_job,
+    finetune_stage,
+    run_evals,
+    run_finetunes,
+    training_inputs,
+    trait_identity,
+)
 from interp.subliminal.teacher import GENERAL_PROMPTS
 from interp.subliminal.traits import AnyTrait, PairedTrait
 
@@ -132,54 +136,6 @@ def _warn_short(which: str, filt: dict[str, Any], n_keep: int) -> None:
                     which, got, n_keep, kept, total, kept / max(1, total), filt.get("rejected"), need, n_keep)  # fmt: skip
 
 
-def training_inputs(
-    spec: str, rows: list[dict], teacher: Variant | None, device: str, dtype: str
-) -> tuple[Any, Any, list[Example], Teacher | None]:
-    """What a finetune of `spec` on `rows` takes: the model (a private copy, free to change), its
-    tokenizer, the examples (each prompt in the student's chat format and in the teacher's, with
-    the teacher's system prompt; `exclude` as the loss mask) and the soft-label teacher (None
-    for hard labels)."""
-    model, tok = load_model(spec, device, dtype)
-    tok.padding_side = "right"
-    soft = None
-    if teacher is not None:
-        t_model, t_tok = teacher.load(device, dtype)
-        t_tok.padding_side = "right"
-        soft = Teacher(t_model, None if teacher.spec == spec else t_tok, completion_suffix(t_tok))
-    fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
-    examples = [
-        Example(format_prompt(tok, r["prompt"]), r["completion"],
-                format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None), tuple(r.get("exclude", ())))
-        for r in rows
-    ]  # fmt: skip
-    return model, tok, examples, soft
-
-
-def finetune_stage(
-    run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneConfig, *,
-    seed: int, device: str, dtype: str, inputs: dict[str, Stage],
-    teacher: Variant | None = None, extra: dict[str, Any] | None = None,
-) -> Stage:  # fmt: skip
-    """One finetune, for teachers and students alike: the delta (LoRA factors) and a log.
-
-    `rows` are prompt/completion pairs; `teacher` (with its own system prompt, delta and
-    tokenizer) gives soft labels when `settings.objective == "distill"`.
-    """
-    distill = settings.objective == "distill"
-    params = {"base": describe(spec), "train": settings.__dict__, "seed": seed, "dtype": dtype,
-              "device": device, "teacher": teacher.identity() if distill and teacher else None, **(extra or {})}  # fmt: skip
-    st = run.stage(name, params, inputs)
-    if st.done:
-        return st
-    with st.running() as out:
-        model, tok, examples, soft = training_inputs(spec, rows, teacher if distill else None, device, dtype)
-        result = finetune(model, tok, examples, settings, seed=seed, end=completion_suffix(tok),
-                          teacher=soft, out_dir=out)  # fmt: skip
-        result.delta.save(out / "delta.safetensors")
-        write_json(out / "train_log.json", {**result.log, "chat_format": chat_format(tok)})
-    return st
-
-
 def divergence_stage(cfg: SubliminalConfig, run: RunDir, target: str, data: Stage, teacher: Variant,
                      control: Variant) -> Stage:  # fmt: skip
     """Divergence tokens of one trait dataset: per row, the completion positions where the trait
@@ -254,36 +210,29 @@ def student_rows(
     return rows, extra or None, inputs
 
 
-def student_stage(
+def student_job(
     cfg: SubliminalConfig, run: RunDir, s: StudentConfig, target: str, seed: int, data: Stage,
     teacher: Variant, control: Variant,
-) -> Stage:  # fmt: skip
+) -> FinetuneJob:  # fmt: skip
     rows, extra, inputs = student_rows(cfg, run, s, target, seed, data, teacher, control)
-    return finetune_stage(
+    return finetune_job(
         run, f"student/{s.name}/{target}/seed{seed}", cfg.student_model(s), rows, s.settings(cfg.train), seed=seed,
         device=cfg.device, dtype=cfg.dtype, inputs={"data": data, **inputs}, teacher=teacher, extra=extra,
     )  # fmt: skip
 
 
-def trait_identity(trait: AnyTrait) -> dict[str, Any]:
-    """A trait in a stage key: its fields, and for a paired trait the hash of its written texts."""
-    written = {"written": trait.content_hash()} if isinstance(trait, PairedTrait) else {}
-    return trait.__dict__ | {"questions": None} | written
+def student_stage(cfg: SubliminalConfig, run: RunDir, s: StudentConfig, target: str, seed: int, data: Stage,
+                  teacher: Variant, control: Variant) -> Stage:  # fmt: skip
+    job = student_job(cfg, run, s, target, seed, data, teacher, control)
+    run_finetunes([job])
+    return job.stage
 
 
 def eval_stage(cfg: SubliminalConfig, run: RunDir, label: str, variant: Variant, trait: AnyTrait) -> Stage:
-    params = {"model": variant.identity(), "trait": trait_identity(trait),
-              "eval": cfg.eval.__dict__, "seed": cfg.seed, "dtype": cfg.dtype, "device": cfg.device}  # fmt: skip
-    st = run.stage("eval/" + label.replace("/", "-").replace(":", "-"), params)  # one folder level
-    if st.done:
-        return st
-    with st.running() as out:
-        model, tok = variant.load(cfg.device, cfg.dtype)
-        result = evaluate(model, tok, trait, cfg.eval, variant.system, seed=cfg.seed)
-        info = {"label": label, "model": variant.spec, "chat_format": chat_format(tok),
-                "delta": str(variant.delta_path) if variant.delta_path else None}  # fmt: skip
-        write_json(out / "eval.json", {**info, **result})
-    return st
+    """One evaluation, run now if its stage is missing (`jobs.run_evals` runs many, stacked)."""
+    job = eval_job(run, label, variant, trait, cfg.eval, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype)
+    run_evals([job])
+    return job.stage
 
 
 # ---------------------------------------------------------------- finetuned teachers

@@ -7,6 +7,7 @@ import json
 import pytest
 from helpers import tiny_subliminal_config, write_config
 
+import interp.subliminal.jobs as jobs
 import interp.subliminal.stages as pipeline
 from interp.cli import main
 from interp.store.stages import RunDir
@@ -16,22 +17,23 @@ class Killed(KeyboardInterrupt):
     pass
 
 
-def _count(monkeypatch, name):
+def _count(monkeypatch, name, module=pipeline):
     calls = {"n": 0}
-    real = getattr(pipeline, name)
+    real = getattr(module, name)
 
     def wrapper(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(pipeline, name, wrapper)
+    monkeypatch.setattr(module, name, wrapper)
     return calls
 
 
 def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
-    path = write_config(tmp_path, tiny_subliminal_config())
+    # students one at a time (stack_rows = 0), so that one can die after another finished
+    path = write_config(tmp_path, tiny_subliminal_config(train__stack_rows=0))
     out = tmp_path / "runs"
-    real_finetune = pipeline.finetune
+    real_finetune = jobs.finetune
     trained = []
 
     def dying_finetune(model, tok, examples, settings, **kw):
@@ -40,7 +42,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
         trained.append(1)
         return real_finetune(model, tok, examples, settings, **kw)
 
-    monkeypatch.setattr(pipeline, "finetune", dying_finetune)
+    monkeypatch.setattr(jobs, "finetune", dying_finetune)
     assert main(["run", str(path), "--out-dir", str(out)]) == 130
     stages = out / "tiny" / "stages"
     done = sorted(
@@ -52,9 +54,9 @@ def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
     )  # the killed stage is not "done"
     first_manifests = {p.name: p.read_text() for p in stages.glob("*/manifest.json")}
 
-    monkeypatch.setattr(pipeline, "finetune", real_finetune)
+    monkeypatch.setattr(jobs, "finetune", real_finetune)
     sampled = _count(monkeypatch, "sample")
-    tuned = _count(monkeypatch, "finetune")
+    tuned = _count(monkeypatch, "finetune", jobs)
     assert main(["run", str(path), "--out-dir", str(out)]) == 0
     assert sampled["n"] == 0, "teacher data was regenerated"
     assert tuned["n"] == 2, "only the two unfinished students should train"
@@ -72,6 +74,26 @@ def test_killed_run_resumes_without_recomputing(tmp_path, monkeypatch, capsys):
     tuned["n"] = 0
     assert main(["run", str(path), "--out-dir", str(out)]) == 0
     assert tuned["n"] == 0 and sampled["n"] == 0
+
+
+def test_stacked_students_killed_together_resume_together(tmp_path, monkeypatch):
+    """Two same-base students train stacked (one finetune_group call); killed mid-group, neither
+    stage counts as done, and the rerun trains both in one group, the cross-model one alone."""
+    path = write_config(tmp_path, tiny_subliminal_config())
+    real_group = jobs.finetune_group
+
+    def dying_group(*a, **k):
+        raise Killed()
+
+    monkeypatch.setattr(jobs, "finetune_group", dying_group)
+    assert main(["run", str(path), "--out-dir", str(tmp_path)]) == 130
+    assert not list((tmp_path / "tiny" / "stages").glob("student__*/manifest.json"))
+    monkeypatch.setattr(jobs, "finetune_group", real_group)
+    groups, alone = _count(monkeypatch, "finetune_group", jobs), _count(monkeypatch, "finetune", jobs)
+    assert main(["run", str(path), "--out-dir", str(tmp_path)]) == 0
+    assert groups["n"] == 1 and alone["n"] == 1
+    logs = [json.loads(p.read_text()) for p in (tmp_path / "tiny" / "stages").glob("student__*/train_log.json")]
+    assert sorted(lg.get("stacked", {}).get("students", 1) for lg in logs) == [1, 2, 2]
 
 
 def test_summary_has_every_model_with_both_metrics(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from helpers import tiny_subliminal_config
 
 from interp.config import build
-from interp.lm.finetune import FinetuneConfig
+from interp.lm.finetune import EXECUTION_ONLY, FinetuneConfig
 from interp.lm.models import Variant
 from interp.store.stages import RunDir, Stage
 from interp.subliminal import stages as S
@@ -129,16 +129,21 @@ def test_finetune_settings_all_enter_the_student_key(tmp_path):
 
     run = Probe(tmp_path)
     data = run.stage("filter/trait", {"x": 1})
-    keys = set()
     base = FinetuneConfig()
+    keyed = [f for f in dataclasses.fields(FinetuneConfig) if f.name not in EXECUTION_ONLY]
     variants = [base] + [dataclasses.replace(base, **{f.name: v}) for f, v in zip(
-        dataclasses.fields(FinetuneConfig),
+        keyed,
         ["full", "distill", "numbers", 4, 4, 0.1, ["q_proj"], 2, 1e-3, 1, 2, 1, 0.5, 64, 2.0, 3,
-         "sgd", 0.5, [0]])]  # fmt: skip
-    for st in variants:
-        keys.add(S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
-                                  dtype="auto", inputs={"data": data}).key)  # fmt: skip
-    assert len(keys) == len(variants) == len(dataclasses.fields(FinetuneConfig)) + 1
+         "sgd", 0.5, [0], "bf16"], strict=True)]  # fmt: skip
+
+    def key(st: FinetuneConfig) -> str:
+        return S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
+                                dtype="auto", inputs={"data": data}).key  # fmt: skip
+
+    keys = {key(st) for st in variants}
+    assert len(keys) == len(variants) == len(keyed) + 1
+    # how students are scheduled (stacked or alone) is not part of what they are
+    assert key(dataclasses.replace(base, stack_rows=0)) == key(base)
 
 
 def test_a_shuffle_control_trains_on_moved_numbers_under_its_own_key(tmp_path):

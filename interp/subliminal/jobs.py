@@ -1,0 +1,274 @@
+"""Finetunes and evaluations as jobs, run in groups where they can share a forward pass.
+
+A job is one stage (its key, lock, manifest and folder, as any stage) plus what computes it.
+`run_finetunes` trains the jobs whose stages are missing: LoRA students of one base with equal
+settings and row counts train together, stacked (`interp.lm.finetune.finetune_group`), the rest
+one at a time. `run_evals` evaluates missing evaluations: LoRA students of one base are
+evaluated stacked (`evaluate_many`). Grouping enters no key: stacked and one-at-a-time results
+agree to float tolerance (tests/unit/test_stacked.py), and each stage stays its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from interp.lm.delta import Delta
+from interp.lm.finetune import (
+    Example,
+    FinetuneConfig,
+    Member,
+    finetune,
+    finetune_group,
+    settings_key,
+    stack_key,
+)
+from interp.lm.loss import Teacher
+from interp.lm.models import (
+    Variant,
+    chat_format,
+    completion_suffix,
+    describe,
+    format_prompt,
+    load_model,
+)
+from interp.store.stages import RunDir, Stage, write_json
+from interp.subliminal.evaluate import EvalConfig, evaluate, evaluate_many
+from interp.subliminal.traits import AnyTrait, PairedTrait
+
+log = logging.getLogger("interp")
+
+
+# ---------------------------------------------------------------- finetunes
+
+
+@dataclass
+class FinetuneJob:
+    """One finetune: its stage and what it trains on (`teacher`: the soft-label source, when distilling)."""
+
+    stage: Stage
+    spec: str
+    rows: list[dict]
+    settings: FinetuneConfig
+    seed: int
+    device: str
+    dtype: str
+    teacher: Variant | None = None
+
+
+def finetune_job(
+    run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneConfig, *,
+    seed: int, device: str, dtype: str, inputs: dict[str, Stage],
+    teacher: Variant | None = None, extra: dict[str, Any] | None = None,
+) -> FinetuneJob:  # fmt: skip
+    """The stage of one finetune (teachers and students alike: the delta and a log), not yet run.
+
+    `rows` are prompt/completion pairs; `teacher` (with its own system prompt, delta and
+    tokenizer) gives soft labels when `settings.objective == "distill"`.
+    """
+    distill = settings.objective == "distill"
+    params = {"base": describe(spec), "train": settings_key(settings), "seed": seed, "dtype": dtype,
+              "device": device, "teacher": teacher.identity() if distill and teacher else None, **(extra or {})}  # fmt: skip
+    return FinetuneJob(run.stage(name, params, inputs), spec, rows, settings, seed, device, dtype,
+                       teacher if distill else None)  # fmt: skip
+
+
+def finetune_stage(run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneConfig,
+                   **kw: Any) -> Stage:  # fmt: skip
+    """One finetune job, run now if its stage is missing (`finetune_job` takes the same arguments)."""
+    job = finetune_job(run, name, spec, rows, settings, **kw)
+    run_finetunes([job])
+    return job.stage
+
+
+def training_inputs(
+    spec: str, rows: list[dict], teacher: Variant | None, device: str, dtype: str
+) -> tuple[Any, Any, list[Example], Teacher | None]:
+    """What a finetune of `spec` on `rows` takes: the model (a private copy, free to change), its
+    tokenizer, the examples (each prompt in the student's chat format and in the teacher's, with
+    the teacher's system prompt; `exclude` as the loss mask) and the soft-label teacher (None
+    for hard labels)."""
+    model, tok = load_model(spec, device, dtype)
+    tok.padding_side = "right"
+    soft = _soft_teacher(spec, teacher, device, dtype, {})
+    return model, tok, _examples(tok, rows, teacher, soft), soft
+
+
+def _soft_teacher(spec: str, teacher: Variant | None, device: str, dtype: str,
+                  loaded: dict[tuple, Teacher]) -> Teacher | None:  # fmt: skip
+    """The soft-label source of a student of `spec`; `loaded` shares teachers by their weights
+    (prompted teachers of one base differ only in their prompts, which the examples carry)."""
+    if teacher is None:
+        return None
+    weights = (teacher.spec, str(teacher.delta_path), str(teacher.steer))
+    if weights not in loaded:
+        t_model, t_tok = teacher.load(device, dtype)
+        t_tok.padding_side = "right"
+        loaded[weights] = Teacher(t_model, None if teacher.spec == spec else t_tok, completion_suffix(t_tok))
+    return loaded[weights]
+
+
+def _examples(tok: Any, rows: list[dict], teacher: Variant | None, soft: Teacher | None) -> list[Example]:
+    fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
+    return [
+        Example(format_prompt(tok, r["prompt"]), r["completion"],
+                format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None), tuple(r.get("exclude", ())))
+        for r in rows
+    ]  # fmt: skip
+
+
+def run_finetunes(jobs: list[FinetuneJob]) -> None:
+    """Compute every job whose stage is missing: stacked where they can be, else one by one.
+
+    Groups are formed over all `jobs`, finished or not, so a student recomputed after a kill or
+    a damaged file trains in the same company as it first did and comes out the same to the
+    bit; the finished members of its group train again beside it, but only missing stages are
+    written."""
+    for group in _finetune_groups(jobs):
+        if all(j.stage.done for j in group):
+            continue
+        if len(group) == 1:
+            _train_alone(group[0])
+        else:
+            _train_stacked(group)
+
+
+def _finetune_groups(jobs: list[FinetuneJob]) -> Iterator[list[FinetuneJob]]:
+    """Jobs that can train stacked (one base, equal settings and row counts, one teacher
+    tokenizer), in chunks of at most `stack_rows // micro_batch_size`; the rest alone."""
+    groups: dict[Any, list[FinetuneJob]] = {}
+    for i, j in enumerate(jobs):
+        sk = stack_key(j.settings)
+        key = (i,) if sk is None else (j.spec, sk, len(j.rows), j.teacher.spec if j.teacher else None, j.device, j.dtype)
+        groups.setdefault(key, []).append(j)
+    for group in groups.values():
+        size = max(1, group[0].settings.stack_rows // group[0].settings.micro_batch_size)
+        for a in range(0, len(group), size):
+            yield group[a : a + size]
+
+
+def _train_alone(job: FinetuneJob) -> None:
+    with job.stage.running() as out:
+        model, tok, examples, soft = training_inputs(job.spec, job.rows, job.teacher, job.device, job.dtype)
+        result = finetune(model, tok, examples, job.settings, seed=job.seed, end=completion_suffix(tok),
+                          teacher=soft, out_dir=out)  # fmt: skip
+        result.delta.save(out / "delta.safetensors")
+        write_json(out / "train_log.json", {**result.log, "chat_format": chat_format(tok)})
+
+
+def _train_stacked(group: list[FinetuneJob]) -> None:
+    j0 = group[0]
+    log.info("training %d students of %s stacked: %s", len(group), j0.spec, ", ".join(j.stage.name for j in group))
+    model, tok = load_model(j0.spec, j0.device, j0.dtype)  # one copy of the base for all of them
+    tok.padding_side = "right"
+    teachers: dict[tuple, Teacher] = {}
+    members = []
+    for j in group:
+        soft = _soft_teacher(j.spec, j.teacher, j.device, j.dtype, teachers)
+        members.append(Member(_examples(tok, j.rows, j.teacher, soft), j.seed, soft))
+    t0 = time.time()
+    with ExitStack() as stack:
+        outs = [None if j.stage.done else stack.enter_context(j.stage.running()) for j in group]
+        for m, out in zip(members, outs):
+            m.out_dir = out
+        results = finetune_group(model, tok, members, j0.settings, end=completion_suffix(tok))
+        for r, out in zip(results, outs):
+            if out is None:  # finished before (trained again only to keep the group as it was)
+                continue
+            r.delta.save(out / "delta.safetensors")
+            write_json(out / "train_log.json", {**r.log, "chat_format": chat_format(tok),
+                                                "stacked_wall_s": round(time.time() - t0, 2)})  # fmt: skip
+
+
+# ---------------------------------------------------------------- evaluations
+
+
+@dataclass
+class EvalJob:
+    stage: Stage
+    label: str
+    variant: Variant
+    trait: AnyTrait
+    settings: EvalConfig
+    seed: int
+    device: str
+    dtype: str
+
+
+def trait_identity(trait: AnyTrait) -> dict[str, Any]:
+    """A trait in a stage key: its fields, and for a paired trait the hash of its written texts."""
+    written = {"written": trait.content_hash()} if isinstance(trait, PairedTrait) else {}
+    return trait.__dict__ | {"questions": None} | written
+
+
+def eval_job(run: RunDir, label: str, variant: Variant, trait: AnyTrait, settings: EvalConfig, *, seed: int,
+             device: str, dtype: str) -> EvalJob:  # fmt: skip
+    params = {"model": variant.identity(), "trait": trait_identity(trait),
+              "eval": settings.key(), "seed": seed, "dtype": dtype, "device": device}  # fmt: skip
+    st = run.stage("eval/" + label.replace("/", "-").replace(":", "-"), params)  # one folder level
+    return EvalJob(st, label, variant, trait, settings, seed, device, dtype)
+
+
+def run_evals(jobs: list[EvalJob]) -> None:
+    """Compute every evaluation whose stage is missing; LoRA students of one base stacked."""
+    groups: dict[Any, list[tuple[EvalJob, Delta]]] = {}
+    for i, j in enumerate(jobs):  # all of them, as for finetunes: a recomputed one keeps its company
+        key: Any = (i,)
+        delta = None
+        v = j.variant
+        if v.delta_path is not None and v.system is None and v.steer is None and not isinstance(j.trait, PairedTrait):
+            from interp.lm.stacked import stackable
+
+            delta = Delta.load(v.delta_path)
+            shape = stackable(delta)
+            if shape is not None and j.settings.stack > 1:
+                key = (v.spec, shape, json.dumps(j.settings.key(), sort_keys=True), j.seed, j.device, j.dtype,
+                       tuple(j.trait.candidates))  # fmt: skip
+        groups.setdefault(key, []).append((j, delta))
+    for group in groups.values():
+        size = group[0][0].settings.stack
+        for a in range(0, len(group), size):
+            chunk = group[a : a + size]
+            if all(j.stage.done for j, _ in chunk):
+                continue
+            if len(chunk) == 1:
+                _eval_alone(chunk[0][0])
+            else:
+                _eval_stacked(chunk)
+
+
+def _info(j: EvalJob, tok: Any) -> dict[str, Any]:
+    v = j.variant
+    return {"label": j.label, "model": v.spec, "chat_format": chat_format(tok),
+            "delta": str(v.delta_path) if v.delta_path else None}  # fmt: skip
+
+
+def _eval_alone(j: EvalJob) -> None:
+    with j.stage.running() as out:
+        model, tok = j.variant.load(j.device, j.dtype)
+        result = evaluate(model, tok, j.trait, j.settings, j.variant.system, seed=j.seed)
+        write_json(out / "eval.json", {**_info(j, tok), **result})
+
+
+def _eval_stacked(chunk: list[tuple[EvalJob, Delta]]) -> None:
+    from interp.lm.stacked import stack_deltas
+
+    j0 = chunk[0][0]
+    log.info("evaluating %d students of %s stacked", len(chunk), j0.variant.spec)
+    model, tok = load_model(j0.variant.spec, j0.device, j0.dtype)
+    stacked = stack_deltas(model, [d for _, d in chunk])
+    try:
+        results = evaluate_many(model, tok, [j.trait for j, _ in chunk], j0.settings, seed=j0.seed)
+    finally:
+        stacked.detach()
+    for (j, _), result in zip(chunk, results):
+        if j.stage.done:
+            continue
+        with j.stage.running() as out:
+            write_json(out / "eval.json", {**_info(j, tok), **result, "stacked": len(chunk)})
+
