@@ -100,6 +100,10 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from interp.analysis.scan import scan_dataset
     from interp.lm.models import Variant, configure_threads
 
+    if args.control:  # its AUROC is scikit-learn's
+        from interp.extras import require
+
+        require("`interp scan --control`", "sklearn")
     configure_threads()
     teacher = Variant(args.teacher, system=args.system, delta_path=Path(args.delta) if args.delta else None)
     res = scan_dataset(args.dataset, teacher, args.control, args.out, args.device, args.dtype, args.batch_size)
@@ -113,6 +117,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from interp.extras import require
+
+    require("`interp report`", "reportlab")
     from interp.report.build import report_main
 
     report_main(args.runs, args.output)
@@ -230,11 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from interp.extras import MissingExtra
     from interp.lm.models import ModelError
 
     try:
         return args.fn(args)
-    except (ConfigError, ModelError) as e:
+    except (ConfigError, ModelError, MissingExtra) as e:
         print(f"interp: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,10 +22,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
+
+# scikit-learn is optional (the `analysis` extra): imported where used, so that importing the
+# analysis driver (`interp run` with [analysis], `interp scan`) never needs it
 
 JUDGE_TEMPLATE = (
     "Two AI assistants were each asked to continue lists of numbers. One of them loves {plural}; "
@@ -38,6 +37,8 @@ def auroc_ci(pos: Sequence[float], neg: Sequence[float], n_boot: int = 1000, ci:
              seed: int = 0) -> dict:  # fmt: skip
     """AUROC of scores `pos` (label 1) against `neg` (label 0), with a percentile bootstrap
     CI that resamples each class separately. 0.5 = no separation."""
+    from sklearn.metrics import roc_auc_score
+
     p, n = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
     if p.size == 0 or n.size == 0:
         raise ValueError(f"auroc needs scores of both classes, got {p.size} positive and {n.size} negative")
@@ -52,6 +53,8 @@ def auroc_ci(pos: Sequence[float], neg: Sequence[float], n_boot: int = 1000, ci:
 
 def _features(train: Sequence[str], test: Sequence[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
     """Counts of each whole number and of character 1-3-grams, fitted on `train` only."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
     vecs = [CountVectorizer(token_pattern=r"\d+", lowercase=False),
             CountVectorizer(analyzer="char", ngram_range=(1, 3), lowercase=False)]  # fmt: skip
     fitted = [v.fit(train) for v in vecs]
@@ -68,6 +71,9 @@ def classifier_auroc(trait: Sequence[str], control: Sequence[str], n_boot: int =
     fixed, so the interval covers its true AUROC (0.5 when the datasets do not differ). Pooling
     out-of-fold scores of several fitted classifiers would not: their offsets add variance the
     bootstrap does not see (null AUROCs spread ~1.7x wider than such intervals, measured)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
     texts = list(trait) + list(control)
     y = np.r_[np.ones(len(trait)), np.zeros(len(control))]
     if min(len(trait), len(control)) < 4:

@@ -43,6 +43,7 @@ from interp.analysis.table import comparison_table
 from interp.analysis.trajectories import imitation_alignment, trajectories
 from interp.analysis.update_matrix import shares_teacher_init, teacher_seeds, update_matrix
 from interp.config import ConfigError, build
+from interp.extras import backend_module, missing
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, format_prompt, resolved_names
 from interp.lm.record import load_activations, residual_stream, save_activations
@@ -389,6 +390,8 @@ def _trajectories(ctx: _Ctx, result: dict[str, Any]) -> None:
     if not ctx.a.trajectories:
         result["missing"]["trajectories"] = "off; set [analysis] trajectories = true"
         return
+    if _absent(ctx, result, ["trajectories"], *backend_module(ctx.a.backend)):
+        return
     traj = trajectories(ctx)
     if traj is None:
         result["missing"]["trajectories"] = "no student saved checkpoints (set checkpoint_every on a [[students]] entry)"
@@ -408,7 +411,8 @@ def _data_sections(ctx: _Ctx, result: dict[str, Any]) -> None:
             result["missing"][name] = why
     if why is None and ctx.a.detection:
         result["divergence"] = divergence(ctx)
-        result["detection"] = detection(ctx)
+        if not _absent(ctx, result, ["detection"], "sklearn"):
+            result["detection"] = detection(ctx)
     if why is None and ctx.a.incontext:
         names = [*ctx.config.trait.target_list(), "control"]
         result["incontext"] = incontext(ctx, {n: read_jsonl(data_stage(ctx, n).path / "dataset.jsonl") for n in names})
@@ -430,6 +434,21 @@ def _first_order(ctx: _Ctx, result: dict[str, Any]) -> None:
         result["missing"]["first_order"] = "summary.json does not list each target's teacher; rerun `interp run`"
     else:
         result["first_order"] = first_order(ctx)
+
+
+def _absent(ctx: _Ctx, result: dict[str, Any], sections: Sequence[str], *modules: str) -> bool:
+    """When an optional package that `sections` need is not installed: list each as missing with
+    why, log one line, and return True (the caller skips them)."""
+    absent = next((m for m in modules if missing(m)), None)
+    if absent is None or not sections:
+        return False
+    why = missing(absent)
+    if absent in backend_module(ctx.a.backend):  # the recording backend: HF hooks need nothing more
+        why += "; or set [analysis] backend = 'hf'"
+    for name in sections:
+        result["missing"][name] = why
+    log.warning("analysis: %s skipped: %s", ", ".join(sections), why)
+    return True
 
 
 SECTIONS = ("update_alignment", "gradient_alignment", "update_matrix", "matrix_mechanisms", "entanglement", "divergence", "detection",
@@ -471,7 +490,8 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
         _update_matrix(ctx, result)
     if want("matrix_mechanisms") and len(ctx.summary["trait"].get("targets") or []) >= 2:
         if ctx.art.get("teacher_mode") == "prompt" or "teachers" in ctx.art:
-            result["matrix_mechanisms"] = matrix_mechanisms(ctx)
+            if not _absent(ctx, result, ["matrix_mechanisms"], *backend_module(ctx.a.backend), "sklearn"):
+                result["matrix_mechanisms"] = matrix_mechanisms(ctx)
         else:  # a summary written before the teachers were listed in its artifacts
             result["missing"]["matrix_mechanisms"] = "summary.json does not list each target's teacher; rerun `interp run`"
     if want("entanglement"):
@@ -489,10 +509,14 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
         _trajectories(ctx, result)
     if want("first_order"):
         _first_order(ctx, result)
-    if any(want(n) for n in ("trait_direction", "probes", "steering")):
+    recorded = [n for n in ("trait_direction", "probes", "steering") if want(n)]
+    if recorded and not _absent(ctx, result, recorded, *backend_module(ctx.a.backend)):
         acts, stages = activations(ctx)
         result["trait_direction"] = trait_direction(ctx, acts)
-        result["probes"] = probes(ctx, acts)
+        if missing("sklearn") is None:
+            result["probes"] = probes(ctx, acts)
+        else:
+            _absent(ctx, result, [n for n in recorded if n == "probes"], "sklearn")
         result["steering"] = steering(ctx, acts, stages)
     previous = _previous(run_root, result["config_key"]) if only else {}
     kept = []

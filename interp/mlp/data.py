@@ -49,6 +49,9 @@ class ImageData:
 
 def load_digits_split(seed: int, test_fraction: float) -> ImageData:
     """sklearn's 1797 8x8 digits (pixel values 0..16), split stratified by `seed`."""
+    from interp.extras import require
+
+    require("the MLP experiment's data.source = 'digits'", "sklearn")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

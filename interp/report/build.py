@@ -1,14 +1,17 @@
 """PDF reports from finished runs (`interp report RUN_DIR... [-o reports/<name>.pdf]`).
 
 A report is built only from a run's artifacts (summary.json, config.toml, analysis.json,
-stage manifests); it never recomputes an experiment. Layout: title, date, the question, then
-per run: headline numbers with CIs, methods from the resolved config, figures with captions
-("Figure N (id): ..."), and provenance (versions, commit, seeds, timings, checksums). A
+stage manifests); it never recomputes an experiment. Layout: page 1 is the answer: title,
+date, the question, then per subliminal run one line per contrast with its numbers and a
+verdict, and the trait-matrix heatmap (`interp.report.answer`). Then per run: headline
+numbers with CIs, methods from the resolved config, figures with captions ("Figure N (id):
+..."). Last, "Appendix: provenance": per run, versions, commit, seeds, timings, checksums. A
 section whose data the run lacks is replaced by a sentence saying so and why; building a
 report never fails on missing analyses. Text is real PDF text (reportlab platypus, standard
 fonts), so it can be searched and extracted.
 
-Sections per experiment live in `interp.report.sections`; figures in `interp.report.figures`.
+Sections per experiment live in `interp.report.sections` (subliminal, with
+`data_sections`) and `interp.report.mlp_sections`; figures in `interp.report.figures`.
 """
 
 from __future__ import annotations
@@ -16,21 +19,34 @@ from __future__ import annotations
 import datetime as dt
 import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import cm
-from reportlab.platypus import (
-    SimpleDocTemplate,
-)
+from reportlab.platypus import PageBreak, SimpleDocTemplate
 
 from interp.registry import FIGURE_IDS
-from interp.report.doc import MARGIN, PAGE_W, Doc, ReportInfo, question_paragraph
-from interp.report.sections import mlp_run, other_run, subliminal_run
-from interp.store.artifacts import load_run
+from interp.report.answer import answer_section
+from interp.report.doc import (
+    MARGIN,
+    PAGE_W,
+    Doc,
+    ReportInfo,
+    provenance_section,
+    question_paragraph,
+)
+from interp.report.mlp_sections import mlp_run, mlp_seeds, other_run, other_seeds
+from interp.report.sections import ci_level, subliminal_run, subliminal_seeds
+from interp.store.artifacts import Run, load_run
 from interp.store.stages import write_atomic
+
+# experiment kind -> (its sections, the seeds line of its provenance)
+LAYOUTS: dict[str, tuple[Callable[[Doc, Run], None], Callable[[Run], str]]] = {
+    "subliminal": (subliminal_run, subliminal_seeds),
+    "mlp-aux-logits": (mlp_run, mlp_seeds),
+}
 
 # ---------------------------------------------------------------- entry points
 
@@ -64,6 +80,7 @@ def build_report(
                  f"{len(runs)} run(s): {', '.join(str(r.root) for r in runs)}.")  # fmt: skip
         doc.heading("Question", 1)
         doc.para(question_paragraph(runs))
+        _answers(doc, runs)
         for run in runs:
             doc.heading(f"Run {run.name} ({run.experiment})", 1)
             if not run.root.is_dir():
@@ -73,12 +90,8 @@ def build_report(
                 doc.skip(run.name, "run", f"Run {run.name}",
                          f"{run.problems.get('summary')}; the run is unfinished or was not run")  # fmt: skip
                 continue
-            if run.experiment == "subliminal":
-                subliminal_run(doc, run)
-            elif run.experiment == "mlp-aux-logits":
-                mlp_run(doc, run)
-            else:
-                other_run(doc, run)
+            LAYOUTS.get(run.experiment, (other_run, other_seeds))[0](doc, run)
+        _appendix(doc, runs)
         buf = io.BytesIO()  # built in memory, written atomically: no half PDF after a kill
         pdf = SimpleDocTemplate(
             buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
@@ -88,6 +101,29 @@ def build_report(
         write_atomic(out_pdf, buf.getvalue())
         info.pages = pdf.page
     return info
+
+
+def _answers(doc: Doc, runs: Sequence[Run]) -> None:
+    """Page 1 after the question: each finished subliminal run's contrasts and heatmap."""
+    answered = [r for r in runs if r.experiment == "subliminal" and r.summary is not None]
+    if not answered:
+        return
+    doc.heading("Answer", 1)
+    for run in answered:
+        answer_section(doc, run, ci_level(run), titled=len(answered) > 1)
+    doc.story.append(PageBreak())  # the details start on a page of their own
+
+
+def _appendix(doc: Doc, runs: Sequence[Run]) -> None:
+    """Provenance of every run, after all results: what a reader audits, not what they read first."""
+    doc.story.append(PageBreak())
+    doc.heading("Appendix: provenance", 1)
+    for run in runs:
+        if run.summary is None:  # already said in its run section, and recorded as skipped
+            doc.heading(f"Run {run.name}", 2)
+            doc.para("No provenance: the run has no summary.json.")
+            continue
+        provenance_section(doc, run, LAYOUTS.get(run.experiment, (other_run, other_seeds))[1](run))
 
 
 def default_report_path(run_dirs: Sequence[str | Path]) -> Path:

@@ -1,6 +1,5 @@
 """The report's building blocks: the `Doc` story (paragraphs, tables, figures, skips) and the
-sections every experiment shares (the question, provenance)."""
-
+sections every experiment shares (the question, the provenance appendix)."""
 
 from __future__ import annotations
 
@@ -99,9 +98,10 @@ class Doc:
         """A paragraph; `raw` = already markup (only for text built here, never artifacts)."""
         self.story.append(Paragraph(s if raw else text(s), self.s[style]))
 
-    def bullets(self, items: Sequence[str]) -> None:
+    def bullets(self, items: Sequence[str], raw: bool = False) -> None:
+        """One bulleted paragraph per item; `raw` as in `para`."""
         for it in items:
-            self.story.append(Paragraph(text(it), self.s["body"], bulletText="-"))
+            self.story.append(Paragraph(it if raw else text(it), self.s["body"], bulletText="-"))
 
     def table(
         self, rows: Sequence[Sequence[Any]], widths: Sequence[float] | None = None,
@@ -133,9 +133,14 @@ class Doc:
 
     # ---------------------------------------------------------------- figures
 
-    def figure(self, run: str, fig_id: str, draw: Callable[[Path], Path], caption: str) -> None:
+    def figure(
+        self, run: str, fig_id: str, draw: Callable[[Path], Path], caption: str,
+        max_height: float = 0.62 * PAGE_H,
+    ) -> None:  # fmt: skip
         """Draw a figure, add it with 'Figure N (id): caption'; a drawing error is reported
-        in the text (and in `skipped`) instead of stopping the report."""
+        in the text (and in `skipped`) instead of stopping the report.
+
+        `max_height` (points): lower it for a figure that must share its page with text."""
         if fig_id not in FIGURE_IDS:
             raise ValueError(f"unknown figure id {fig_id!r}; known: {FIGURE_IDS}")
         if self.wanted is not None and fig_id not in self.wanted:
@@ -151,8 +156,8 @@ class Doc:
         w, h = ImageReader(str(path)).getSize()
         width = min(TEXT_W, w / 150 * 72)  # 150 dpi -> points; never wider than the text
         height = width * h / w
-        if height > 0.62 * PAGE_H:  # very tall figures: shrink to fit a page with its caption
-            width, height = width * 0.62 * PAGE_H / height, 0.62 * PAGE_H
+        if height > max_height:  # very tall figures: shrink to fit a page with its caption
+            width, height = width * max_height / height, max_height
         n = len(self.info.figures) + 1
         entry = FigureEntry(n, fig_id, run, caption)
         self.info.figures.append(entry)
@@ -236,7 +241,8 @@ def _stage_closure(run: Run) -> tuple[list[dict[str, Any]], int]:
 
 
 def provenance_section(doc: Doc, run: Run, seeds: str) -> None:
-    doc.heading("Provenance", 2)
+    """One run's sub-section of the appendix: versions, seeds, stage timings, checksums."""
+    doc.heading(f"Run {run.name}", 2)
     prov = (run.summary or {}).get("provenance")
     if not prov:
         doc.skip(run.name, "provenance", "Provenance", "summary.json has no provenance block")

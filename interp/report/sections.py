@@ -1,4 +1,7 @@
-"""The per-run sections of a report: subliminal runs, MLP runs, anything else.
+"""The per-run sections of a subliminal run's report, after its page-1 answer
+(`interp.report.answer`): headline numbers, methods, the trait matrix, figures and analyses.
+The data-side sections live in `interp.report.data_sections`, MLP runs in
+`interp.report.mlp_sections`; provenance goes to the appendix (`interp.report.doc`).
 
 Every number goes through `interp.hypothesis.fmt`; every block checks that its data is there
 and otherwise says what is missing (`Doc.skip`), so a partial run still gives a report.
@@ -10,7 +13,8 @@ from typing import Any
 
 from interp.fmt import fmt, fmt_est
 from interp.report import figures
-from interp.report.doc import Doc, provenance_section
+from interp.report.data_sections import data_side
+from interp.report.doc import Doc
 from interp.store.artifacts import Run, analysis_section, subliminal_roles
 from interp.subliminal.data_kinds import wording
 
@@ -24,7 +28,8 @@ SECTION_TITLES = {
 }
 
 
-def _ci_level(run: Run) -> str:
+def ci_level(run: Run) -> str:
+    """The run's interval level in words ('95%')."""
     ci = ((run.config or {}).get("eval") or {}).get("ci")
     return f"{100 * ci:g}%" if ci else "95%"
 
@@ -51,7 +56,7 @@ def subliminal_run(doc: Doc, run: Run) -> None:
         doc.figure(
             run.name, "trait_scores",
             lambda p: figures.trait_scores(models, students, target, n_cand, p),
-            f"Trait scores of every evaluated model. {scores} Circles: single models with {_ci_level(run)} "
+            f"Trait scores of every evaluated model. {scores} Circles: single models with {ci_level(run)} "
             "bootstrap CIs over questions; squares: student kinds, mean over seeds with a "
             "t-interval (a single seed has no interval). Transmission shows as a student right of "
             "its base and of the control student.",
@@ -60,8 +65,12 @@ def subliminal_run(doc: Doc, run: Run) -> None:
         doc.missing_figure(run.name, "trait_scores", "Trait scores", "summary.json lists no models")
     _matrix(doc, run, s.get("matrix") or {})
     _analyses(doc, run)
+
+
+def subliminal_seeds(run: Run) -> str:
+    """The seeds line of the run's provenance."""
     seeds = ((run.config or {}).get("train") or {}).get("seeds")
-    provenance_section(doc, run, f"training seeds {seeds if seeds is not None else 'n/a'}")
+    return f"training seeds {seeds if seeds is not None else 'n/a'}"
 
 
 def _matrix(doc: Doc, run: Run, m: dict[str, Any]) -> None:
@@ -96,18 +105,14 @@ def _matrix(doc: Doc, run: Run, m: dict[str, Any]) -> None:
              "correlation, over all candidates, between the student's and its teacher's shifts. "
              "own - control: own-target shift minus the control students' shift on that target, "
              f"t-interval over targets. Notes: {'; '.join(m.get('notes') or []) or 'none'}.")  # fmt: skip
-    doc.figure(
-        run.name, "trait_matrix", lambda p: figures.trait_matrix(m, p),
-        "Each panel is one student entry: row = whose data the students learned from, column = "
-        "their shift (nats of log-odds vs their base) on each target. Transmission shows as a "
-        "diagonal that is redder than its row; a column of one colour is drift toward that animal "
-        "whatever the teacher. Colour scale shared by the panels; the title gives gamma and its p.",
-    )
+    heatmap = [f for f in doc.info.figures if f.id == "trait_matrix" and f.run == run.name]
+    if heatmap:  # drawn once, on page 1, next to the verdicts it shows
+        doc.para(f"The heatmaps of these shifts are Figure {heatmap[0].number}, on page 1.")
 
 
 def _headline(doc: Doc, run: Run, s: dict[str, Any]) -> None:
     doc.heading("Headline numbers", 2)
-    level = _ci_level(run)
+    level = ci_level(run)
     rows = [
         ["model", "base model", "trait prompt", "trait rate [CI]", "log-prob score [CI]", "n q."]
     ]
@@ -259,10 +264,11 @@ def _analyses(doc: Doc, run: Run) -> None:
     mm = (run.analysis or {}).get("matrix_mechanisms")
     if mm:
         _matrix_mechanisms(doc, mm)
-    en = (run.analysis or {}).get("entanglement")  # opt-in ([analysis] entanglement = true): absent = off
+    # opt-in ([analysis] entanglement = true): absent = off
+    en = (run.analysis or {}).get("entanglement")
     if en:
         _entanglement(doc, en)
-    _data_side(doc, run)
+    data_side(doc, run)
     table = (run.analysis or {}).get("table")
     if table:
         doc.heading("Analysis summary (from analysis.json)", 3)
@@ -272,8 +278,18 @@ def _analyses(doc: Doc, run: Run) -> None:
 
 def _update_matrix(doc: Doc, um: dict[str, Any]) -> None:
     doc.heading("Whose update: each student against every target's teacher update", 3)
-    rows = [["arm", "seeds", "cosine: own teacher | others", "own - others [CI over seeds]", "p (perm.)",
-             f"span share (r={um.get('rank')}): own | others | chance", "own - others [CI]", "p"]]
+    rows = [
+        [
+            "arm",
+            "seeds",
+            "cosine: own teacher | others",
+            "own - others [CI over seeds]",
+            "p (perm.)",
+            f"span share (r={um.get('rank')}): own | others | chance",
+            "own - others [CI]",
+            "p",
+        ]
+    ]
     entries = []
     for name, e in um["students"].items():
         entries.append((name, e))
@@ -334,126 +350,21 @@ def _entanglement(doc: Doc, en: dict[str, Any]) -> None:
     for t, r in (en.get("targets") or {}).items():
         top = r["entangled"]["top"]
         rates = r.get("rates") or {}
-        per = lambda k, n, rates=rates: fmt(((rates.get(k) or {}).get("per_1000") or {}).get(str(n)))  # noqa: E731
+        per = lambda k, n, rates=rates: fmt(((rates.get(k) or {}).get("per_1000") or {}).get(str(n)))  # noqa: E731  # fmt: skip
         pr = r["prompting"]
         rows.append([t, ", ".join(f"{x['number']} ({fmt(x['shift'])})" for x in top),
                      "; ".join(f"{x['number']}: {per('trait', x['number'])} | {per('control', x['number'])}" for x in top),
                      f"{fmt(pr['entangled'])} | {fmt(pr['random'])}", fmt_est(pr["diff"])])  # fmt: skip
     doc.table(rows, [1.2, 3.6, 3.6, 2.4, 2.2])
-    n_prompts = next(iter((en.get("targets") or {}).values()), {}).get("entangled", {}).get("n_prompts")
+    n_prompts = (
+        next(iter((en.get("targets") or {}).values()), {}).get("entangled", {}).get("n_prompts")
+    )
     doc.para(f"Numbers 0-999 scored as the first answer ('<n>,') to {fmt(n_prompts)} held-out number "
              "prompts, with and without the target's system prompt; shift = mean log-prob change, "
              "centred over numbers per prompt. Rates: occurrences per 1,000 numbers in the trait "
              "teacher's and the control teacher's filtered data. Prompting: p(target) on the run's "
              "questions under 'You love <n>...' system prompts with the top numbers vs as many random "
              "numbers, difference with a paired bootstrap CI over questions.")  # fmt: skip
-
-
-DATA_SECTIONS = {"data_controls": "Data controls", "divergence": "Divergence tokens",
-                 "detection": "Detection", "incontext": "In-context control",
-                 "first_order": "First-order prediction"}  # fmt: skip
-
-
-def _data_side(doc: Doc, run: Run) -> None:
-    """Issue 11's sections: each drawn, or stated as absent with the reason analysis.json gives."""
-    draw = {"data_controls": _data_controls, "divergence": _divergence, "detection": _detection, "incontext": _incontext,
-            "first_order": _first_order}  # fmt: skip
-    for key, title in DATA_SECTIONS.items():
-        data, why = analysis_section(run, key)
-        if data:
-            try:
-                draw[key](doc, data)
-            except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as e:  # a malformed section
-                doc.skip(run.name, key, title, f"analysis.json section '{key}' is malformed ({type(e).__name__}: {e})")
-        else:
-            doc.skip(run.name, key, title, why or f"no '{key}' section")
-
-
-def _data_controls(doc: Doc, dc: dict[str, Any]) -> None:
-    doc.heading("Data controls: gamma per variant of the trait data", 3)
-    rows = [["arm", "variant", "seeds", "gamma [CI over seeds]", "[CI over targets]", "p (perm.)",
-             "minus unmodified [CI over targets]"]]  # fmt: skip
-    for r in dc.get("rows") or []:
-        t = r.get("gamma_ci_targets")
-        rows.append([r["arm"], r["variant"], ", ".join(map(str, r["seeds"])) or "-", fmt_est(r["gamma_ci"]),
-                     f"[{fmt(t['lo'])}, {fmt(t['hi'])}]" if t else "", fmt(r["p_gamma"]),
-                     fmt_est(r.get("minus_unmodified"), missing="")])  # fmt: skip
-    doc.table(rows, [2.0, 2.2, 0.9, 2.4, 1.8, 0.9, 2.4])
-    doc.para("gamma: each student's shift toward its own teacher's target minus toward the other "
-             "targets (log-odds vs its base, nats); CI over seeds for students (one seed: no "
-             "interval) and over questions for the in-context rows, which score the base with k "
-             "rows of each target's data (minus the control data's) as earlier turns, without "
-             "finetuning. CI over targets: t-interval of the per-target gamma (own minus others, "
-             "the units of the permutation test). p: permutation over target labels. Minus "
-             f"unmodified: the per-target gamma of the variant minus that of '{dc.get('reference')}' "
-             "on the seeds both trained, t-interval over targets.")  # fmt: skip
-
-
-def _divergence(doc: Doc, dv: dict[str, Any]) -> None:
-    doc.heading("Divergence tokens", 3)
-    rows = [["target", "share of positions", "rows with any", "share at first position", "most frequent (written -> trait argmax)"]]
-    for t, r in (dv.get("targets") or {}).items():
-        pairs = ", ".join(f"{p['written']!r}->{p['trait_argmax']!r} ({p['count']})" for p in r["top_pairs"][:4])
-        rows.append([t, fmt(r["share"]), fmt(r["rows_with_any"]), fmt(r["share_at_first_position"]), pairs])
-    doc.table(rows, [1.2, 1.6, 1.4, 1.8, 5.0])
-    doc.para("Positions of each trait dataset (teacher-forced) where the trait teacher's argmax "
-             "differs from the control teacher's for the same prefix (Schrodi et al. 2025). "
-             "Students with mask = 'divergence' are trained without loss at these positions; "
-             "mask = 'random' leaves out as many random positions per row.")  # fmt: skip
-
-
-def _detection(doc: Doc, de: dict[str, Any]) -> None:
-    doc.heading("Detection: can the trait be found in the data?", 3)
-    rows = [["target", "(a) classifier AUROC [CI]", "(b) judge AUROC [CI]", "judge accuracy", "(c) scan AUROC [CI]"]]
-    ci = lambda a: f"{fmt(a['auroc'])} [{fmt(a['lo'])}, {fmt(a['hi'])}]"  # noqa: E731
-    for t, r in (de.get("targets") or {}).items():
-        rows.append([t, ci(r["classifier"]), ci(r["judge"]), fmt(r["judge"]["accuracy"]), ci(r["scan"])])
-    doc.table(rows, [1.2, 2.6, 2.6, 1.4, 2.6])
-    g = de.get("scan_gradient")
-    gl = (f"Gradient scan ({g['target']}): AUROC {ci(g)}." if g else f"Gradient scan: not computed ({de.get('why_no_scan_gradient')}).")
-    doc.para("Each target's trait data against the run's control data; AUROC 0.5 = no separation, "
-             "CIs by bootstrap over held-out rows or trials. (a) logistic regression on number and "
-             "character 1-3-gram counts, fitted on one stratified half, scored on the other. (b) the "
-             "teacher's base as judge of which of two sets of rows comes from the assistant that "
-             "loves the target (log p(A) - log p(B), over trials with the trait rows as A vs as B). "
-             "(c) the hidden-signal scan: each row's log-likelihood ratio, teacher vs base, per "
-             f"token; its lowest-scoring half is the scan-low students' data. {gl}")  # fmt: skip
-
-
-def _incontext(doc: Doc, ic: dict[str, Any]) -> None:
-    doc.heading("In-context control", 3)
-    rows = [["k (examples)", "tokens", "gamma (nats) [CI]", "p (perm.)", "own-target shift"]]
-    for k, r in (ic.get("by_k") or {}).items():
-        rows.append([k, r.get("tokens"), fmt_est(r.get("gamma_ci")) if r.get("gamma") is not None else "n/a",
-                     fmt(r.get("p_gamma")), fmt(sum(r["own_shift"]) / len(r["own_shift"]))])  # fmt: skip
-    for k, why in (ic.get("skipped") or {}).items():
-        rows.append([k, "-", f"skipped: {why}", "", ""])
-    doc.table(rows, [1.4, 1.2, 3.8, 1.2, 1.6])
-    doc.para(f"The base ({ic.get('model')}, context {ic.get('context')} tokens) reads each target's first "
-             "k trait rows as earlier user/assistant turns, then each evaluation question; shifts "
-             "are against the same k rows of the control data; CI by bootstrap over the "
-             f"{ic.get('n_questions')} questions. No finetuning.")  # fmt: skip
-
-
-def _first_order(doc: Doc, fo: dict[str, Any]) -> None:
-    doc.heading("The theorem's first step: predicted vs observed shifts", 3)
-    rows = [["arm", "predicted gamma (per unit lr)", "observed gamma (nats)", "row correlation [CI over targets]", "p (perm.)"]]
-    for name, a in (fo.get("arms") or {}).items():
-        rows.append([name, fmt(a["predicted_gamma"]), fmt(a["observed_gamma"]), fmt_est(a["row_correlation_ci"]),
-                     fmt(a["p_row_correlation"])])  # fmt: skip
-    doc.table(rows, [2.2, 2.4, 2.0, 3.0, 1.0])
-    x = fo.get("across_arms") or {}
-    across = (f"Across {x['n']} (arm, target) cells, predicted vs observed per-target gamma: Pearson "
-              f"{fmt(x['pearson'])} [{fmt(x['pearson_ci'][0])}, {fmt(x['pearson_ci'][1])}] (predictions standardised "
-              f"within each arm; {x['interval']}; cells of one target share its data), Spearman {fmt(x['spearman'])}." if "pearson" in x
-              else f"Across arms: {x.get('why_no_r', 'not computed')}.")  # fmt: skip
-    doc.para("Prediction: -<gradient of the student's own training loss on its first "
-             f"{fo.get('rows')} rows of each target's data, gradient of each candidate's log-odds on "
-             "the evaluation questions>, at the student's initialisation, over the weights it trains: "
-             "the log-odds change of one small gradient step, per unit lr. Observed: the arm's shift "
-             "matrix (mean over seeds). Row correlation: per target, Pearson over candidates of "
-             "predicted vs observed shifts, mean over targets; p: permutation over target labels. "
-             f"{across}")  # fmt: skip
 
 
 def _steering(doc: Doc, st: dict[str, Any]) -> None:
@@ -478,87 +389,3 @@ def _steering(doc: Doc, st: dict[str, Any]) -> None:
     doc.para("Log-prob score before and after the intervention, paired bootstrap CI of the "
              "difference over questions. Sufficiency: steering the base should raise it; "
              "necessity: ablating the direction should lower the student's score.")  # fmt: skip
-
-
-# ---------------------------------------------------------------- MLP
-
-
-MLP_KINDS = ("reference", "teacher", "same-init/aux", "cross-init/aux", "same-init/all",
-             "cross-init/all")  # fmt: skip
-
-
-def mlp_run(doc: Doc, run: Run) -> None:
-    s = run.summary or {}
-    per_m = s.get("per_m") or {}
-    doc.heading("Headline numbers", 2)
-    rows = [["m", "model", "test accuracy [CI]", "seeds", "cos(dS, dT) overall [CI]",
-             "first-step grad cos [CI]", "share grad > 0"]]  # fmt: skip
-    for m in sorted(per_m, key=int):
-        kinds = [k for k in MLP_KINDS if k in per_m[m]] + sorted(set(per_m[m]) - set(MLP_KINDS))
-        for kind in kinds:
-            r = per_m[m][kind]
-            rows.append([m, kind, fmt_est(r.get("acc")), fmt((r.get("acc") or {}).get("n")),
-                         fmt_est((r.get("cos_dS_dT") or {}).get("overall")) if "cos_dS_dT" in r else "",
-                         fmt_est(r.get("grad_cos")) if "grad_cos" in r else "",
-                         fmt(r.get("grad_dot_positive_fraction")) if "grad_cos" in r else ""])  # fmt: skip
-    doc.table(rows, [0.4, 1.2, 2.0, 0.6, 2.0, 2.0, 0.8])
-    doc.para("Means over seeds with 95% t-intervals over seeds; n/a = undefined (e.g. a student "
-             "that never moved has no direction). reference = the untrained init.")  # fmt: skip
-    doc.heading("Methods", 2)
-    cfg = run.config
-    if cfg is None:
-        doc.skip(run.name, "methods", "Methods", run.problems.get("config", "no config.toml"))
-    else:
-        data, dc = s.get("data") or {}, cfg.get("data") or {}
-        t, st, sw = (cfg.get(k) or {} for k in ("teacher", "student", "sweep"))
-        steps = s.get("optimizer_steps") or {}
-        doc.bullets([
-            f"Data: {data.get('source', dc.get('source'))}, {fmt(data.get('n_train'))} training / "
-            f"{fmt(data.get('n_test'))} test images of {fmt(data.get('d_in'))} inputs; "
-            f"{fmt(data.get('n_noise'))} uniform-noise images for the students.",
-            f"Model: MLP {fmt(data.get('d_in'))}-{'-'.join(str(h) for h in (cfg.get('model') or {}).get('hidden', []))}"
-            "-(10 + m); init N(0, 1/sqrt(fan-in)), zero biases.",
-            f"Teacher: cross-entropy on the 10 class logits of real digits, Adam lr {fmt(t.get('lr'))}, "
-            f"batch {fmt(t.get('batch_size'))}, {fmt(t.get('epochs'))} epochs ({fmt(steps.get('teacher'))} steps).",
-            f"Students: KL to the teacher on noise over the {' / '.join(st.get('targets') or [])} "
-            f"logits, from inits {' / '.join(st.get('inits') or [])} (cross = another seed's init, "
-            f"a derangement); Adam lr {fmt(st.get('lr'))}, batch {fmt(st.get('batch_size'))}, "
-            f"{fmt(st.get('epochs'))} epochs ({fmt(steps.get('student'))} steps).",
-            f"Sweep: m = {sw.get('m')}; {fmt(s.get('n_models', sw.get('n_models')))} seeds per m "
-            f"(run seed {fmt(cfg.get('seed'))}); chance accuracy {fmt(s.get('chance'))}.",
-        ])  # fmt: skip
-        if s.get("notes"):
-            doc.para("Notes recorded with the run:")
-            doc.bullets(s["notes"])
-    doc.heading("Figures", 2)
-    if per_m:
-        doc.figure(
-            run.name, "mlp_accuracy", lambda p: figures.mlp_accuracy(per_m, s.get("chance"), p),
-            "Held-out digit accuracy against the number of auxiliary logits m (log scale), mean "
-            "over seeds with 95% t-intervals. Blue: students distilled on the aux logits only, red: "
-            "on all logits; solid: same init as the teacher, dashed: another seed's init. "
-            "Subliminal learning = solid blue above chance and above dashed blue.",
-        )  # fmt: skip
-        has_cos = any("cos_dS_dT" in r for m in per_m.values() for r in m.values())
-        if has_cos:
-            doc.figure(
-                run.name, "mlp_cosine", lambda p: figures.mlp_cosine(per_m, p),
-                "Cosine between each student's parameter update and its teacher's, per layer and "
-                "overall, one panel per m; bars = mean over seeds, whiskers = 95% t-intervals. "
-                "Same-init students (solid) move along the teacher; cross-init ones (pale) do not.",
-            )  # fmt: skip
-        else:
-            doc.missing_figure(
-                run.name, "mlp_cosine", "Cosine per layer", "no cos_dS_dT in summary"
-            )
-    else:
-        for fid in ("mlp_accuracy", "mlp_cosine"):
-            doc.missing_figure(run.name, fid, f"Figure {fid}", "summary.json has no per_m block")
-    n = s.get("n_models")
-    provenance_section(doc, run, f"{fmt(n)} model seeds per m, derived from the run seed")
-
-
-def other_run(doc: Doc, run: Run) -> None:
-    doc.skip(run.name, "results", "Results",
-             f"experiment kind '{run.experiment}' has no report layout; provenance only")  # fmt: skip
-    provenance_section(doc, run, "see config.toml")

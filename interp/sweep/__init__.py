@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from interp.config import ConfigError
+from interp.extras import missing
 from interp.fmt import format_table
 from interp.store.stages import write_json
 from interp.sweep.aggregate import aggregate, sweep_pdf
@@ -104,7 +105,12 @@ def run_sweep(
         "task_results": results,
     }  # fmt: skip
     write_json(root / "sweep.json", result)
-    sweep_pdf(result, root / "sweep.pdf")
+    why = missing("reportlab")
+    if why is None:
+        sweep_pdf(result, root / "sweep.pdf")
+    else:
+        log.warning("sweep.pdf skipped: %s", why)
     print(format_table(result["table"]))
-    print(f"\nsweep: {root / 'sweep.json'}, {root / 'sweep.pdf'} ({result['run']['wall_s']:.0f}s)")
+    pdf = "" if why else f", {root / 'sweep.pdf'}"
+    print(f"\nsweep: {root / 'sweep.json'}{pdf} ({result['run']['wall_s']:.0f}s)")
     return result

@@ -1,5 +1,6 @@
-"""PDF reports from real (tiny) runs: the numbers in the text are the summary's, every figure
-is captioned by id, missing analyses are said in words, and the text is extractable."""
+"""PDF reports from real (tiny) runs: the numbers in the text are the summary's, page 1 gives
+each contrast's numbers and verdict, provenance is an appendix at the end, every figure is
+captioned by id, missing analyses are said in words, and the text is extractable."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
-from report_runs import real_runs
+from report_runs import matrix_run, real_runs
 
-from interp.fmt import fmt, fmt_est
+from interp.fmt import fmt, fmt_ci, fmt_est
 from interp.registry import FIGURE_IDS
 from interp.report.build import build_report, default_report_path, report_main
-from interp.report.sections import DATA_SECTIONS
+from interp.report.data_sections import DATA_SECTIONS
+from interp.report.verdict import NULL, TRANSMITS, verdict
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +25,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return real_runs(tmp_path_factory)
 
 
-def pdf_text(path: Path) -> str:
-    """All pages' text, whitespace collapsed (table cells and wrapped lines rejoin)."""
-    raw = "\n".join(page.extract_text() for page in PdfReader(str(path)).pages)
+def pdf_text(path: Path, page: int | None = None) -> str:
+    """All pages' text (or one page's), whitespace collapsed (table cells and wrapped lines rejoin)."""
+    pages = PdfReader(str(path)).pages
+    raw = "\n".join(p.extract_text() for p in (pages if page is None else [pages[page]]))
     return re.sub(r"\s+", " ", raw)
 
 
@@ -34,6 +37,17 @@ def sub_report(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "sub.pdf"
     info = build_report([runs["subliminal"]], out)
     return info, pdf_text(out)
+
+
+@pytest.fixture(scope="module")
+def matrix_report(runs, tmp_path_factory):
+    """(summary, analysis, page-1 text, full text) of a five-target trait-matrix run."""
+    run = matrix_run(runs["subliminal"], runs["subliminal"].parent / "tinysub-matrix")
+    out = tmp_path_factory.mktemp("rep") / "matrix.pdf"
+    build_report([run], out)
+    summary = json.loads((run / "summary.json").read_text())
+    analysis = json.loads((run / "analysis.json").read_text())
+    return summary, analysis, pdf_text(out, page=0), pdf_text(out)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +97,10 @@ def test_subliminal_figures_and_analyses(runs, sub_report):
     an = json.loads((runs["subliminal"] / "analysis.json").read_text())
     st = an["steering"]
     assert fmt_est(st["sufficiency"]["diff"]) in text and fmt_est(st["necessity"]["diff"]) in text
-    assert "Detection: not computed for this run (reason: off; set [analysis] detection = true)" in text
+    assert (
+        "Detection: not computed for this run (reason: off; set [analysis] detection = true)"
+        in text
+    )
     assert "Data controls: not computed for this run (reason: gamma needs >= 2 targets" in text
 
 
@@ -101,6 +118,116 @@ def test_methods_and_provenance_from_artifacts(runs, sub_report):
     )
     assert manifest["checksums"]["delta.safetensors"] in text.replace(" ", "")
     assert "seeds [0, 1]" in text and "Trait: animal 'owl'" in text
+
+
+def _gamma_reads(arm: dict, per_target: dict) -> tuple[str, tuple[float, float]]:
+    """How page 1 must print an arm's gamma and interval, and the interval its verdict uses."""
+    ci = arm["gamma_ci"]
+    if ci["n"] >= 2:
+        return f"{fmt_ci(ci['lo'], ci['hi'])} over {ci['n']} seeds", (ci["lo"], ci["hi"])
+    t = per_target
+    return f"(1 seed, no interval over seeds; {fmt_ci(t['lo'], t['hi'])} over targets)", (
+        t["lo"],
+        t["hi"],
+    )
+
+
+def test_page_one_leads_with_the_contrasts(matrix_report):
+    """Page 1: the question, then each arm's gamma, interval, p and verdict (same-init arms,
+    the control comparison, cross-model), what did not move, then the heatmap."""
+    summary, analysis, page1, _ = matrix_report
+    m = summary["matrix"]
+    base = summary["models"]["base"]["model"]
+    per_target = {r["arm"]: r["gamma_ci_targets"] for r in analysis["data_controls"]["rows"]}
+    order = [page1.index("Subliminal learning (Cloud et al.")]
+    words = {}
+    same = [n for n, a in m["arms"].items() if a["model"] == base]
+    cross = [n for n in m["arms"] if n not in same]
+    assert same and cross  # the fixture has both kinds, so the order below is tested
+    for name in same + cross:
+        a = m["arms"][name]
+        kind = "same-init" if name in same else "cross-model"
+        reads, ci = _gamma_reads(a, per_target[name])
+        numbers = f"gamma = {fmt(a['gamma'])} nats {reads}; p = {fmt(a['p_gamma'])}."
+        found = re.search(
+            rf"{kind} student '{re.escape(name)}' \(([^)]*)\): ([a-z ]+)\. " + re.escape(numbers),
+            page1,
+        )
+        assert found, f"no page-1 line with the numbers of {name}: {numbers}"
+        assert found.group(1).startswith(a["model"])
+        words[name] = found.group(2)
+        assert words[name] == verdict(a["gamma"], ci, a["p_gamma"])
+        order.append(found.start())
+        if name == same[-1]:
+            order.append(page1.index("Control comparison"))
+    assert words["distill-full"] == TRANSMITS and words["sft"] != TRANSMITS  # the planted effects
+    for name in same:
+        d = m["arms"][name]["did_vs_control"]
+        assert (
+            f"'{name}' {fmt(d['mean'])} nats {fmt_ci(d['lo'], d['hi'])} over {d['n']} targets"
+            in page1
+        )
+    order.append(page1.index("Did not move:"))
+    unmoved = page1[order[-1] :]
+    assert m["notes"] and all(n in unmoved for n in m["notes"])
+    assert all((f"'{n}'" in unmoved.split("Figure")[0]) == (w == NULL) for n, w in words.items())
+    order.append(page1.index("Figure 1 (trait_matrix): Run tinysub-matrix."))
+    assert order == sorted(order)
+    assert "Headline numbers" not in page1 and "Appendix: provenance" not in page1
+
+
+def test_one_target_run_says_why_there_is_no_gamma(runs, sub_report):
+    info, _ = sub_report
+    page1 = pdf_text(info.path, page=0)
+    summary = json.loads((runs["subliminal"] / "summary.json").read_text())
+    for name, a in summary["matrix"]["arms"].items():
+        assert a["gamma"] is None
+        assert f"student '{name}'" in page1 and f"gamma not computed ({a['why_no_gamma']})" in page1
+        if a.get("did_vs_control"):
+            assert (
+                f"'{name}' {fmt(a['did_vs_control']['mean'])} nats (one target, no interval)"
+                in page1
+            )
+    assert "(trait_matrix)" not in page1  # one target: no heatmap, said in the matrix section
+
+
+def _appendix_checks(text: str, run_dirs: list[Path]) -> None:
+    """'Appendix: provenance' follows every run's section; each finished run's provenance is in it."""
+    start = text.index("Appendix: provenance")
+    assert text.count("Appendix: provenance") == 1
+    subs = [text.find(f"Run {d.name} - Run folder:", start) for d in run_dirs] + [len(text)]
+    for i, d in enumerate(run_dirs):
+        heading = re.search(rf"Run {re.escape(d.name)} \(", text)
+        if heading:
+            assert heading.start() < start
+        if (d / "summary.json").exists():
+            prov = json.loads((d / "summary.json").read_text())["provenance"]
+            own = text[subs[i] : min(x for x in subs[i + 1 :] if x > subs[i])]
+            assert subs[i] > start and f"Git commit: {prov['git_commit']}" in own
+            assert f"Seeds: run seed {fmt(prov['seed'])}" in own
+            assert f"Run folder: {d}".replace(" ", "") not in text[:start].replace(" ", "")
+    figures = [m.start() for m in re.finditer(r"Figure \d+ \(\w+\): Run", text)]
+    assert figures and max(figures) < start
+
+
+def test_provenance_is_an_appendix_at_the_end(runs, sub_report, tmp_path):
+    info, text = sub_report
+    _appendix_checks(text, [runs["subliminal"]])
+    page1 = pdf_text(info.path, page=0)
+    manifest = next(
+        (runs["subliminal"] / "stages").glob("student__same-init__owl__seed1-*/manifest.json")
+    )
+    checksum = json.loads(manifest.read_text())["checksums"]["delta.safetensors"]
+    assert checksum not in page1.replace(" ", "") and "Artifact checksums" not in page1
+    assert text.replace(" ", "").index(checksum) > text.replace(" ", "").index(
+        "Appendix:provenance"
+    )
+    dirs = [runs["subliminal"], runs["mlp"], runs["unfinished"]]
+    build_report(dirs, tmp_path / "all.pdf")
+    combined = pdf_text(tmp_path / "all.pdf")
+    _appendix_checks(combined, dirs)
+    subs = [combined.index(f"Run {d.name} - Run folder:") for d in dirs[:2]]
+    assert subs == sorted(subs) and "Run unfinished No provenance" in combined
 
 
 def test_missing_analysis_is_said_not_fatal(runs, tmp_path):
@@ -176,7 +303,10 @@ def test_malformed_analysis_costs_a_figure_not_the_report(runs, tmp_path):
     text = pdf_text(tmp_path / "odd.pdf")
     assert "probes" in info.figure_ids  # a None AUROC is a gap, not an error
     assert "Figure (trait_direction): could not be drawn for this run (reason:" in text
-    assert "Detection: not computed for this run (reason: analysis.json section 'detection' is malformed" in text
+    assert (
+        "Detection: not computed for this run (reason: analysis.json section 'detection' is malformed"
+        in text
+    )
     (run / "analysis.json").write_text("{not json")
     info = build_report([run], tmp_path / "bad.pdf")
     assert "analysis.json unreadable" in pdf_text(tmp_path / "bad.pdf")
