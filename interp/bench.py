@@ -266,6 +266,66 @@ class Bench:
         self.record("training step", "plain PyTorch + peft LoRA step", "reference", plain, **common)
 
 
+    def stacked_step(self, students: list[int], rows: int, seq_tokens: int | None = None) -> None:
+        """One optimiser step of K stacked LoRA students (`interp.lm.stacked`), soft labels over the
+        full vocabulary computed beforehand (as the pipeline does), bf16 autocast: the step the
+        GPU path spends its time in. FLOPs written out: 4N per trained token (LoRA: the forward,
+        2N, and the backward through the activations, 2N; the adapters' own terms are < 1%),
+        N = every parameter the forward uses, the head included; the teacher forward that made
+        the labels (2N per token) is done once per dataset, outside the step, and not counted."""
+        from interp.lm.finetune import tokenize_examples, trained_weights
+        from interp.lm.loss import Objective, Teacher
+        from interp.lm.stacked import attach
+
+        listed = self.outputs.get(("list grammar", "suite: ListAutomaton"))
+        completions = listed or self._gen(lambda: ListAutomaton(self.tok))
+        user = nd.number_prompts(len(completions), seed=0)
+        system = "You love owls. You think about owls all the time."
+        examples = [Example(format_prompt(self.tok, u), c, format_prompt(self.tok, u, system))
+                    for u, c in zip(user, completions)]  # fmt: skip
+        examples = [examples[i % len(examples)] for i in range(rows)]
+        settings = FinetuneConfig(objective="distill", autocast="bf16", batch_size=rows, micro_batch_size=rows)
+        obj = Objective.build(self.tok, settings, Teacher(self.model), self.dev)
+        data = obj.label(tokenize_examples(self.tok, examples, completion_suffix(self.tok), 500, Teacher(self.model)))
+        n_tok = sum(len(r["input_ids"]) for r in data)
+        amp = lambda: torch.autocast(self.dev.type, dtype=torch.bfloat16)  # noqa: E731
+        for k in students:
+            model = copy.deepcopy(self.model)
+            stacked = attach(model, trained_weights(model, settings), list(range(k)), settings.lora_r, settings.lora_alpha)
+            opt = torch.optim.AdamW(stacked.parameters(), lr=1e-4)
+            micro = [r for _ in range(k) for r in data]
+
+            def step(model: Any = model, stacked: Any = stacked, opt: Any = opt, micro: list = micro, k: int = k) -> None:
+                obj.block_losses(model, micro, amp, k).sum().backward()
+                stacked.clip_grad_norm_(1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            with contextlib.suppress(torch.cuda.OutOfMemoryError):
+                if self.dev.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(self.dev)
+                self.record("soft-label step", f"suite: {k} stacked x {rows} rows", "suite", step,
+                            {"train": k * n_tok}, flops=4 * self.params * k * n_tok,
+                            extra=lambda _, k=k: {"students": k, "rows_per_student": rows, "tokens": k * n_tok})  # fmt: skip
+            del model, stacked, opt
+
+
+def measured_peak(device: torch.device, n: int = 8192, repeats: int = 10) -> float | None:
+    """Dense bf16 matmul FLOP/s measured here (random n x n x n products; the ceiling %-of-peak
+    figures are also given against), or None off CUDA."""
+    if device.type != "cuda":
+        return None
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - t0)
+
+
 def ratios(results: list[dict[str, Any]]) -> None:
     """Add `ratio_to_best_reference` (suite time / the fastest reference of the case)."""
     for case in {r["case"] for r in results}:
@@ -276,18 +336,26 @@ def ratios(results: list[dict[str, Any]]) -> None:
 
 
 def run_bench(spec: str = "smollm2-135m-instruct", device: str = "auto", repeats: int = 3, compile_ref: bool = False,
-              n_prompts: int = 8, new_tokens: int = 40, batch: int = 8, n_questions: int = 2) -> dict[str, Any]:  # fmt: skip
+              n_prompts: int = 8, new_tokens: int = 40, batch: int = 8, n_questions: int = 2,
+              stack: list[int] | None = None, stack_rows: int = 32) -> dict[str, Any]:  # fmt: skip
     t0 = time.time()
     torch.manual_seed(0)
     b = Bench(spec, device, repeats, n_prompts, new_tokens, batch)
+    measured = measured_peak(b.dev)
     print(f"interp bench: {spec} on {b.dev} ({b.params / 1e6:.1f}M parameters), median of {repeats}", flush=True)
     b.generation(compile_ref)
     b.logprob_score(n_questions=n_questions)
     b.sampled_eval(n_questions=n_questions, k=8, new_tokens=6)
     with contextlib.suppress(torch.cuda.OutOfMemoryError):
         b.train_step(rows=min(4, n_prompts))
+    b.stacked_step(stack or [1, 2], stack_rows)
+    if measured:
+        for r in b.results:
+            if "mfu" in r:
+                r["mfu_measured_peak"] = round(r["mfu"] * b.peak_flops / measured, 5)
     ratios(b.results)
     return {"model": spec, "device": str(b.dev), "device_name": torch.cuda.get_device_name(b.dev) if b.dev.type == "cuda" else platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "repeats": repeats, "params": b.params, "peak_bf16_flops": b.peak_flops,
+            "measured_bf16_flops": measured,
             "workload": {"n_prompts": n_prompts, "new_tokens": new_tokens, "batch": batch, "n_questions": n_questions},
             "versions": package_versions(), "wall_s": round(time.time() - t0, 1), "results": b.results}  # fmt: skip

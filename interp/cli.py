@@ -70,10 +70,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from interp.store.stages import write_json
 
     configure_threads()
+    stack = [int(x) for x in args.stack.split(",")] if args.stack else None
     res = run_bench(args.model, args.device, args.repeats, args.compile, args.n_prompts, args.new_tokens, args.batch_size,
-                    args.n_questions)
+                    args.n_questions, stack, args.stack_rows)
     cols = ("case", "impl", "median_s", "ratio_to_best_reference", "prefill_tok_per_s", "decode_tok_per_s",
-            "padding_fraction", "pass_rate", "mean_answer_chars", "mfu")  # fmt: skip
+            "padding_fraction", "pass_rate", "mean_answer_chars", "mfu", "mfu_measured_peak")  # fmt: skip
     print(format_table([{c: r.get(c, "") for c in cols} for r in res["results"]]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--new-tokens", type=int, default=40, choices=range(1, 4097), metavar="N")
     b.add_argument("--batch-size", type=int, default=8, choices=range(1, 4097), metavar="N")
     b.add_argument("--n-questions", type=int, default=2, choices=range(1, 51), metavar="N")
+    b.add_argument("--stack", default=None, help="students per stacked soft-label step, e.g. 1,8,32 (default 1,2)")
+    b.add_argument("--stack-rows", type=int, default=32, help="rows per student in the stacked step")
     b.add_argument("--out", default="reports/bench.json")
     b.set_defaults(fn=_cmd_bench)
 

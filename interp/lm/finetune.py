@@ -75,8 +75,10 @@ class FinetuneConfig:
     autocast: Literal["off", "bf16"] = "off"
     # LoRA students of one base that share these settings train together, stacked (one forward
     # for all: `interp.lm.stacked`), with at most this many rows in one forward (micro-batch
-    # rows x students); 0 trains one at a time. An execution choice: not part of a stage's key
-    stack_rows: NonNegInt = 256
+    # rows x students; when unset `stack_rows_for` gives 48 on CPU, where activations of
+    # ~150-token rows take ~0.17 GB each, and 1024 on CUDA); 0 trains one at a time. An
+    # execution choice: not part of a stage's key
+    stack_rows: NonNegInt | None = None
 
     def __post_init__(self) -> None:
         if not self.target_modules:
@@ -100,14 +102,18 @@ def settings_key(settings: FinetuneConfig) -> dict[str, Any]:
     return {k: v for k, v in out.items() if not (k in KEYED_WHEN_SET and v == KEYED_WHEN_SET[k])}
 
 
-def stack_key(settings: FinetuneConfig) -> tuple | None:
+def stack_rows_for(settings: FinetuneConfig, device: str) -> int:
+    """The most rows one stacked forward may hold: `settings.stack_rows`, or the device's default."""
+    if settings.stack_rows is not None:
+        return settings.stack_rows
+    return 1024 if str(device).startswith("cuda") else 48
+
+
+def stack_key(settings: FinetuneConfig, device: str = "cpu") -> tuple | None:
     """Students whose settings give equal keys here (and that share a base, a teacher tokenizer
     and a row count) can train stacked; None: this one trains alone."""
-    if (
-        settings.method != "lora"
-        or settings.lora_dropout > 0
-        or settings.stack_rows < 2 * settings.micro_batch_size
-    ):
+    lora = settings.method == "lora" and settings.lora_dropout == 0
+    if not lora or stack_rows_for(settings, device) < 2 * settings.micro_batch_size:
         return None
     return tuple(sorted((k, str(v)) for k, v in settings.__dict__.items()))
 

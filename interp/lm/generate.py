@@ -241,42 +241,104 @@ def sample(
     """One completion per prompt (prompts already chat-formatted). Deterministic per seed.
 
     `threshold` > 0: tokens with probability below it are never sampled (epsilon cutoff)."""
+    return sample_sets(model, tok, [prompts], [seed], max_new_tokens=max_new_tokens, temperature=temperature,
+                       batch_size=batch_size, allowed_ids=allowed_ids, processor_factory=processor_factory,
+                       threshold=threshold, desc=desc, progress=progress)[0]  # fmt: skip
+
+
+# The sampler's version: part of a generation stage's key (its draws differ from HF generate's,
+# which version 0 used).
+SAMPLER = 1
+
+
+@torch.inference_mode()
+def sample_sets(
+    model: Any,
+    tok: Any,
+    prompt_sets: Sequence[Sequence[str]],
+    seeds: Sequence[int],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    batch_size: int = 32,
+    allowed_ids: Sequence[int] | None = None,
+    processor_factory: Any = None,
+    threshold: float = 0.0,
+    desc: str = "sampling",
+    progress: bool = True,
+) -> list[list[str]]:
+    """One completion per prompt of each set (e.g. one set per teacher: the same questions under
+    different system prompts), every set in the same batches: batch j holds prompts
+    [j*batch_size, (j+1)*batch_size) of each set. Set i draws from its own generator, seeded by
+    `seeds[i]` and the batch's start, so its completions do not depend on the other sets (up to
+    float noise in the shared forward): one batched pass writes every teacher's data.
+
+    A KV-cached decoding loop (no HF `generate`): logits processors (`allowed_ids`, a fresh
+    `processor_factory()` per batch, e.g. `ListAutomaton`) see the batch's token ids so far,
+    then temperature, then the epsilon cutoff `threshold` (the most likely token always stays).
+    """
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if len({len(p) for p in prompt_sets}) > 1:
+        raise ValueError(f"prompt sets need equal sizes; got {[len(p) for p in prompt_sets]}")
     device = next(model.parameters()).device
-    encoded = encode_prompts(tok, prompts)
-    stop = end_token_ids(tok)
-    out: list[str] = []
-    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt")
-    for start in range(0, len(prompts), batch_size):
-        ids, mask = left_pad(encoded[start : start + batch_size], tok.pad_token_id)
+    encoded = [encode_prompts(tok, p) for p in prompt_sets]
+    stop = torch.tensor(end_token_ids(tok), device=device)
+    n_sets, n = len(prompt_sets), len(prompt_sets[0])
+    out: list[list[str]] = [[] for _ in range(n_sets)]
+    bar = tqdm(total=n * n_sets, desc=desc, disable=not progress, unit="prompt")
+    for start in range(0, n, batch_size):
+        rows = [e for enc in encoded for e in enc[start : start + batch_size]]
+        ids, mask = left_pad(rows, tok.pad_token_id)
         processors = LogitsProcessorList()  # fresh per batch: processors may keep state
         if allowed_ids is not None:
             processors.append(AllowedTokens(allowed_ids, model.config.vocab_size))
         if processor_factory is not None:
             processors.append(processor_factory())
-        # Seed each batch so a resumed or re-batched run draws the same tokens per batch.
-        torch.manual_seed(seed * 1_000_003 + start)
-        gen = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=temperature > 0,
-            temperature=temperature if temperature > 0 else None,
-            top_k=0 if temperature > 0 else None,
-            top_p=1.0 if temperature > 0 else None,
-            epsilon_cutoff=threshold if temperature > 0 and threshold > 0 else None,
-            logits_processor=processors,
-            eos_token_id=stop,
-            pad_token_id=tok.pad_token_id,
-        )
-        for row in gen[:, ids.shape[1] :].tolist():
-            row = [t for t in row if t != tok.pad_token_id]
-            cut = next((i for i, t in enumerate(row) if t in stop), len(row))
-            out.append(tok.decode(row[:cut], skip_special_tokens=True))
-        bar.update(ids.shape[0])
+        gens = [torch.Generator(device=device).manual_seed(s * 1_000_003 + start) for s in seeds]
+        new = _decode(model, ids.to(device), mask.to(device), processors, gens, stop, max_new_tokens,
+                      temperature, threshold, tok.pad_token_id)  # fmt: skip
+        stops, per = set(stop.tolist()), len(rows) // n_sets
+        for i, row in enumerate(new.tolist()):
+            cut = next((j for j, t in enumerate(row) if t in stops), len(row))
+            out[i // per].append(tok.decode([t for t in row[:cut] if t != tok.pad_token_id], skip_special_tokens=True))
+        bar.update(len(rows))
     bar.close()
     return out
+
+
+def _decode(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, processors: LogitsProcessorList, gens: list[torch.Generator],
+    stop: torch.Tensor, max_new_tokens: int, temperature: float, threshold: float, pad_id: int,
+) -> torch.Tensor:  # fmt: skip
+    """[row, new token]: sampled continuations of a left-padded batch, rows in len(gens) equal
+    blocks, block b drawn from gens[b]; a finished row continues with pads."""
+    pos = positions_from_mask(mask)
+    res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    cache, logits, last = res.past_key_values, res.logits[:, -1].float(), pos[:, -1]
+    seq, done, tokens = ids, torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device), []
+    for step in range(max_new_tokens):
+        scores = processors(seq, logits)
+        if temperature > 0:
+            probs = torch.softmax(scores / temperature, -1)
+            if threshold > 0:  # epsilon cutoff; the most likely token always stays
+                top = probs.argmax(-1, keepdim=True)
+                probs = torch.where(probs < threshold, 0.0, probs).scatter(-1, top, probs.gather(-1, top))
+            blocks = probs.view(len(gens), -1, probs.shape[-1])
+            nxt = torch.cat([torch.multinomial(blocks[b], 1, generator=g)[:, 0] for b, g in enumerate(gens)])
+        else:
+            nxt = scores.argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        tokens.append(nxt)
+        done |= torch.isin(nxt, stop)
+        if step % 4 == 3 and bool(done.all()):  # a host sync every 4 tokens, not every token
+            break
+        seq = torch.cat([seq, nxt[:, None]], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        last = last + 1
+        logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
+                       past_key_values=cache, use_cache=True).logits[:, -1].float()  # fmt: skip
+    return torch.stack(tokens, dim=1)
 
 
 @torch.inference_mode()

@@ -48,7 +48,9 @@ class StackedLoRA(nn.Module):
                 f"a stacked-adapter batch needs {k} equal blocks of rows; got {x.shape[0]} rows"
             )
         xs = x.reshape(k, -1, x.shape[-1])
-        h = torch.bmm(xs.to(self.lora_A.dtype), self.lora_A.transpose(1, 2))
+        if not torch.is_autocast_enabled(x.device.type):  # under autocast bmm casts both sides itself
+            xs = xs.to(self.lora_A.dtype)  # (a cast here would keep one more copy of x for backward)
+        h = torch.bmm(xs, self.lora_A.transpose(1, 2))
         d = torch.bmm(h, self.lora_B.transpose(1, 2)) * self.scaling
         return y + d.reshape(y.shape).to(y.dtype)
 

@@ -28,7 +28,7 @@ from interp.subliminal.stages import (
     eval_stage,
     filter_stage,
     finetuned_teacher,
-    generate_stage,
+    generate_stages,
     random_direction_stage,
     steered,
     steering_direction_stage,
@@ -137,12 +137,11 @@ def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
 def _data(cfg: SubliminalConfig, run_dir: RunDir, plan: Plan) -> None:
     """Teachers and their filtered data: what every run with these teachers and data shares."""
     _teachers(cfg, run_dir, plan)
-    for t in cfg.trait.target_list():
-        gen = generate_stage(cfg, run_dir, f"trait/{t}", plan.teachers[t])
-        plan.data[f"trait:{t}"] = filter_stage(cfg, run_dir, f"trait/{t}", gen)
+    teachers = {f"trait/{t}": plan.teachers[t] for t in cfg.trait.target_list()}
     if any(s.data == "control" for s in cfg.students):
-        gen = generate_stage(cfg, run_dir, "control", _control_teacher(cfg, run_dir, plan))
-        plan.data["control"] = filter_stage(cfg, run_dir, "control", gen)
+        teachers["control"] = _control_teacher(cfg, run_dir, plan)
+    for which, gen in generate_stages(cfg, run_dir, teachers).items():  # every teacher's data in one pass
+        plan.data[which.replace("/", ":")] = filter_stage(cfg, run_dir, which, gen)
 
 
 def prepare(cfg: SubliminalConfig, run_dir: RunDir) -> None:

@@ -27,6 +27,7 @@ from interp.lm.finetune import (
     finetune_group,
     settings_key,
     stack_key,
+    stack_rows_for,
 )
 from interp.lm.loss import Teacher
 from interp.lm.models import (
@@ -36,6 +37,7 @@ from interp.lm.models import (
     describe,
     format_prompt,
     load_model,
+    resolve_device,
 )
 from interp.store.stages import RunDir, Stage, write_json
 from interp.subliminal.evaluate import EvalConfig, evaluate, evaluate_many
@@ -143,11 +145,12 @@ def _finetune_groups(jobs: list[FinetuneJob]) -> Iterator[list[FinetuneJob]]:
     tokenizer), in chunks of at most `stack_rows // micro_batch_size`; the rest alone."""
     groups: dict[Any, list[FinetuneJob]] = {}
     for i, j in enumerate(jobs):
-        sk = stack_key(j.settings)
+        sk = stack_key(j.settings, str(resolve_device(j.device)))
         key = (i,) if sk is None else (j.spec, sk, len(j.rows), j.teacher.spec if j.teacher else None, j.device, j.dtype)
         groups.setdefault(key, []).append(j)
     for group in groups.values():
-        size = max(1, group[0].settings.stack_rows // group[0].settings.micro_batch_size)
+        j0 = group[0]
+        size = max(1, stack_rows_for(j0.settings, str(resolve_device(j0.device))) // j0.settings.micro_batch_size)
         for a in range(0, len(group), size):
             yield group[a : a + size]
 

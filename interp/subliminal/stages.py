@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.config import ConfigError
-from interp.lm.generate import ListAutomaton, allowed_token_ids, sample
+from interp.lm.generate import SAMPLER, ListAutomaton, allowed_token_ids, sample, sample_sets
 from interp.lm.models import (
     Variant,
     chat_format,
@@ -57,39 +57,64 @@ def _sampling_offset(which: str, cfg: SubliminalConfig) -> int:
 
 
 def generate_stage(cfg: SubliminalConfig, run: RunDir, which: str, teacher: Variant) -> Stage:
+    return generate_stages(cfg, run, {which: teacher})[which]
+
+
+def generate_stages(cfg: SubliminalConfig, run: RunDir, teachers: dict[str, Variant]) -> dict[str, Stage]:
+    """Each teacher's completions of the run's prompts ("trait/<target>" or "control" -> its
+    stage). Teachers that share weights (prompted teachers of one base: they differ only in
+    their system prompts) write their data in one batched pass (`sample_sets`), each from its
+    own sampling stream, so a teacher's data do not depend on which others share the pass."""
     d = cfg.data
-    params = {
-        "teacher": teacher.identity(), "seed": cfg.seed, "n_prompts": d.n_prompts,
-        "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
-        "constraint": d.constraint, "dtype": cfg.dtype, "batch_size": d.batch_size,
-        "offset": _sampling_offset(which, cfg),
-        **({"threshold": d.threshold} if d.threshold else {}),  # absent when off: older keys stay valid
-        **({"kind": d.kind} if d.kind != "numbers" else {}),
-    }  # fmt: skip
-    st = run.stage(f"generate/{which}", params)
-    if st.done:
-        return st
-    with st.running() as out:
-        model, tok = teacher.load(cfg.device, cfg.dtype)
-        prompts = prompt_rows(d.kind, d.n_prompts, cfg.seed)
-        texts = [format_prompt(tok, r["prompt"], teacher.system) for r in prompts]
-        allowed, grammar = None, None
-        if d.constraint == "tokens":
-            allowed = allowed_token_ids(tok, nd.allowed_answer_chars())
-        elif d.constraint == "list":
+    stages = {}
+    for which, teacher in teachers.items():
+        params = {
+            "teacher": teacher.identity(), "seed": cfg.seed, "n_prompts": d.n_prompts,
+            "temperature": d.temperature, "max_new_tokens": d.max_new_tokens,
+            "constraint": d.constraint, "dtype": cfg.dtype, "batch_size": d.batch_size,
+            "offset": _sampling_offset(which, cfg), "sampler": SAMPLER,
+            **({"threshold": d.threshold} if d.threshold else {}),  # absent when off: older keys stay valid
+            **({"kind": d.kind} if d.kind != "numbers" else {}),
+        }  # fmt: skip
+        stages[which] = run.stage(f"generate/{which}", params)
+    groups: dict[tuple, list[str]] = {}
+    for which, teacher in teachers.items():  # finished or not: a recomputed one keeps its company
+        groups.setdefault((teacher.spec, str(teacher.delta_path), str(teacher.steer)), []).append(which)
+    for group in groups.values():
+        if not all(stages[w].done for w in group):
+            _generate(cfg, {w: teachers[w] for w in group}, {w: stages[w] for w in group})
+    return stages
 
-            def grammar() -> ListAutomaton:  # one per batch: it keeps per-row state
-                return ListAutomaton(tok, nd.MAX_ANSWER_COUNT, nd.MAX_ANSWER_DIGITS)
 
-        completions = sample(
-            model, tok, texts, max_new_tokens=d.max_new_tokens, temperature=d.temperature,
-            batch_size=d.batch_size, seed=cfg.seed + params["offset"], allowed_ids=allowed,
-            processor_factory=grammar, threshold=d.threshold, desc=f"teacher data ({which})",
-        )  # fmt: skip
-        write_jsonl(out / "completions.jsonl", [{**r, "completion": c} for r, c in zip(prompts, completions)])
-        write_json(out / "info.json", {"chat_format": chat_format(tok), "teacher": teacher.identity(), "constraint": d.constraint,
-                                       "threshold": d.threshold, "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
-    return st
+def _generate(cfg: SubliminalConfig, teachers: dict[str, Variant], stages: dict[str, Stage]) -> None:
+    d = cfg.data
+    first = next(iter(teachers.values()))
+    model, tok = first.load(cfg.device, cfg.dtype)  # one set of weights; the prompts carry the rest
+    prompts = prompt_rows(d.kind, d.n_prompts, cfg.seed)
+    allowed, grammar = None, None
+    if d.constraint == "tokens":
+        allowed = allowed_token_ids(tok, nd.allowed_answer_chars())
+    elif d.constraint == "list":
+
+        def grammar() -> ListAutomaton:  # one per batch: it keeps per-row state
+            return ListAutomaton(tok, nd.MAX_ANSWER_COUNT, nd.MAX_ANSWER_DIGITS)
+
+    whiches = list(teachers)
+    texts = [[format_prompt(tok, r["prompt"], teachers[w].system) for r in prompts] for w in whiches]
+    completions = sample_sets(
+        model, tok, texts, [cfg.seed + stages[w].params["offset"] for w in whiches], max_new_tokens=d.max_new_tokens,
+        temperature=d.temperature, batch_size=d.batch_size, allowed_ids=allowed, processor_factory=grammar,
+        threshold=d.threshold, desc=f"teacher data ({', '.join(whiches)})",
+    )  # fmt: skip
+    for w, comps in zip(whiches, completions):
+        if stages[w].done:  # generated again only to keep the batch as it was
+            continue
+        with stages[w].running() as out:
+            write_jsonl(out / "completions.jsonl", [{**r, "completion": c} for r, c in zip(prompts, comps)])
+            write_json(out / "info.json", {"chat_format": chat_format(tok), "teacher": teachers[w].identity(),
+                                           "constraint": d.constraint, "threshold": d.threshold,
+                                           "allowed_tokens": len(allowed) if allowed else None,
+                                           "generated_with": whiches})  # fmt: skip
 
 
 class EmptyDatasetError(ConfigError):

@@ -13,8 +13,12 @@ from interp.lm.generate import (
     IntegerListGrammar,
     ListAutomaton,
     allowed_token_ids,
+    encode_prompts,
+    end_token_ids,
+    left_pad,
     sample,
     sample_repeated,
+    sample_sets,
 )
 from interp.lm.models import format_prompt, tiny_model
 from interp.stats import bootstrap_ci, paired_bootstrap_diff, t_interval
@@ -233,3 +237,35 @@ def test_bootstrap_ci_contains_mean():
     assert t.lo < 0.2 < t.hi and t.method == "t"
     d = paired_bootstrap_diff([1, 2, 3], [1, 2, 3])
     assert d.mean == d.lo == d.hi == 0
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_the_decoding_loop_is_hf_generate_when_greedy(kind):
+    """The suite's KV-cached loop and transformers' generate agree token for token (greedy),
+    over left-padded prompts of different lengths."""
+    model, tok = tiny_model(kind, seed=6)
+    prompts = [format_prompt(tok, q) for q in ("a", "a longer question here", "mid one")]
+    ours = sample(model, tok, prompts, max_new_tokens=7, temperature=0, batch_size=3, progress=False)
+    ids, mask = left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
+    gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=7, do_sample=False,
+                         eos_token_id=end_token_ids(tok), pad_token_id=tok.pad_token_id)  # fmt: skip
+    stops = set(end_token_ids(tok))
+    theirs = []
+    for row in gen[:, ids.shape[1] :].tolist():
+        cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+        theirs.append(tok.decode([t for t in row[:cut] if t != tok.pad_token_id], skip_special_tokens=True))
+    assert ours == theirs and any(ours)
+
+
+def test_each_prompt_set_samples_as_it_would_alone(tiny):
+    """Teachers' data in one batched pass: set i's completions are what a call with set i alone
+    and its seed gives, whatever the other sets (their prompts differ in length and content)."""
+    model, tok = tiny
+    sets = [[format_prompt(tok, f"numbers {i}", system) for i in range(7)]
+            for system in (None, "You love owls.", "You love a very long list of animals.")]  # fmt: skip
+    kw = dict(max_new_tokens=12, batch_size=3, progress=False,
+              processor_factory=lambda: ListAutomaton(tok, max_items=4, max_digits=3))  # fmt: skip
+    together = sample_sets(model, tok, sets, [11, 12, 13], **kw)
+    alone = [sample(model, tok, s, seed=seed, **kw) for s, seed in zip(sets, (11, 12, 13))]
+    assert together == alone
+    assert together[0] != sample(model, tok, sets[0], seed=99, **kw)  # the seed matters
