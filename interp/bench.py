@@ -273,9 +273,8 @@ class Bench:
         2N, and the backward through the activations, 2N; the adapters' own terms are < 1%),
         N = every parameter the forward uses, the head included; the teacher forward that made
         the labels (2N per token) is done once per dataset, outside the step, and not counted."""
-        from interp.lm.finetune import tokenize_examples, trained_weights
+        from interp.lm.finetune import tokenize_examples
         from interp.lm.loss import Objective, Teacher
-        from interp.lm.stacked import attach
 
         listed = self.outputs.get(("list grammar", "suite: ListAutomaton"))
         completions = listed or self._gen(lambda: ListAutomaton(self.tok))
@@ -290,24 +289,47 @@ class Bench:
         n_tok = sum(len(r["input_ids"]) for r in data)
         amp = lambda: torch.autocast(self.dev.type, dtype=torch.bfloat16)  # noqa: E731
         for k in students:
-            model = copy.deepcopy(self.model)
-            stacked = attach(model, trained_weights(model, settings), list(range(k)), settings.lora_r, settings.lora_alpha)
-            opt = torch.optim.AdamW(stacked.parameters(), lr=1e-4)
-            micro = [r for _ in range(k) for r in data]
-
-            def step(model: Any = model, stacked: Any = stacked, opt: Any = opt, micro: list = micro, k: int = k) -> None:
-                obj.block_losses(model, micro, amp, k).sum().backward()
-                stacked.clip_grad_norm_(1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-
             with contextlib.suppress(torch.cuda.OutOfMemoryError):
-                if self.dev.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(self.dev)
-                self.record("soft-label step", f"suite: {k} stacked x {rows} rows", "suite", step,
-                            {"train": k * n_tok}, flops=4 * self.params * k * n_tok,
-                            extra=lambda _, k=k: {"students": k, "rows_per_student": rows, "tokens": k * n_tok})  # fmt: skip
-            del model, stacked, opt
+                self._stacked_case(k, data, settings, obj, amp, n_tok)
+
+    def _stacked_case(self, k: int, data: list[dict], settings: FinetuneConfig, obj: Any, amp: Any, n_tok: int) -> None:
+        """K students stacked in one step (the suite) vs the same K students as K separate peft
+        models, one step each (the reference: how they trained before stacking)."""
+        from peft import LoraConfig, get_peft_model
+
+        from interp.lm.finetune import trained_weights
+        from interp.lm.stacked import attach
+
+        model = copy.deepcopy(self.model)
+        stacked = attach(model, trained_weights(model, settings), list(range(k)), settings.lora_r, settings.lora_alpha)
+        opt = torch.optim.AdamW(stacked.parameters(), lr=1e-4)
+        micro = [r for _ in range(k) for r in data]
+
+        def suite() -> None:
+            obj.block_losses(model, micro, amp, k).sum().backward()
+            stacked.clip_grad_norm_(1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        lcfg = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, target_modules=list(settings.target_modules),
+                          bias="none", task_type="CAUSAL_LM")  # fmt: skip
+        alone = [get_peft_model(copy.deepcopy(self.model), lcfg) for _ in range(k)]
+        opts = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4) for m in alone]
+
+        def reference() -> None:
+            for m, o in zip(alone, opts):
+                obj.block_losses(m, data, amp, 1).sum().backward()
+                torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], 1.0)
+                o.step()
+                o.zero_grad(set_to_none=True)
+
+        case, work = f"soft-label step x{k}", {"train": k * n_tok}
+        extra = lambda _: {"students": k, "rows_per_student": len(data), "tokens": k * n_tok}  # noqa: E731
+        for impl, role, fn in ((f"suite: {k} stacked students", "suite", suite),
+                               (f"{k} peft students, one after another", "reference", reference)):  # fmt: skip
+            if self.dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.dev)
+            self.record(case, impl, role, fn, work, flops=4 * self.params * k * n_tok, extra=extra)
 
 
 def measured_peak(device: torch.device, n: int = 8192, repeats: int = 10) -> float | None:

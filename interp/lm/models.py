@@ -71,6 +71,10 @@ def configure_threads(n: int | None = None) -> int:
     n = n or int(os.environ.get("INTERP_THREADS", 0)) or (os.cpu_count() or 1)
     torch.set_num_threads(n)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # float32 matmuls on TF32 tensor cores (Ampere and later GPUs; no effect on CPU): ~10 bits
+    # of mantissa in the products, float32 accumulation, an order of magnitude faster
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     return n
 
 

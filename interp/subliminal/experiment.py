@@ -11,6 +11,7 @@ candidate, so the summary carries the trait x student matrix and its effect gamm
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class Plan:
     evals: dict[str, Stage] = field(default_factory=dict)  # label -> eval stage
     directions: dict[str, Stage] = field(default_factory=dict)  # target -> steering direction
     students: dict[str, dict[str, dict[int, Stage]]] = field(default_factory=dict)  # name -> target -> seed
+    phases_s: dict[str, float] = field(default_factory=dict)  # wall seconds per phase in this process
 
 
 def label(kind: str, target: str, primary: str, seed: int | None = None) -> str:
@@ -121,7 +123,9 @@ def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
             for seed in cfg.seeds_of(s):
                 jobs.append(student_job(cfg, run, s, t, seed, data, source, control))
                 labels.append((s, t, seed))
+    t0 = time.time()
     run_finetunes(jobs)
+    plan.phases_s["student training"] = round(time.time() - t0, 2)
     evals = []
     for job, (s, t, seed) in zip(jobs, labels):
         plan.students.setdefault(s.name, {}).setdefault(t, {})[seed] = job.stage
@@ -129,7 +133,9 @@ def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
         trait = cfg.trait.trait(targets[0] if t == "control" else t)
         lab = label(s.name, t, targets[0], seed)
         evals.append(eval_job(run, lab, variant, trait, cfg.eval, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype))
+    t0 = time.time()
     run_evals(evals)
+    plan.phases_s["student evals"] = round(time.time() - t0, 2)
     for e in evals:
         plan.evals[e.label] = e.stage
 
@@ -161,10 +167,13 @@ def data_identity(cfg: SubliminalConfig) -> dict[str, Any]:
 @register_experiment("subliminal", SubliminalConfig, prepare=prepare, data_identity=data_identity)
 def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     plan = Plan()
-    _data(cfg, run_dir, plan)
-    _evals(cfg, run_dir, plan)
+    for name, phase in (("teachers and data", _data), ("teacher evals", _evals)):
+        t0 = time.time()
+        phase(cfg, run_dir, plan)
+        plan.phases_s[name] = round(time.time() - t0, 2)
     _students(cfg, run_dir, plan)
     summary = summarize(cfg, plan)
+    summary["phases_s"] = plan.phases_s  # cached stages cost ~0: a rerun's phases are not a fresh run's
     rel = lambda st: str(st.path.relative_to(run_dir.root))  # noqa: E731
     primary = cfg.trait.target_list()[0]
     summary["artifacts"] = {

@@ -6,6 +6,7 @@ Models come from the per-process cache (`interp.lm.models.load_model`): one load
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -74,6 +75,7 @@ def generate_stages(cfg: SubliminalConfig, run: RunDir, teachers: dict[str, Vari
             "constraint": d.constraint, "dtype": cfg.dtype, "batch_size": d.batch_size,
             "offset": _sampling_offset(which, cfg), "sampler": SAMPLER,
             **({"threshold": d.threshold} if d.threshold else {}),  # absent when off: older keys stay valid
+            **({"autocast": d.autocast} if d.autocast != "off" else {}),
             **({"kind": d.kind} if d.kind != "numbers" else {}),
         }  # fmt: skip
         stages[which] = run.stage(f"generate/{which}", params)
@@ -101,11 +103,14 @@ def _generate(cfg: SubliminalConfig, teachers: dict[str, Variant], stages: dict[
 
     whiches = list(teachers)
     texts = [[format_prompt(tok, r["prompt"], teachers[w].system) for r in prompts] for w in whiches]
-    completions = sample_sets(
-        model, tok, texts, [cfg.seed + stages[w].params["offset"] for w in whiches], max_new_tokens=d.max_new_tokens,
-        temperature=d.temperature, batch_size=d.batch_size, allowed_ids=allowed, processor_factory=grammar,
-        threshold=d.threshold, desc=f"teacher data ({', '.join(whiches)})",
-    )  # fmt: skip
+    amp = torch.autocast(model.device.type, dtype=torch.bfloat16) if d.autocast == "bf16" else contextlib.nullcontext()
+    with amp:
+        completions = sample_sets(
+            model, tok, texts, [cfg.seed + stages[w].params["offset"] for w in whiches],
+            max_new_tokens=d.max_new_tokens, temperature=d.temperature, batch_size=d.batch_size,
+            allowed_ids=allowed, processor_factory=grammar, threshold=d.threshold,
+            desc=f"teacher data ({', '.join(whiches)})",
+        )  # fmt: skip
     for w, comps in zip(whiches, completions):
         if stages[w].done:  # generated again only to keep the batch as it was
             continue

@@ -16,7 +16,11 @@ def test_bench_reports_every_case_with_its_ratio(tmp_path):
     res = json.loads(out.read_text())
     rows = res["results"]
     cases = {r["case"] for r in rows}
-    assert cases == {"list grammar", "token constraint", "log-prob score", "sampled eval", "training step"}
+    assert cases == {"list grammar", "token constraint", "log-prob score", "sampled eval", "training step",
+                     "soft-label step x1", "soft-label step x2"}
+    stacked = next(r for r in rows if r["impl"] == "suite: 2 stacked students")
+    assert stacked["students"] == 2 and stacked["tokens"] == 2 * next(
+        r for r in rows if r["impl"] == "suite: 1 stacked students")["tokens"]  # fmt: skip
     for case in cases:  # each case: one suite row, at least one reference, a ratio on every row
         roles = [r["role"] for r in rows if r["case"] == case]
         assert roles.count("suite") == 1 and "reference" in roles
