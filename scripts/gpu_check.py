@@ -87,7 +87,7 @@ def run_part(config: str, out_dir: Path, sets: list[str], env: dict[str, str]) -
 
 def bench_part(out: Path, env: dict[str, str], dry: bool, device: str = "cpu") -> dict[str, Any]:
     args = (["bench", "--model", "tiny-llama", "--device", device, "--repeats", "1", "--stack", "1,2"] if dry else
-            ["bench", "--n-prompts", "256", "--batch-size", "256", "--n-questions", "25", "--stack", "1,8,32"])  # fmt: skip
+            ["bench", "--n-prompts", "64", "--batch-size", "64", "--n-questions", "10", "--stack", "1,8,32"])  # fmt: skip
     rc, wall, tail = _interp([*args, "--out", str(out)], env)
     if rc != 0 or not out.exists():
         return {"returncode": rc, "wall_s": wall, "error": tail}

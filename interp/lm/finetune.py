@@ -365,8 +365,16 @@ def finetune_group(
     )
     try:
         objectives = [Objective.build(tok, settings, m.teacher, device) for m in members]
-        rows = [o.label(tokenize_examples(tok, m.examples, end, settings.max_seq_len, m.teacher if distill else None))
-                for o, m in zip(objectives, members)]  # fmt: skip
+        # members with one teacher and one dataset (seeds of one arm) share their rows and labels:
+        # computed once, held once
+        shared: dict[tuple, list[dict]] = {}
+        rows = []
+        for o, m in zip(objectives, members):
+            key = (id(m.teacher), tuple(m.examples))
+            if key not in shared:
+                teacher = m.teacher if distill else None
+                shared[key] = o.label(tokenize_examples(tok, m.examples, end, settings.max_seq_len, teacher))
+            rows.append(shared[key])
 
         def save(step: int) -> None:
             for k, m in enumerate(members):

@@ -218,13 +218,14 @@ class Objective:
                    settings.distill_temperature, distill=True)  # fmt: skip
 
     @torch.no_grad()
-    def label(self, rows: list[dict], batch_size: int = 16) -> list[dict]:
+    def label(self, rows: list[dict], batch_size: int | None = None) -> list[dict]:
         """Give every row without them its soft labels (`row["labels"]`: the teacher's log-probs
         at temperature `temperature` over `t_vocab`, [loss position, vocabulary], on `device`);
         hard labels need none. Returns `rows`."""
         if not self.distill:
             return rows
         todo = [r for r in rows if "labels" not in r]
+        batch_size = batch_size or (64 if self.device.type == "cuda" else 16)
         if todo and self.teacher is None:
             raise ValueError("rows without soft labels and no teacher to compute them")
         head = lm_head(self.teacher.model, self.t_vocab) if todo else None

@@ -112,3 +112,23 @@ def test_a_group_refuses_unequal_row_counts_and_full_finetunes():
         finetune_group(model, tok, [Member(_examples(tok, 0, 4)), Member(_examples(tok, 0, 5))], FinetuneConfig())
     with pytest.raises(ValueError, match="LoRA"):
         finetune_group(model, tok, [Member(_examples(tok, 0, 4))], FinetuneConfig(method="full"))
+
+
+def test_seeds_of_one_arm_share_their_soft_labels(monkeypatch):
+    """Members with one teacher and one dataset get one set of labels (computed once, held once):
+    on a GPU the full-vocabulary labels of 27 students would not fit 27 times."""
+    base, tok = tiny_model("tiny-llama", seed=1)
+    teacher = Teacher(tiny_model("tiny-llama", seed=7)[0])
+    settings = FinetuneConfig(objective="distill", epochs=1, batch_size=3, micro_batch_size=3, lora_r=2)
+    exs = _examples(tok, 0, n=3, system="sys")
+    calls = []
+    real = Objective.label
+
+    def counting(self, rows, *a, **k):
+        calls.append(sum("labels" not in r for r in rows))
+        return real(self, rows, *a, **k)
+
+    monkeypatch.setattr(Objective, "label", counting)
+    members = [Member(exs, seed=s, teacher=teacher) for s in (0, 1, 2)] + [Member(_examples(tok, 5, n=3), 3, teacher)]
+    finetune_group(copy.deepcopy(base), tok, members, settings, end=tok.eos_token, progress=False)
+    assert sum(calls) == 6  # two datasets of three rows, each labelled once
