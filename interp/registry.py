@@ -18,6 +18,13 @@ if TYPE_CHECKING:  # a type only: the registry sits below the store
     from interp.store.stages import RunDir
 
 # Every figure id a report can contain, in the order they appear within a run.
+# The sections of `interp analyze` (interp.analysis.run computes them; configs name them in
+# [analysis] sections, checked before any work).
+ANALYSIS_SECTIONS = (
+    "update_alignment", "gradient_alignment", "update_matrix", "matrix_mechanisms", "entanglement", "divergence",
+    "detection", "incontext", "data_controls", "trajectories", "first_order", "trait_direction", "probes", "steering",
+)  # fmt: skip
+
 FIGURE_IDS = (
     "trait_scores",
     "trait_matrix",

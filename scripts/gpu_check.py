@@ -78,7 +78,7 @@ def run_part(config: str, out_dir: Path, sets: list[str], env: dict[str, str]) -
         return res | {"error": tail}
     s = json.loads(summary_path.read_text())
     prov = s.get("provenance", {})
-    return res | {"run_wall_s": prov.get("wall_s"), "phases_s": s.get("phases_s"), "arms": arms(s),
+    return res | {"run_wall_s": prov.get("wall_s"), "phases_s": prov.get("phases_s"), "arms": arms(s),
                   "teacher_own_shift": (s.get("matrix") or {}).get("teacher_own_shift"),
                   "stages_computed": len(prov.get("stages_computed", [])), "filter": {
                       k: {"kept": v.get("kept"), "total": v.get("total"), "n_dataset": v.get("n_dataset")}

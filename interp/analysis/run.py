@@ -48,6 +48,7 @@ from interp.lm.delta import Delta
 from interp.lm.models import Variant, format_prompt, resolved_names
 from interp.lm.record import load_activations, residual_stream, save_activations
 from interp.lm.steer import add_direction, project_out
+from interp.registry import ANALYSIS_SECTIONS
 from interp.stats import paired_bootstrap_diff
 from interp.store.artifacts import load_run
 from interp.store.stages import RunDir, Stage, read_jsonl, stable_hash, write_json
@@ -451,8 +452,7 @@ def _absent(ctx: _Ctx, result: dict[str, Any], sections: Sequence[str], *modules
     return True
 
 
-SECTIONS = ("update_alignment", "gradient_alignment", "update_matrix", "matrix_mechanisms", "entanglement", "divergence", "detection",
-            "incontext", "data_controls", "trajectories", "first_order", "trait_direction", "probes", "steering")  # fmt: skip
+SECTIONS = ANALYSIS_SECTIONS
 
 
 def _previous(run_root: Path, config_key: str | None) -> dict[str, Any]:
@@ -468,6 +468,7 @@ def _previous(run_root: Path, config_key: str | None) -> dict[str, Any]:
 def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: Sequence[str] | None = None) -> dict[str, Any]:
     """Compute every section the run supports (or those in `only`); write and return analysis.json."""
     run_root = Path(run_root)
+    only = only or (acfg.sections if acfg is not None else None)
     bad = sorted(set(only or ()) - set(SECTIONS))
     if bad:
         raise ConfigError(f"--only: unknown section(s) {', '.join(bad)} (known: {', '.join(SECTIONS)})")
@@ -479,6 +480,10 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
             source=str(run_root / "config.toml"),
             prefix="analysis",
         )
+        only = only or acfg.sections
+        bad = sorted(set(only or ()) - set(SECTIONS))
+        if bad:
+            raise ConfigError(f"analysis.sections: unknown section(s) {', '.join(bad)} (known: {', '.join(SECTIONS)})")
     ctx = _Ctx(run_root, acfg)
     result: dict[str, Any] = {"experiment": "subliminal-analysis", "name": ctx.summary["name"],
                               "config_key": ctx.summary.get("config_key"),

@@ -339,8 +339,8 @@ def finetune_group(
     """Train one LoRA student per member on `model`, all at once: stacked adapters, one forward
     per micro-batch for every student (`interp.lm.stacked`). Member k ends where `finetune` of
     its examples, seed and teacher alone would (to float tolerance). The members need equal
-    row counts (equal step counts) and, when distilling, teachers of one tokenizer; `model` is
-    left as it was (the adapters are removed)."""
+    step counts (their row counts may differ within a batch) and, when distilling, teachers of
+    one tokenizer; `model` is left as it was (the adapters are removed)."""
     from interp.lm.stacked import attach
 
     if settings.method != "lora":
@@ -349,10 +349,9 @@ def finetune_group(
         raise ValueError(
             "stacked students need lora_dropout = 0 (dropout draws would differ from one-at-a-time runs)"
         )
-    if len({len(m.examples) for m in members}) != 1:
-        raise ValueError(
-            f"stacked students need equal row counts; got {[len(m.examples) for m in members]}"
-        )
+    if len({math.ceil(len(m.examples) / settings.batch_size) for m in members}) != 1:
+        raise ValueError(f"stacked students need equal step counts; got {[len(m.examples) for m in members]} rows "
+                         f"in batches of {settings.batch_size}")  # fmt: skip
     distill = settings.objective == "distill"
     device = next(model.parameters()).device
     _check_layers(model, settings.layers)
@@ -400,6 +399,20 @@ def _checkpoint(out_dir: Path, step: int, delta: Delta) -> None:
     delta.save(ck / f"delta-step{step:05d}.safetensors")
 
 
+def _blocks(parts: list[list[dict]], rows: list[list[dict]]) -> list[dict]:
+    """One micro-batch of K equal blocks: student k's rows, padded with blank rows (a row of its
+    own with no loss position: compute, no loss, no gradient) where its batch ran out first
+    (a student with a few rows less than the others, in the last batch of an epoch)."""
+    width = max(len(p) for p in parts)
+    out = []
+    for part, own in zip(parts, rows):
+        blank = {**own[0], "s_sel": [], "t_sel": []}
+        if "labels" in own[0]:
+            blank["labels"] = own[0]["labels"][:0]
+        out += part + [blank] * (width - len(part))
+    return out
+
+
 def _train(
     model: Any, trainable: list[torch.Tensor], rows: list[list[dict]], seeds: list[int], settings: FinetuneConfig,
     objective: Objective, amp: Callable[[], Any], clip: Callable[[float], Any], save: Callable[[int], None],
@@ -409,17 +422,16 @@ def _train(
     rows and data-order seed; a micro-batch holds K equal blocks, block k student k's rows).
     Each student's loss is normalised by its own batch's loss positions. Returns one log per student."""
     device = next(model.parameters()).device
-    k_students, n_rows = len(rows), len(rows[0])
-    total_steps = math.ceil(n_rows / settings.batch_size) * settings.epochs
+    k_students, n_rows = len(rows), [len(r) for r in rows]
+    n_batches = math.ceil(n_rows[0] / settings.batch_size)
+    total_steps = n_batches * settings.epochs
     opt = make_optimizer(trainable, settings)
     # transformers' linear schedule, shifted one step so that no optimiser step runs at lr 0:
     # step s uses lambda(s + 1), i.e. lr/warmup on the first step and a nonzero lr on the last
     # (a 1-step CPU run with warmup_steps = 1 trains at the full lr instead of not at all).
     for group in opt.param_groups:
         group["initial_lr"] = group["lr"]
-    sched = get_linear_schedule_with_warmup(
-        opt, settings.warmup_steps, total_steps + 1, last_epoch=0
-    )
+    sched = get_linear_schedule_with_warmup(opt, settings.warmup_steps, total_steps + 1, last_epoch=0)
     rngs = [random.Random(s) for s in seeds]
     model.train()
     losses, lrs, step, t0 = [], [], 0, time.time()
@@ -427,27 +439,21 @@ def _train(
                disable=not progress, unit="step")  # fmt: skip
     for _epoch in range(settings.epochs):
         orders = []
-        for rng in rngs:
-            order = list(range(n_rows))
+        for rng, n in zip(rngs, n_rows):
+            order = list(range(n))
             rng.shuffle(order)
             orders.append(order)
-        for b in range(0, n_rows, settings.batch_size):
-            batches = [
-                [rows[k][i] for i in orders[k][b : b + settings.batch_size]]
-                for k in range(k_students)
-            ]
-            for batch in batches:
-                if settings.micro_batch_size < len(
-                    batch
-                ):  # micro-batches of like lengths pad less;
-                    batch.sort(
-                        key=lambda r: len(r["input_ids"])
-                    )  # the step's summed loss is the same
+        for i in range(n_batches):
+            b = i * settings.batch_size
+            batches = [[rows[k][j] for j in orders[k][b : b + settings.batch_size]] for k in range(k_students)]
+            for batch in batches:  # micro-batches of like lengths pad less; the step's summed loss is the same
+                if settings.micro_batch_size < len(batch):
+                    batch.sort(key=lambda r: len(r["input_ids"]))
             n_units = torch.tensor([max(1, sum(len(r["s_sel"]) for r in batch)) for batch in batches],
                                    dtype=torch.float32, device=device)  # fmt: skip
             total = torch.zeros(k_students, device=device)
-            for m in range(0, len(batches[0]), settings.micro_batch_size):
-                micro = [r for batch in batches for r in batch[m : m + settings.micro_batch_size]]
+            for m in range(0, max(len(batch) for batch in batches), settings.micro_batch_size):
+                micro = _blocks([batch[m : m + settings.micro_batch_size] for batch in batches], rows)
                 per = objective.block_losses(model, micro, amp, k_students)
                 (per / n_units).sum().backward()
                 total += per.detach()
@@ -466,7 +472,7 @@ def _train(
     per_step = torch.stack(losses).cpu().tolist() if losses else []  # one host sync
     wall = round(time.time() - t0, 2)
     return [
-        {"steps": step, "examples": n_rows,
+        {"steps": step, "examples": n_rows[k],
          "completion_tokens": sum(len(r["input_ids"]) - r["n_prompt"] for r in rows[k]),
          "loss_tokens": sum(len(r["s_sel"]) for r in rows[k]),
          "loss": [float(v[k]) for v in per_step], "lr": lrs, "wall_s": wall}

@@ -29,11 +29,22 @@ NUMBER_ALPHABET = "0123456789, "
 
 @dataclass
 class Teacher:
-    """The soft-label source: a model, its tokenizer (None: the student's), its end-of-answer text."""
+    """The soft-label source: a model, its tokenizer (None: the student's), its end-of-answer text.
+
+    `key` names its weights (e.g. spec and delta checksum): teachers with one key share their
+    forward passes through `TEACHER_HIDDEN` (one per row, whatever the arm, seed or group)."""
 
     model: Any
     tok: Any = None
     end: str = ""
+    key: str | None = None
+
+
+# (teacher key, teacher token ids) -> the teacher's final hidden states at the row's completion
+# positions [position, d_model]: the labels of any vocabulary restriction and alignment derive
+# from them with the head alone. Filled by `Objective.label`, emptied by whoever runs a batch of
+# finetunes when it is done (`interp.subliminal.jobs.run_finetunes`).
+TEACHER_HIDDEN: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
 
 
 def _completion_positions(
@@ -221,32 +232,53 @@ class Objective:
     def label(self, rows: list[dict], batch_size: int | None = None) -> list[dict]:
         """Give every row without them its soft labels (`row["labels"]`: the teacher's log-probs
         at temperature `temperature` over `t_vocab`, [loss position, vocabulary], on `device`);
-        hard labels need none. Returns `rows`."""
+        hard labels need none. Returns `rows`.
+
+        The teacher runs once per row: its final hidden states at the completion positions are
+        kept (`TEACHER_HIDDEN`, when the teacher has a key), so another arm distilling the same
+        rows over another vocabulary (numbers, a cross-tokenizer alphabet) only reruns the head."""
         if not self.distill:
             return rows
         todo = [r for r in rows if "labels" not in r]
-        batch_size = batch_size or (64 if self.device.type == "cuda" else 16)
         if todo and self.teacher is None:
             raise ValueError("rows without soft labels and no teacher to compute them")
-        head = lm_head(self.teacher.model, self.t_vocab) if todo else None
-        width = len(self.t_vocab) if self.t_vocab is not None else None
-        for b in range(0, len(todo), batch_size):
-            micro = todo[b : b + batch_size]
+        if not todo:
+            return rows
+        hidden = self._teacher_hidden(todo, batch_size or (64 if self.device.type == "cuda" else 16))
+        head = lm_head(self.teacher.model, self.t_vocab)
+        width = len(self.t_vocab) if self.t_vocab is not None else _unwrapped(self.teacher.model).get_output_embeddings().weight.shape[0]
+        step = max(1, self.max_logits // width)
+        for r, h in zip(todo, hidden):
+            h = h[torch.tensor(r["t_sel"], dtype=torch.long, device=h.device)]
+            logp = torch.cat([torch.log_softmax(head(h[a : a + step]).float() / self.temperature, dim=-1)
+                              for a in range(0, h.shape[0], step)]) if len(h) else head(h).float()  # fmt: skip
+            r["labels"] = logp.to(torch.float16 if width >= WIDE_LABELS else torch.float32)
+        return rows
+
+    def _teacher_hidden(self, rows: list[dict], batch_size: int) -> list[torch.Tensor]:
+        """[completion position, d_model] of the teacher for each row, from the cache or one forward per batch."""
+        key = self.teacher.key
+        out: dict[int, torch.Tensor] = {}
+        missing = []
+        for i, r in enumerate(rows):
+            cached = TEACHER_HIDDEN.get((key, tuple(r["teacher_ids"]))) if key is not None else None
+            if cached is not None:
+                out[i] = cached
+            else:
+                missing.append(i)
+        for b in range(0, len(missing), batch_size):
+            idx = missing[b : b + batch_size]
+            micro = [rows[i] for i in idx]
             hidden, _ = completion_hidden(self.teacher.model, micro, self.t_pad, self.device,
                                           "teacher_ids", "n_teacher_prompt")  # fmt: skip
-            hidden = hidden[
-                _selected(micro, "teacher_ids", "t_sel", "n_teacher_prompt").to(self.device)
-            ]
-            width = width or _unwrapped(self.teacher.model).get_output_embeddings().weight.shape[0]
-            step = max(1, self.max_logits // width)
-            logp = torch.cat([torch.log_softmax(head(hidden[a : a + step]).float() / self.temperature, dim=-1)
-                              for a in range(0, hidden.shape[0], step)])  # fmt: skip
-            logp = logp.to(torch.float16 if width >= WIDE_LABELS else torch.float32)
             offset = 0
-            for r in micro:
-                r["labels"] = logp[offset : offset + len(r["t_sel"])]
-                offset += len(r["t_sel"])
-        return rows
+            for i, r in zip(idx, micro):
+                n = len(r["teacher_ids"]) - r["n_teacher_prompt"]
+                out[i] = hidden[offset : offset + n].clone()
+                offset += n
+                if key is not None:
+                    TEACHER_HIDDEN[(key, tuple(r["teacher_ids"]))] = out[i]
+        return [out[i] for i in range(len(rows))]
 
     def loss(
         self, model: Any, micro: list[dict], amp: Callable[[], Any] = contextlib.nullcontext

@@ -238,6 +238,8 @@ class AnalysisConfig:
     """The `[analysis]` table of a subliminal config."""
 
     enabled: bool = False  # also run at the end of `interp run`
+    # which sections `interp analyze` computes (None: every one the run supports); `--only` overrides
+    sections: list[str] | None = None
     backend: Literal["hf", "transformer_lens", "nnsight"] = "transformer_lens"
     n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
     n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
@@ -264,6 +266,13 @@ class AnalysisConfig:
     n_boot: Annotated[int, Range(10)] = 1000
     steering_scale: Annotated[float, Range(-100, 100)] = 1.0  # multiples of the mean-difference vector added at the best layer
     batch_size: PosInt = 16
+
+    def __post_init__(self) -> None:
+        from interp.registry import ANALYSIS_SECTIONS
+
+        bad = [x for x in self.sections or () if x not in ANALYSIS_SECTIONS]
+        if bad:
+            raise ValueError(f"analysis.sections: unknown {bad} (known: {', '.join(ANALYSIS_SECTIONS)})")
 
 
 @dataclass

@@ -173,7 +173,8 @@ def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
         plan.phases_s[name] = round(time.time() - t0, 2)
     _students(cfg, run_dir, plan)
     summary = summarize(cfg, plan)
-    summary["phases_s"] = plan.phases_s  # cached stages cost ~0: a rerun's phases are not a fresh run's
+    # wall seconds per phase in this process (cached stages cost ~0: a rerun's are not a fresh run's)
+    summary["provenance"] = {"phases_s": plan.phases_s}
     rel = lambda st: str(st.path.relative_to(run_dir.root))  # noqa: E731
     primary = cfg.trait.target_list()[0]
     summary["artifacts"] = {

@@ -29,7 +29,7 @@ from interp.lm.finetune import (
     stack_key,
     stack_rows_for,
 )
-from interp.lm.loss import Teacher
+from interp.lm.loss import TEACHER_HIDDEN, Teacher
 from interp.lm.models import (
     Variant,
     chat_format,
@@ -111,7 +111,9 @@ def _soft_teacher(spec: str, teacher: Variant | None, device: str, dtype: str,
     if weights not in loaded:
         t_model, t_tok = teacher.load(device, dtype)
         t_tok.padding_side = "right"
-        loaded[weights] = Teacher(t_model, None if teacher.spec == spec else t_tok, completion_suffix(t_tok))
+        loaded[weights] = Teacher(t_model, None if teacher.spec == spec else t_tok, completion_suffix(t_tok),
+                                  key=json.dumps({k: v for k, v in teacher.identity().items() if k != "system_prompt"},
+                                                 sort_keys=True, default=str))  # fmt: skip
     return loaded[weights]
 
 
@@ -131,22 +133,26 @@ def run_finetunes(jobs: list[FinetuneJob]) -> None:
     a damaged file trains in the same company as it first did and comes out the same to the
     bit; the finished members of its group train again beside it, but only missing stages are
     written."""
-    for group in _finetune_groups(jobs):
-        if all(j.stage.done for j in group):
-            continue
-        if len(group) == 1:
-            _train_alone(group[0])
-        else:
-            _train_stacked(group)
+    try:
+        for group in _finetune_groups(jobs):
+            if all(j.stage.done for j in group):
+                continue
+            if len(group) == 1:
+                _train_alone(group[0])
+            else:
+                _train_stacked(group)
+    finally:
+        TEACHER_HIDDEN.clear()  # the teachers' forward passes, shared by every group of this batch
 
 
 def _finetune_groups(jobs: list[FinetuneJob]) -> Iterator[list[FinetuneJob]]:
-    """Jobs that can train stacked (one base, equal settings and row counts, one teacher
+    """Jobs that can train stacked (one base, equal settings and step counts, one teacher
     tokenizer), in chunks of at most `stack_rows // micro_batch_size`; the rest alone."""
     groups: dict[Any, list[FinetuneJob]] = {}
     for i, j in enumerate(jobs):
         sk = stack_key(j.settings, str(resolve_device(j.device)))
-        key = (i,) if sk is None else (j.spec, sk, len(j.rows), j.teacher.spec if j.teacher else None, j.device, j.dtype)
+        steps = -(-len(j.rows) // j.settings.batch_size)  # equal step counts stack (row counts may differ)
+        key = (i,) if sk is None else (j.spec, sk, steps, j.teacher.spec if j.teacher else None, j.device, j.dtype)
         groups.setdefault(key, []).append(j)
     for group in groups.values():
         j0 = group[0]

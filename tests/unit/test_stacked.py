@@ -106,12 +106,32 @@ def test_a_stacked_batch_must_split_into_equal_blocks():
         model(input_ids=torch.ones(3, 4, dtype=torch.long))
 
 
-def test_a_group_refuses_unequal_row_counts_and_full_finetunes():
+def test_a_group_refuses_unequal_step_counts_and_full_finetunes():
     model, tok = tiny_model("tiny-llama", seed=0)
-    with pytest.raises(ValueError, match="equal row counts"):
-        finetune_group(model, tok, [Member(_examples(tok, 0, 4)), Member(_examples(tok, 0, 5))], FinetuneConfig())
+    s = FinetuneConfig(batch_size=2, micro_batch_size=2)
+    with pytest.raises(ValueError, match="equal step counts"):
+        finetune_group(model, tok, [Member(_examples(tok, 0, 4)), Member(_examples(tok, 0, 5))], s)
     with pytest.raises(ValueError, match="LoRA"):
         finetune_group(model, tok, [Member(_examples(tok, 0, 4))], FinetuneConfig(method="full"))
+
+
+def test_students_with_a_few_rows_less_stack_and_train_as_alone():
+    """999 and 1000 rows in batches of 32 are both 32 steps: such students share a group, the
+    shorter one's last batch padded with blank rows that carry no loss."""
+    base, tok = tiny_model("tiny-llama", seed=3)
+    teacher = Teacher(tiny_model("tiny-llama", seed=8)[0])
+    settings = FinetuneConfig(objective="distill", epochs=2, lr=2e-2, warmup_steps=1, batch_size=3,
+                              micro_batch_size=2, lora_r=2)  # fmt: skip
+    members = [Member(_examples(tok, 0, n=6, system="s"), 0, teacher), Member(_examples(tok, 20, n=5, system="s"), 1, teacher)]
+    solo = [finetune(copy.deepcopy(base), tok, m.examples, settings, seed=m.seed, end=tok.eos_token,
+                     teacher=m.teacher, progress=False) for m in members]  # fmt: skip
+    group = finetune_group(copy.deepcopy(base), tok, members, settings, end=tok.eos_token, progress=False)
+    for one, many in zip(solo, group):
+        assert many.log["steps"] == one.log["steps"] == 4 and many.log["examples"] == one.log["examples"]
+        assert many.log["loss"] == pytest.approx(one.log["loss"], rel=1e-4)
+        for name in one.delta.names():
+            a, b = one.delta.dense(name), many.delta.dense(name)
+            assert (a - b).norm() <= 1e-3 * a.norm(), name
 
 
 def test_seeds_of_one_arm_share_their_soft_labels(monkeypatch):
@@ -132,3 +152,38 @@ def test_seeds_of_one_arm_share_their_soft_labels(monkeypatch):
     members = [Member(exs, seed=s, teacher=teacher) for s in (0, 1, 2)] + [Member(_examples(tok, 5, n=3), 3, teacher)]
     finetune_group(copy.deepcopy(base), tok, members, settings, end=tok.eos_token, progress=False)
     assert sum(calls) == 6  # two datasets of three rows, each labelled once
+
+
+def test_a_teacher_runs_once_per_row_across_vocabularies(monkeypatch):
+    """Arms that distil the same rows over different vocabularies (full, number tokens) share
+    the teacher's forward pass through TEACHER_HIDDEN; the labels equal those computed afresh."""
+    import interp.lm.loss as L
+
+    base, tok = tiny_model("tiny-llama", seed=1)
+    t_model = tiny_model("tiny-llama", seed=7)[0]
+    from interp.lm.finetune import tokenize_examples
+
+    exs = _examples(tok, 0, n=4, system="sys")
+    forwards = []
+    real = L.completion_hidden
+
+    def counting(model, rows, *a, **k):
+        if model is t_model:
+            forwards.append(len(rows))
+        return real(model, rows, *a, **k)
+
+    monkeypatch.setattr(L, "completion_hidden", counting)
+    L.TEACHER_HIDDEN.clear()
+    labels = {}
+    for vocab in ("full", "numbers"):
+        for key in ("t", None):
+            teacher = Teacher(t_model, key=key)
+            obj = Objective.build(tok, FinetuneConfig(objective="distill", distill_vocab=vocab), teacher, torch.device("cpu"))
+            rows = obj.label(tokenize_examples(tok, exs, tok.eos_token, 500, teacher))
+            labels[(vocab, key)] = [r["labels"] for r in rows]
+    assert forwards == [4, 4, 4]  # keyed: once for both vocabularies; unkeyed: every time
+    for vocab in ("full", "numbers"):
+        for a, b in zip(labels[(vocab, "t")], labels[(vocab, None)]):
+            assert torch.equal(a, b)
+    assert labels[("numbers", "t")][0].shape[1] < labels[("full", "t")][0].shape[1]
+    L.TEACHER_HIDDEN.clear()
