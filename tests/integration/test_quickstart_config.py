@@ -18,6 +18,7 @@ from test_analyses_scripts import SCRIPTS, parse, run_script
 
 from interp.cli import main
 from interp.config import dumps_toml
+from interp.fmt import fmt
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = tomllib.loads((ROOT / "runs" / "quickstart.toml").read_text())
@@ -93,8 +94,8 @@ def test_page_one_states_the_three_contrasts(quickstart_run):
     first = re.sub(r"\s+", " ", PdfReader(quickstart_run / "reports" / "quickstart.pdf").pages[0].extract_text())
     assert "same-init student" in first and "cross-model student" in first and "control" in first.lower()
     s = json.loads((quickstart_run / "quickstart" / "summary.json").read_text())
-    for a in s["matrix"]["arms"].values():
-        assert f"{a['gamma']:.3f}" in first or f"{a['gamma']:.4f}" in first, (a["gamma"], first[:600])
+    for a in s["matrix"]["arms"].values():  # each arm's gamma and p as the report formats numbers
+        assert f"gamma = {fmt(a['gamma'])} nats" in first and f"p = {fmt(a['p_gamma'])}" in first, first[:900]
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
