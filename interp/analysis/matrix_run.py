@@ -141,9 +141,11 @@ def matrix_mechanisms(ctx: Any) -> dict[str, Any]:
     """Per student entry (arm): direction gamma, probe gamma, and (control runs) same-init vs control."""
     rows = answer_rows(ctx.a.n_answer_rows, ctx.cfg["seed"])
     arms: dict[str, Any] = {}
-    for spec in sorted({ctx.spec_of(n) for n in ctx.students}):
+    wanted = set(ctx.a.arms) if ctx.a.arms else set(ctx.students)  # [analysis] arms: the trait arms read
+    for spec in sorted({ctx.spec_of(n) for n in wanted}):
         refs = _refs(ctx, spec, rows)
-        names = [n for n in ctx.students if ctx.spec_of(n) == spec]
+        # the chosen trait arms of this base, and its control students (their comparison)
+        names = [n for n in ctx.students if ctx.spec_of(n) == spec and (n in wanted or ctx.students[n]["data"] == "control")]
         control = {n: _control_cos(ctx, n, spec, rows, refs) for n in names
                    if ctx.students[n]["data"] == "control" and refs["vs_control"] is not None}  # fmt: skip
         for n in names:

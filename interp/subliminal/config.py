@@ -240,6 +240,9 @@ class AnalysisConfig:
     enabled: bool = False  # also run at the end of `interp run`
     # which sections `interp analyze` computes (None: every one the run supports); `--only` overrides
     sections: list[str] | None = None
+    # the student entries the trait-matrix mechanisms read (None: every one; a base's control
+    # students are read with its arms), e.g. the transmitting arm alone
+    arms: list[str] | None = None
     backend: Literal["hf", "transformer_lens", "nnsight"] = "transformer_lens"
     n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
     n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
@@ -311,6 +314,9 @@ class SubliminalConfig:
         names = [s.name for s in self.students]
         if len(set(names)) != len(names):
             raise ValueError(f"students: duplicate names {names}")
+        unknown = [a for a in self.analysis.arms or () if a not in names]
+        if unknown:
+            raise ValueError(f"analysis.arms: {unknown} are not student names ({', '.join(names)})")
         for s in self.students:
             st = s.settings(self.train)
             cross = self.student_model(s) != self.teacher.model

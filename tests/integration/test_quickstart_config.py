@@ -85,9 +85,12 @@ def test_the_quickstart_is_a_trait_matrix_with_control_and_cross_model_arms(quic
     for a in m["arms"].values():
         assert a["gamma"] is not None and 0 < a["p_gamma"] <= 1 and len(a["shifts"]) == len(targets)
     assert "did_vs_control" in m["arms"][same]
-    # the mechanism section reads the same arms
+    # the mechanism section reads the arms the config names, with the same base's control student
     mech = json.loads((run / "analysis.json").read_text())["matrix_mechanisms"]
-    assert {same, cross} <= set(mech["arms"]), mech.get("arms", {}).keys()
+    control = next(n for n, spec in arms.items() if spec.get("data") == "control")
+    assert set(mech["arms"]) == set(CONFIG["analysis"]["arms"]) | {control}, mech["arms"].keys()
+    d = mech["arms"][same]["direction"]
+    assert len(d["gamma_by_layer"]) >= 2 and 0 < d["p"] <= 1 and d["n_permutations"] == 720  # exact over six targets
 
 
 def test_page_one_states_the_three_contrasts(quickstart_run):
