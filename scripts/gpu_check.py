@@ -63,7 +63,8 @@ def arms(summary: dict[str, Any]) -> dict[str, Any]:
         out[name] = {"model": a.get("model"), "objective": a.get("objective"), "method": a.get("method"),
                      "distill_vocab": a.get("distill_vocab"), "gamma": a.get("gamma"),
                      "gamma_ci": [ci.get("lo"), ci.get("hi")], "seeds": ci.get("n"), "p": a.get("p_gamma"),
-                     "gamma_per_seed": a.get("gamma_per_seed"), "did_vs_control": a.get("did_vs_control")}  # fmt: skip
+                     "gamma_per_seed": a.get("gamma_per_seed"),
+                     "gamma_targets_ci": a.get("gamma_targets_ci"), "did_vs_control": a.get("did_vs_control")}  # fmt: skip
     return out
 
 

@@ -76,7 +76,7 @@ def gamma_interval(
     if _ci(per_target):
         lo, hi = _ci(per_target)
         return (lo, hi), f"({seeds}; {fmt_ci(lo, hi)} over targets)"
-    return None, f"({seeds}; no per-target interval in analysis.json)"
+    return None, f"({seeds}; no per-target interval)"
 
 
 def _did(did: dict[str, Any] | None) -> str:
@@ -168,7 +168,7 @@ def answer_section(doc: Doc, run: Run, level: str, titled: bool) -> None:
     words, lines = {}, []
     for group, is_same in ((same, True), (cross, False)):
         for name, arm in group.items():
-            line, words[name] = arm_line(name, arm, is_same, per_target.get(name))
+            line, words[name] = arm_line(name, arm, is_same, arm.get("gamma_targets_ci") or per_target.get(name))
             lines.append(line)
         if is_same:
             lines.append(control_line(same))

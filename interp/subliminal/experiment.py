@@ -319,7 +319,11 @@ def _arm(cfg, s, spec, per_seed, teacher_shift, cols, control) -> dict[str, Any]
     else:
         test = mx.permutation_test(mean, teacher_shift, cols, seed=cfg.seed)
         per = [mx.gamma(p, cols) for p in per_seed]
-        info |= test.to_dict() | {"gamma_per_seed": per, "gamma_ci": t_interval(per, cfg.eval.ci).to_dict()}
+        # the targets as units (the permutation test's units): an interval also for one seed
+        per_target = mx.per_target_gamma(mean, cols)
+        info |= test.to_dict() | {"gamma_per_seed": per, "gamma_ci": t_interval(per, cfg.eval.ci).to_dict(),
+                                  "gamma_per_target": per_target.round(6).tolist(),
+                                  "gamma_targets_ci": t_interval(per_target, cfg.eval.ci).to_dict()}  # fmt: skip
     own = np.array([mean[i, c] for i, c in enumerate(cols)])
     info["own_shift"] = own.round(5).tolist()
     if control is not None:  # own-target shift beyond what the control students moved there
