@@ -241,6 +241,9 @@ class Stage:
     params: dict[str, Any]
     inputs: dict[str, str]
     run: RunDir
+    # provenance written into the manifest but not into the stage's content (its checksums): how
+    # the stage was computed, e.g. which other stages shared its batched pass
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
@@ -289,6 +292,7 @@ class Stage:
             "cpu_s": round(time.process_time() - c0, 3),
             "checksums": checksums(tmp),
             "sizes": file_sizes(tmp),
+            **({"notes": self.notes} if self.notes else {}),
         }
         write_json(tmp / "manifest.json", manifest)
         if self.path.exists():

@@ -186,12 +186,14 @@ def _train_stacked(group: list[FinetuneJob]) -> None:
         for m, out in zip(members, outs):
             m.out_dir = out
         results = finetune_group(model, tok, members, j0.settings, end=completion_suffix(tok))
-        for r, out in zip(results, outs):
+        names = [j.stage.name for j in group]
+        for j, r, out in zip(group, results, outs):
             if out is None:  # finished before (trained again only to keep the group as it was)
                 continue
             r.delta.save(out / "delta.safetensors")
-            write_json(out / "train_log.json", {**r.log, "chat_format": chat_format(tok),
-                                                "stacked_wall_s": round(time.time() - t0, 2)})  # fmt: skip
+            # the company goes to the manifest's notes, not into the stage's content
+            j.stage.notes["stacked"] = {**r.log.pop("stacked"), "with": names, "wall_s": round(time.time() - t0, 2)}
+            write_json(out / "train_log.json", {**r.log, "chat_format": chat_format(tok)})
 
 
 # ---------------------------------------------------------------- evaluations
@@ -279,5 +281,6 @@ def _eval_stacked(chunk: list[tuple[EvalJob, Delta]]) -> None:
         if j.stage.done:
             continue
         with j.stage.running() as out:
-            write_json(out / "eval.json", {**_info(j, tok), **result, "stacked": len(chunk)})
+            j.stage.notes["stacked"] = {"with": [c.stage.name for c, _ in chunk]}
+            write_json(out / "eval.json", {**_info(j, tok), **result})
 

@@ -118,8 +118,10 @@ def _generate(cfg: SubliminalConfig, teachers: dict[str, Variant], stages: dict[
             write_jsonl(out / "completions.jsonl", [{**r, "completion": c} for r, c in zip(prompts, comps)])
             write_json(out / "info.json", {"chat_format": chat_format(tok), "teacher": teachers[w].identity(),
                                            "constraint": d.constraint, "threshold": d.threshold,
-                                           "allowed_tokens": len(allowed) if allowed else None,
-                                           "generated_with": whiches})  # fmt: skip
+                                           "allowed_tokens": len(allowed) if allowed else None})  # fmt: skip
+    # (which teachers shared the pass is logged, not stored: a stage's content must not depend on
+    # its company, or a shared control's key would differ between runs that batch it differently)
+    log.info("teacher data of %s written in one pass", ", ".join(whiches))
 
 
 class EmptyDatasetError(ConfigError):

@@ -39,21 +39,21 @@ def _cot(i: int, answer: int) -> str:
 
 
 def _fake_sampler(kind: str, n: int, seed: int):
-    real = stages.sample
+    """`sample_sets` writing planted completions for every teacher's prompt set."""
+    real = stages.sample_sets
     answers = {cot_prompt(p): p.answer for p in arithmetic_problems(n, seed)}
 
-    def sample(model, tok, texts, *, desc="", **kw):
-        if not desc.startswith("teacher data"):
-            return real(model, tok, texts, desc=desc, **kw)
+    def planted(texts):
         if kind == "code":
             return [_code(i) for i in range(len(texts))]
-        out = []
-        for i, text in enumerate(texts):
-            answer = next(a for q, a in answers.items() if q in text)
-            out.append(_cot(i, answer))
-        return out
+        return [_cot(i, next(a for q, a in answers.items() if q in text)) for i, text in enumerate(texts)]
 
-    return sample
+    def sample_sets(model, tok, prompt_sets, seeds, *, desc="", **kw):
+        if not desc.startswith("teacher data"):
+            return real(model, tok, prompt_sets, seeds, desc=desc, **kw)
+        return [planted(texts) for texts in prompt_sets]
+
+    return sample_sets
 
 
 @pytest.mark.parametrize("kind", ["code", "cot"])
@@ -62,7 +62,7 @@ def test_a_modality_runs_end_to_end_and_its_filter_rejects_what_was_planted(kind
     cfg = tiny_subliminal_config(data__kind=kind, data__constraint="none", data__n_prompts=n, data__n_keep=n)
     cfg["trait"] = {"kind": "animal", "targets": ["owl", "cat"]}
     cfg["students"] = [{"name": "same-init", "data": "trait"}, {"name": "control", "data": "control"}]
-    monkeypatch.setattr(stages, "sample", _fake_sampler(kind, n, cfg["seed"]))
+    monkeypatch.setattr(stages, "sample_sets", _fake_sampler(kind, n, cfg["seed"]))
     assert main(["run", str(write_config(tmp_path, cfg)), "--out-dir", str(tmp_path)]) == 0
     run = tmp_path / "tiny"
     (filt,) = [p for p in (run / "stages").glob("filter__trait__owl-*")]

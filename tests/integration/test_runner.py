@@ -92,8 +92,8 @@ def test_stacked_students_killed_together_resume_together(tmp_path, monkeypatch)
     groups, alone = _count(monkeypatch, "finetune_group", jobs), _count(monkeypatch, "finetune", jobs)
     assert main(["run", str(path), "--out-dir", str(tmp_path)]) == 0
     assert groups["n"] == 1 and alone["n"] == 1
-    logs = [json.loads(p.read_text()) for p in (tmp_path / "tiny" / "stages").glob("student__*/train_log.json")]
-    assert sorted(lg.get("stacked", {}).get("students", 1) for lg in logs) == [1, 2, 2]
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "tiny" / "stages").glob("student__*/manifest.json")]
+    assert sorted(m.get("notes", {}).get("stacked", {}).get("students", 1) for m in manifests) == [1, 2, 2]
 
 
 def test_summary_has_every_model_with_both_metrics(tmp_path):

@@ -37,6 +37,8 @@ FREE_FIELDS = {
     "train.target_modules": [],
     "students[].target_modules": [],
     "report.figures": ["no_such_figure"],
+    "analysis.sections": ["no_such_section"],
+    "analysis.arms": ["no-such-student"],
     "data.mnist_dir": 5,
     "model.hidden": [],
     "sweep.m": [],
