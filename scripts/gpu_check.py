@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,38 @@ DRY_SETS = {
 }
 
 
-def _interp(args: list[str], env: dict[str, str]) -> tuple[int, float, str]:
+def _interp(args: list[str], env: dict[str, str], timeout: float | None = None) -> tuple[int, float, str]:
+    """Run `python -m interp.cli ARGS`, its output streamed (a log shows progress), its tail kept.
+    Past `timeout` seconds it is killed: returncode 124, and what it finished stays on disk."""
     t0 = time.time()
-    p = subprocess.run([sys.executable, "-m", "interp.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    sys.stdout.write(p.stdout[-4000:])
-    sys.stderr.write(p.stderr[-4000:])
-    return p.returncode, round(time.time() - t0, 1), (p.stderr or p.stdout)[-2000:]
+    tail: list[str] = []
+    with subprocess.Popen([sys.executable, "-m", "interp.cli", *args], cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as p:  # fmt: skip
+        killer = threading.Timer(timeout, p.kill) if timeout else None
+        if killer is not None:
+            killer.start()
+        assert p.stdout is not None
+        for line in p.stdout:
+            if "it/s]" not in line and "s/it]" not in line:  # progress bars: too many lines for a log
+                sys.stdout.write(line)
+            tail = (tail + [line])[-40:]
+        p.wait()
+        if killer is not None:
+            killer.cancel()
+    timed_out = timeout is not None and p.returncode != 0 and time.time() - t0 >= timeout
+    return (124 if timed_out else p.returncode), round(time.time() - t0, 1), "".join(tail)[-2000:]
+
+
+def stage_times(run: Path) -> list[dict[str, Any]]:
+    """Every finished stage of a run folder, in the order it started: name, wall seconds, and the
+    stacked group it trained or was evaluated in (the manifest's notes)."""
+    rows = []
+    for m in sorted((run / "stages").glob("*/manifest.json")):
+        d = json.loads(m.read_text())
+        st = (d.get("notes") or {}).get("stacked") or {}
+        rows.append({"stage": d["stage"], "started": d.get("started"), "wall_s": d.get("wall_s"),
+                     **({"stacked": len(st.get("with", []))} if st else {})})  # fmt: skip
+    return sorted(rows, key=lambda r: (r["started"] or "", r["stage"]))
 
 
 def arms(summary: dict[str, Any]) -> dict[str, Any]:
@@ -68,15 +95,16 @@ def arms(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_part(config: str, out_dir: Path, sets: list[str], env: dict[str, str]) -> dict[str, Any]:
+def run_part(config: str, out_dir: Path, sets: list[str], env: dict[str, str],
+             timeout: float | None = None) -> dict[str, Any]:  # fmt: skip
     args = ["run", f"runs/{config}.toml", "--out-dir", str(out_dir)]
     for s in sets:
         args += ["--set", s]
-    rc, wall, tail = _interp(args, env)
-    res: dict[str, Any] = {"returncode": rc, "wall_s": wall}
+    rc, wall, tail = _interp(args, env, timeout)
+    res: dict[str, Any] = {"returncode": rc, "wall_s": wall, "stages": stage_times(out_dir / config)}
     summary_path = out_dir / config / "summary.json"
     if rc != 0 or not summary_path.exists():
-        return res | {"error": tail}
+        return res | {"error": ("timed out" if rc == 124 else "failed") + ": " + tail}
     s = json.loads(summary_path.read_text())
     prov = s.get("provenance", {})
     return res | {"run_wall_s": prov.get("wall_s"), "phases_s": prov.get("phases_s"), "arms": arms(s),
@@ -108,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs-dir", default=None, help="where the runs go (default: a folder beside --out)")
     ap.add_argument("--dry-run", action="store_true", help="tiny models: checks the wiring only")
     ap.add_argument("--device", default=None, help="override the configs' device (the dry run's default: cpu)")
+    ap.add_argument("--part-timeout", type=float, default=None,
+                    help="seconds a run may take; past it the run is stopped and its finished stages reported")
     args = ap.parse_args(argv)
     parts = [p for p in args.only.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS))
@@ -129,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             device = args.device or ("cpu" if args.dry_run else None)
             sets = (DRY_SETS[part] if args.dry_run else []) + ([f'device="{device}"'] if device else [])
-            res = run_part(part, runs_dir, sets, env)
+            res = run_part(part, runs_dir, sets, env, args.part_timeout)
         result["parts"][part] = res | {"part_wall_s": round(time.time() - t0, 1)}
         out.write_text(json.dumps(result, indent=2) + "\n")  # after each part: a killed check keeps what finished
     failed = [p for p in parts if result["parts"][p].get("returncode") != 0]
