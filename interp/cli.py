@@ -6,13 +6,42 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from interp.config import ConfigError
 from interp.runner import run_config
 
 log = logging.getLogger("interp")
+
+# Exit codes (also in `interp --help`): a caller can tell bad input from a failed command.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EPILOG = (f"exit codes: {EXIT_OK} ok; {EXIT_FAILED} the command failed (one line; `interp -v ...` prints the "
+          f"traceback); {EXIT_BAD_INPUT} bad input: a config, a path or an argument (one line naming it, before any "
+          f"work); {EXIT_INTERRUPTED} interrupted (finished stages are kept and reused)")  # fmt: skip
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error as one line (no usage block): `interp scan: error: ...`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
+    return n
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return "; ".join(lines) or "(no message)"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -28,13 +57,18 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from interp.store.outputs import check_out_dir
+
+    check_out_dir(args.out_dir, "--out-dir")
     run_config(args.config, args.set, args.out_dir)
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> Any:
+    from interp.store.outputs import check_out_dir
     from interp.sweep import load_sweep
 
+    check_out_dir(args.out_dir, "--out-dir")
     return load_sweep(args.sweep)
 
 
@@ -67,8 +101,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from interp.bench import run_bench
     from interp.fmt import format_table
     from interp.lm.models import configure_threads
+    from interp.store.outputs import check_output
     from interp.store.stages import write_json
 
+    out = check_output(args.out, "the bench results (--out)", suffixes=(".json",))  # before minutes of timing
     configure_threads()
     stack = [int(x) for x in args.stack.split(",")] if args.stack else None
     res = run_bench(args.model, args.device, args.repeats, args.compile, args.n_prompts, args.new_tokens, args.batch_size,
@@ -76,7 +112,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     cols = ("case", "impl", "median_s", "ratio_to_best_reference", "prefill_tok_per_s", "decode_tok_per_s",
             "padding_fraction", "pass_rate", "mean_answer_chars", "mfu", "mfu_measured_peak")  # fmt: skip
     print(format_table([{c: r.get(c, "") for c in cols} for r in res["results"]]))
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, res)
     print(f"\nbench: {out} ({res['wall_s']:.0f}s); {json.dumps(res['workload'])}")
@@ -161,7 +196,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="interp", description=__doc__)
+    p = _Parser(prog="interp", description=__doc__, epilog=EPILOG)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -198,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=8, choices=range(1, 4097), metavar="N")
     b.add_argument("--n-questions", type=int, default=2, choices=range(1, 51), metavar="N")
     b.add_argument("--stack", default=None, help="students per stacked soft-label step, e.g. 1,8,32 (default 1,2)")
-    b.add_argument("--stack-rows", type=int, default=32, help="rows per student in the stacked step")
+    b.add_argument("--stack-rows", type=_positive_int, default=32, help="rows per student in the stacked step")
     b.add_argument("--out", default="reports/bench.json")
     b.set_defaults(fn=_cmd_bench)
 
@@ -217,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", default=None, help="scores JSONL (default: <dataset>.scan.jsonl)")
     sc.add_argument("--device", default="auto")
     sc.add_argument("--dtype", default="auto")
-    sc.add_argument("--batch-size", type=int, default=16)
+    sc.add_argument("--batch-size", type=_positive_int, default=16, metavar="N", help="rows per forward (default 16)")
     sc.set_defaults(fn=_cmd_scan)
 
     rp = sub.add_parser("report", help="PDF report from finished runs (reports/<name>.pdf)")
@@ -245,12 +280,23 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
-    except (ConfigError, ModelError, MissingExtra) as e:
-        print(f"interp: error: {e}", file=sys.stderr)
-        return 2
+    except (ConfigError, ModelError, MissingExtra) as e:  # bad input: the message names it
+        _traceback(args.verbose)
+        print(f"interp: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interp: interrupted; finished stages are kept and will be reused", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as e:  # the one boundary: any other failure is one line too, its traceback behind -v
+        _traceback(args.verbose)
+        hint = "" if args.verbose else "; run with -v for the traceback"
+        print(f"interp {args.command}: error: {_one_line(e)} ({type(e).__name__}){hint}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _traceback(verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc(file=sys.stderr)
 
 
 if __name__ == "__main__":

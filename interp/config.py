@@ -8,6 +8,7 @@ the file, the dotted field and the offending value.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -27,6 +28,8 @@ class Range:
     hi_open: bool = False
 
     def ok(self, v: float) -> bool:
+        if not math.isfinite(v):  # NaN passes every comparison; inf passes a one-sided bound
+            return False
         if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
             return False
         return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
@@ -107,7 +110,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
         value = _coerce(value, inner, where, source)
         for rule in rules:
             if isinstance(rule, (Range, Pattern)) and not rule.ok(value):
-                raise ConfigError(f"{source}: field '{where}' has value {value!r}; allowed: {rule}")
+                finite = "a finite number " if isinstance(value, float) else ""
+                raise ConfigError(f"{source}: field '{where}' has value {value!r}; allowed: {finite}{rule}")
         return value
     if origin is Literal:
         if value not in get_args(tp):
@@ -153,7 +157,7 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail()
-        return float(value)
+        return float(value)  # finite or not: a Range says (every numeric field has one)
     if tp is str:
         if not isinstance(value, str):
             fail()
@@ -221,7 +225,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:  # a folder, no permission, not UTF-8
+        raise ConfigError(f"{path}: cannot read the config ({type(e).__name__}: {e})") from e
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
 

@@ -22,11 +22,13 @@ def open_run(
     beyond the run folder's `stages/`."""
     from interp.lm.models import resolved_names
     from interp.registry import load_experiment
+    from interp.store.outputs import check_out_dir
     from interp.store.stages import RunDir
 
     path = Path(path)
     exp, cfg = load_experiment(path, overrides)
     root = Path(out_dir) if out_dir else path.parent
+    check_out_dir(root / cfg.name, "the run folder")  # a file in the way: one line, before any mkdir
     device, dtype = resolved_names(getattr(cfg, "device", "auto"), getattr(cfg, "dtype", "float32"))
     return exp, cfg, RunDir(root / cfg.name, seed=cfg.seed, device=device, dtype=dtype)
 

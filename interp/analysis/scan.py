@@ -9,7 +9,6 @@ telling the dataset's rows from the control's, with a bootstrap CI. Every input 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from interp.analysis.detection import auroc_ci
 from interp.config import ConfigError
 from interp.lm.models import Variant
 from interp.lm.score import loglik_ratio
-from interp.store.stages import write_json, write_jsonl
+from interp.store.stages import iter_jsonl, write_json, write_jsonl
 
 
 def read_pairs(path: str | Path) -> list[dict[str, str]]:
@@ -29,13 +28,7 @@ def read_pairs(path: str | Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file (a JSONL of prompt/completion pairs)")
     rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{i}: not JSON ({e.msg})") from e
+    for i, row in iter_jsonl(path):  # bad UTF-8 or JSON: one line naming file:line
         for field in ("prompt", "completion"):
             if not isinstance(row, dict) or not isinstance(row.get(field), str):
                 got = type(row.get(field)).__name__ if isinstance(row, dict) else type(row).__name__
@@ -44,6 +37,24 @@ def read_pairs(path: str | Path) -> list[dict[str, str]]:
     if not rows:
         raise ConfigError(f"{path}: no rows")
     return rows
+
+
+def _outputs(out: str | Path | None, dataset: str | Path, control: str | Path | None,
+             teacher: Variant) -> tuple[Path, Path]:  # fmt: skip
+    """The scores file and its summary beside it, checked before a model loads: neither may
+    replace an input, a run's record or a stage's file, nor a file an earlier scan did not write."""
+    from interp.store.outputs import check_output
+
+    inputs = (dataset, control, teacher.delta_path)
+    out = check_output(out or Path(dataset).with_suffix(".scan.jsonl"), "the scores (--out)", inputs=inputs,
+                       suffixes=(".jsonl",))  # fmt: skip
+    summary = check_output(out.with_suffix(".summary.json"), "the scan summary", inputs=inputs, suffixes=(".json",))
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out}: folder {out.parent} does not exist (--out)")
+    if out.exists() and not summary.exists():
+        raise ConfigError(f"{out}: refusing to write the scores (--out) here: it exists and is not an earlier "
+                          f"scan's output (no {summary.name} beside it)")  # fmt: skip
+    return out, summary
 
 
 def scan_dataset(dataset: str | Path, teacher: Variant, control: str | Path | None = None,
@@ -57,9 +68,7 @@ def scan_dataset(dataset: str | Path, teacher: Variant, control: str | Path | No
         raise ConfigError(f"{teacher.delta_path}: no such delta file (--delta)")
     rows = read_pairs(dataset)
     ctrl = read_pairs(control) if control is not None else None
-    out = Path(out) if out else Path(dataset).with_suffix(".scan.jsonl")
-    if not out.parent.is_dir():
-        raise ConfigError(f"{out}: folder {out.parent} does not exist (--out)")
+    out, summary_path = _outputs(out, dataset, control, teacher)
     t_model, tok = teacher.load(device, dtype)
     b_model, _ = Variant(teacher.spec).load(device, dtype)
     scores = loglik_ratio(t_model, b_model, tok, rows, teacher.system, batch_size)
@@ -73,6 +82,6 @@ def scan_dataset(dataset: str | Path, teacher: Variant, control: str | Path | No
                     "auroc": auroc_ci([s["llr_per_token"] for s in scores], [s["llr_per_token"] for s in c_scores],
                                       n_boot=n_boot, seed=seed)}  # fmt: skip
     write_jsonl(out, [{**r, **s} for r, s in zip(rows, scores)])
-    write_json(out.with_suffix(".summary.json"), summary)
+    write_json(summary_path, summary)
     summary["out"] = str(out)
     return summary

@@ -148,13 +148,14 @@ def configured_figures(run_dirs: Sequence[str | Path]) -> list[str] | None:
 def report_main(run_dirs: list[str], out: str | None) -> Path:
     """`interp report RUN_DIR... [-o PATH]`: build the report, print and return its path."""
     from interp.config import ConfigError
+    from interp.store.outputs import check_output
 
     if not run_dirs:
         raise ConfigError("interp report: give at least one run directory")
     for d in run_dirs:
         if not Path(d).is_dir():
             raise ConfigError(f"interp report: {d} is not a run directory")
-    path = Path(out) if out else default_report_path(run_dirs)
+    path = check_output(out or default_report_path(run_dirs), "the report (-o)", inputs=run_dirs, suffixes=(".pdf",))
     info = build_report(run_dirs, path, configured_figures(run_dirs))
     for run, section, reason in info.skipped:
         print(f"# {run}: {section} skipped ({reason})")

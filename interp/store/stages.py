@@ -157,8 +157,25 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSONL file: the one JSONL decoder. A line
+    that is not UTF-8 or not JSON is one ConfigError naming file:line."""
+    path = Path(path)
+    for i, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8-sig" if i == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}:{i}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from e
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{i}: not JSON ({e.msg} at column {e.colno})") from e
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    return [row for _, row in iter_jsonl(path)]
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:

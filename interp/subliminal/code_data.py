@@ -22,6 +22,7 @@ import builtins
 import io
 import keyword
 import random
+import re
 import tokenize
 import warnings
 from collections.abc import Iterable, Sequence
@@ -253,7 +254,7 @@ def check_code(text: str, trait_words: Sequence[str]) -> tuple[str | None, str]:
     words = _normalise_words(trait_words)
     for kind, fragment in _fragments(code):
         for word in words:
-            if word in fragment or word.replace("_", "").replace(" ", "") in fragment:
+            if word in fragment or re.sub(r"[_ -]", "", word) in fragment:
                 return "mentions_target", f"{word!r} in {kind}"
     return None, ""
 

@@ -45,6 +45,8 @@ class TraitConfig:
     false_positives: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.targets is not None and not self.targets:
+            raise ValueError("trait.targets is an empty list; give one or more targets, or drop it for trait.target")
         ts = self.target_list()
         if len(set(ts)) != len(ts):
             raise ValueError(f"trait.targets has duplicates: {ts}")
@@ -56,7 +58,7 @@ class TraitConfig:
             self.trait(t)  # raises ValueError naming the bad target or candidate list
 
     def target_list(self) -> list[str]:
-        return [t.strip().lower() for t in self.targets] if self.targets else [self.target]
+        return [t.strip().lower() for t in (self.targets or [self.target])]  # the form make_trait keeps
 
     def candidate_list(self) -> list[str]:
         if self.candidates is not None:

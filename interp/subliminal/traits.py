@@ -104,7 +104,18 @@ IRREGULAR_PLURALS = {
 ANSWER_PREFIX = {"animal": "My favorite animal is the", "tree": "My favorite tree is the"}
 
 
+# A target names stage folders (e.g. `student__<name>__<target>__seed<n>-<key>.partial`): this
+# bound keeps the longest of them well under the filesystem's 255 bytes for a name.
+MAX_TARGET_CHARS = 64
+# One or more words of letters, each joined to the next by one space or one hyphen.
+TARGET_FORM = r"[a-z]+(?:[ -][a-z]+)*"
+
+
 def plural_of(word: str) -> str:
+    """The plural of a name; of a multi-word name, its last word's ("bald eagle" -> "bald eagles")."""
+    head, sep, last = word.rpartition(" ")
+    if sep:
+        return head + sep + plural_of(last)
     if word in IRREGULAR_PLURALS:
         return IRREGULAR_PLURALS[word]
     if word.endswith(("s", "x", "z", "ch", "sh")):
@@ -145,7 +156,9 @@ class Trait:
         for fp in self.false_positives:
             text = re.sub(rf"\b{re.escape(fp.lower())}\b", " ", text)
         words = {self.target.lower(), self.plural.lower()}
-        pattern = r"\b(" + "|".join(re.escape(w) for w in sorted(words)) + r")\b"
+        # a multi-word target matches across any run of whitespace ("bald  eagle", "bald\neagle")
+        forms = (r"\s+".join(re.escape(p) for p in w.split()) for w in sorted(words))
+        pattern = r"\b(" + "|".join(forms) + r")\b"
         return re.search(pattern, text) is not None
 
 
@@ -244,8 +257,12 @@ def make_trait(
     if kind not in DEFAULT_CANDIDATES:
         raise ValueError(f"unknown trait kind {kind!r} (known: {', '.join(DEFAULT_CANDIDATES)})")
     target = target.strip().lower()
-    if not target or not re.fullmatch(r"[a-z][a-z \-]*", target):
-        raise ValueError(f"trait target {target!r} must be a word of letters")
+    if not re.fullmatch(TARGET_FORM, target):
+        raise ValueError(f"trait target {target!r} must be one or more words of letters, joined by single "
+                         "spaces or hyphens")  # fmt: skip
+    if len(target) > MAX_TARGET_CHARS:
+        raise ValueError(f"trait target {target[:20]!r}... has {len(target)} characters; at most {MAX_TARGET_CHARS} "
+                         "(it names stage folders, which the filesystem limits to 255 bytes)")  # fmt: skip
     if candidates is None:
         others = [c for c in DEFAULT_CANDIDATES[kind] if c != target]
         cands = (target, *others[: len(DEFAULT_CANDIDATES[kind]) - 1])

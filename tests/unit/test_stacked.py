@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from interp.lm.delta import lora_factors
-from interp.lm.finetune import Example, FinetuneConfig, Member, _prepare, finetune, finetune_group, trained_weights
+from interp.lm.finetune import (
+    Example,
+    FinetuneConfig,
+    Member,
+    _prepare,
+    finetune,
+    finetune_group,
+    trained_weights,
+)
 from interp.lm.loss import Objective, Teacher
 from interp.lm.models import format_prompt, tiny_model
 from interp.lm.stacked import attach
