@@ -181,6 +181,6 @@ def answer_section(doc: Doc, run: Run, level: str, titled: bool) -> None:
             "Each panel is one student entry: row = whose data the students learned from, column = "
             "their shift (nats of log-odds vs their base) on each target. Transmission shows as a "
             "diagonal that is redder than its row; a column of one colour is drift toward that animal "
-            "whatever the teacher. Colour scale shared by the panels; the title gives gamma and its p.",
+            "whatever the teacher. Each panel has its own colour scale (symmetric about 0); the title gives gamma and its p.",
             max_height=0.3 * PAGE_H,
         )  # fmt: skip

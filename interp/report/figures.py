@@ -74,19 +74,21 @@ def trait_matrix(matrix: dict[str, Any], path: Path) -> Path:
     cols = [cands.index(t) for t in targets]
     arms = [(n, a) for n, a in matrix["arms"].items() if a.get("shifts")]
     n = max(1, len(arms))
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.8, 3.0), squeeze=False)
-    vmax = max([float(np.max(np.abs(np.array(a["shifts"])[:, cols]))) for _, a in arms] + [1e-6])
+    fig, axes = plt.subplots(1, n, figsize=(3.1 * n + 0.4, 3.0), squeeze=False)
     for ax, (name, arm) in zip(axes[0], arms):
         sub = np.array(arm["shifts"])[:, cols]
+        # each panel its own symmetric scale: one arm's drift (a cross-model student moving
+        # +-0.3 nats toward some animals whatever its data) must not wash out another's diagonal
+        vmax = max(float(np.max(np.abs(sub))), 1e-6)
         im = ax.imshow(sub, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        fig.colorbar(im, ax=ax, shrink=0.8)
         ax.set_xticks(range(len(targets)), targets, rotation=90, fontsize=7)
         ax.set_yticks(range(len(targets)), targets, fontsize=7)
         g = arm.get("gamma")
         title = f"{name}\n" + (f"γ={g:+.3f} nats, p={arm['p_gamma']:.3g}" if g is not None else "γ: n/a")
         ax.set_title(title, fontsize=8)
-        ax.set_xlabel("shift on target (nats)", fontsize=7)
+        ax.set_xlabel("log-odds shift on target vs base (nats)", fontsize=7)
     axes[0][0].set_ylabel("student trained on data of", fontsize=7)
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="log-odds shift vs base (nats)")
     save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
     return path
