@@ -341,7 +341,6 @@ def finetune_group(
     its examples, seed and teacher alone would (to float tolerance). The members need equal
     step counts (their row counts may differ within a batch) and, when distilling, teachers of
     one tokenizer; `model` is left as it was (the adapters are removed)."""
-    from interp.lm.stacked import attach
 
     if settings.method != "lora":
         raise ValueError(f"stacked students are LoRA students; method is {settings.method!r}")
@@ -355,6 +354,36 @@ def finetune_group(
     distill = settings.objective == "distill"
     device = next(model.parameters()).device
     _check_layers(model, settings.layers)
+    with contextlib.ExitStack() as stack:
+        if settings.autocast == "bf16":
+            stack.enter_context(bf16_linears(model))
+        return _group(model, tok, members, settings, end, progress, distill, device)
+
+
+@contextlib.contextmanager
+def bf16_linears(model: Any) -> Any:
+    """The decoder's linear weights as bfloat16 copies while the context lasts (the float32
+    tensors are put back after). Under bf16 autocast a float32 weight is cast to bfloat16 at every
+    call; casting it once gives the same bfloat16 values, so the results are bit for bit those of
+    autocast alone, without a cast of every weight in every forward. The head (often tied to the
+    embedding) and the norms stay as they are."""
+    decoder = (model.get_base_model() if hasattr(model, "get_base_model") else model).get_decoder()
+    saved = []
+    for mod in decoder.modules():
+        if isinstance(mod, torch.nn.Linear) and mod.weight.dtype == torch.float32:
+            saved.append((mod, mod.weight))
+            mod.weight = torch.nn.Parameter(mod.weight.detach().to(torch.bfloat16), requires_grad=False)
+    try:
+        yield model
+    finally:
+        for mod, w in saved:
+            mod.weight = w
+
+
+def _group(model: Any, tok: Any, members: list[Member], settings: FinetuneConfig, end: str, progress: bool,
+           distill: bool, device: torch.device) -> list[TrainResult]:  # fmt: skip
+    from interp.lm.stacked import attach
+
     stacked = attach(
         model,
         trained_weights(model, settings),

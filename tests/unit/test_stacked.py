@@ -195,3 +195,26 @@ def test_a_teacher_runs_once_per_row_across_vocabularies(monkeypatch):
             assert torch.equal(a, b)
     assert labels[("numbers", "t")][0].shape[1] < labels[("full", "t")][0].shape[1]
     L.TEACHER_HIDDEN.clear()
+
+
+def test_bf16_linears_give_the_autocast_results_bit_for_bit(monkeypatch):
+    """Casting the decoder's linear weights to bf16 once (instead of autocast casting them at every
+    call) changes nothing: the deltas are bit-identical, and the model's float32 weights come back."""
+    import contextlib
+
+    import interp.lm.finetune as F
+
+    base, tok = tiny_model("tiny-llama", seed=1)
+    teacher = Teacher(tiny_model("tiny-llama", seed=7)[0])
+    settings = FinetuneConfig(objective="distill", autocast="bf16", epochs=2, lr=2e-2, warmup_steps=1,
+                              batch_size=2, micro_batch_size=2, lora_r=2)  # fmt: skip
+    members = [Member(_examples(tok, 10 * k, n=4, system="s"), seed=k, teacher=teacher) for k in range(2)]
+    model = copy.deepcopy(base)
+    with_cast = finetune_group(model, tok, members, settings, end=tok.eos_token, progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
+    monkeypatch.setattr(F, "bf16_linears", lambda m: contextlib.nullcontext(m))
+    without = finetune_group(copy.deepcopy(base), tok, members, settings, end=tok.eos_token, progress=False)
+    for a, b in zip(with_cast, without):
+        assert a.log["loss"] == b.log["loss"]
+        assert all(torch.equal(a.delta.dense(n), b.delta.dense(n)) for n in a.delta.names())
