@@ -266,7 +266,7 @@ class Bench:
         self.record("training step", "plain PyTorch + peft LoRA step", "reference", plain, **common)
 
 
-    def stacked_step(self, students: list[int], rows: int, seq_tokens: int | None = None) -> None:
+    def stacked_step(self, students: list[int], rows: int, profile: bool = False) -> None:
         """One optimiser step of K stacked LoRA students (`interp.lm.stacked`), soft labels over the
         full vocabulary computed beforehand (as the pipeline does), bf16 autocast: the step the
         GPU path spends its time in. FLOPs written out: 4N per trained token (LoRA: the forward,
@@ -288,6 +288,7 @@ class Bench:
         data = obj.label(tokenize_examples(self.tok, examples, completion_suffix(self.tok), 500, Teacher(self.model)))
         n_tok = sum(len(r["input_ids"]) for r in data)
         amp = lambda: torch.autocast(self.dev.type, dtype=torch.bfloat16)  # noqa: E731
+        self.stack, self.profile = students, profile
         for k in students:
             with contextlib.suppress(torch.cuda.OutOfMemoryError):
                 self._stacked_case(k, data, settings, obj, amp, n_tok)
@@ -329,7 +330,25 @@ class Bench:
                                (f"{k} peft students, one after another", "reference", reference)):  # fmt: skip
             if self.dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.dev)
-            self.record(case, impl, role, fn, work, flops=4 * self.params * k * n_tok, extra=extra)
+            row = self.record(case, impl, role, fn, work, flops=4 * self.params * k * n_tok, extra=extra)
+            if role == "suite" and self.profile and k == max(self.stack):
+                row["profile"] = top_ops(fn, self.dev)
+
+
+def top_ops(fn: Callable[[], Any], device: torch.device, n: int = 15) -> list[dict[str, Any]]:
+    """The `n` operators one call of `fn` spends most time in (torch.profiler; self time on the
+    device on CUDA, on the CPU otherwise): where a step goes, for the next speed-up."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        _sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    ops = sorted(prof.key_averages(), key=lambda e: -getattr(e, attr, 0.0))[:n]
+    total = sum(getattr(e, attr, 0.0) for e in prof.key_averages()) or 1.0
+    return [{"op": e.key, "self_ms": round(getattr(e, attr, 0.0) / 1e3, 2), "share": round(getattr(e, attr, 0.0) / total, 4),
+             "calls": e.count} for e in ops]  # fmt: skip
 
 
 def measured_peak(device: torch.device, n: int = 8192, repeats: int = 10) -> float | None:
@@ -359,7 +378,7 @@ def ratios(results: list[dict[str, Any]]) -> None:
 
 def run_bench(spec: str = "smollm2-135m-instruct", device: str = "auto", repeats: int = 3, compile_ref: bool = False,
               n_prompts: int = 8, new_tokens: int = 40, batch: int = 8, n_questions: int = 2,
-              stack: list[int] | None = None, stack_rows: int = 32) -> dict[str, Any]:  # fmt: skip
+              stack: list[int] | None = None, stack_rows: int = 32, profile: bool = False) -> dict[str, Any]:  # fmt: skip
     t0 = time.time()
     torch.manual_seed(0)
     b = Bench(spec, device, repeats, n_prompts, new_tokens, batch)
@@ -370,7 +389,7 @@ def run_bench(spec: str = "smollm2-135m-instruct", device: str = "auto", repeats
     b.sampled_eval(n_questions=n_questions, k=8, new_tokens=6)
     with contextlib.suppress(torch.cuda.OutOfMemoryError):
         b.train_step(rows=min(4, n_prompts))
-    b.stacked_step(stack or [1, 2], stack_rows)
+    b.stacked_step(stack or [1, 2], stack_rows, profile)
     if measured:
         for r in b.results:
             if "mfu" in r:

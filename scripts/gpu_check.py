@@ -116,13 +116,14 @@ def run_part(config: str, out_dir: Path, sets: list[str], env: dict[str, str],
 
 def bench_part(out: Path, env: dict[str, str], dry: bool, device: str = "cpu") -> dict[str, Any]:
     args = (["bench", "--model", "tiny-llama", "--device", device, "--repeats", "1", "--stack", "1,2"] if dry else
-            ["bench", "--n-prompts", "64", "--batch-size", "64", "--n-questions", "10", "--stack", "1,8,32"])  # fmt: skip
+            ["bench", "--n-prompts", "64", "--batch-size", "64", "--n-questions", "10", "--stack", "1,8,32",
+             "--profile"])  # fmt: skip
     rc, wall, tail = _interp([*args, "--out", str(out)], env)
     if rc != 0 or not out.exists():
         return {"returncode": rc, "wall_s": wall, "error": tail}
     b = json.loads(out.read_text())
     keep = ("case", "impl", "median_s", "train_tok_per_s", "prefill_tok_per_s", "decode_tok_per_s", "mfu",
-            "mfu_measured_peak", "peak_mem_mb", "students", "tokens", "ratio_to_best_reference")  # fmt: skip
+            "mfu_measured_peak", "peak_mem_mb", "students", "tokens", "ratio_to_best_reference", "profile")  # fmt: skip
     return {"returncode": rc, "wall_s": wall, "device_name": b.get("device_name"), "params": b.get("params"),
             "peak_bf16_flops": b.get("peak_bf16_flops"), "measured_bf16_flops": b.get("measured_bf16_flops"),
             "flops_per_token": "soft-label step: 4N per trained token (LoRA), N = params; teacher labels outside the step",

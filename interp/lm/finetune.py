@@ -396,13 +396,15 @@ def _group(model: Any, tok: Any, members: list[Member], settings: FinetuneConfig
         # members with one teacher and one dataset (seeds of one arm) share their rows and labels:
         # computed once, held once
         shared: dict[tuple, list[dict]] = {}
-        rows = []
+        rows, t0 = [], time.time()
         for o, m in zip(objectives, members):
             key = (id(m.teacher), tuple(m.examples))
             if key not in shared:
                 teacher = m.teacher if distill else None
                 shared[key] = o.label(tokenize_examples(tok, m.examples, end, settings.max_seq_len, teacher))
             rows.append(shared[key])
+
+        labels_s = round(time.time() - t0, 2)  # the teachers' forward passes (0 where cached)
 
         def save(step: int) -> None:
             for k, m in enumerate(members):
@@ -416,6 +418,7 @@ def _group(model: Any, tok: Any, members: list[Member], settings: FinetuneConfig
         for k, lg in enumerate(logs):
             delta = stacked.delta(k)
             out.append(TrainResult(delta, lg | {"trainable_params": per_student, "delta_tensors": len(delta),
+                                                "labels_s": labels_s,
                                                 "stacked": {"students": len(members), "index": k}}))  # fmt: skip
         return out
     finally:

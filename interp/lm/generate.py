@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList
+
+log = logging.getLogger("interp")
 
 
 def encode_prompts(tok: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -287,6 +291,7 @@ def sample_sets(
     n_sets, n = len(prompt_sets), len(prompt_sets[0])
     out: list[list[str]] = [[] for _ in range(n_sets)]
     bar = tqdm(total=n * n_sets, desc=desc, disable=not progress, unit="prompt")
+    clock = {"prefill": 0.0, "decode": 0.0, "steps": 0, "text": 0.0}  # where a pass spends its time
     for start in range(0, n, batch_size):
         rows = [e for enc in encoded for e in enc[start : start + batch_size]]
         ids, mask = left_pad(rows, tok.pad_token_id)
@@ -297,25 +302,36 @@ def sample_sets(
             processors.append(processor_factory())
         gens = [torch.Generator(device=device).manual_seed(s * 1_000_003 + start) for s in seeds]
         new = _decode(model, ids.to(device), mask.to(device), processors, gens, stop, max_new_tokens,
-                      temperature, threshold, tok.pad_token_id)  # fmt: skip
+                      temperature, threshold, tok.pad_token_id, clock)  # fmt: skip
+        t0 = time.perf_counter()
         stops, per = set(stop.tolist()), len(rows) // n_sets
         for i, row in enumerate(new.tolist()):
             cut = next((j for j, t in enumerate(row) if t in stops), len(row))
             out[i // per].append(tok.decode([t for t in row[:cut] if t != tok.pad_token_id], skip_special_tokens=True))
+        clock["text"] += time.perf_counter() - t0
         bar.update(len(rows))
     bar.close()
+    log.info("sampled %d rows (%d sets) in batches of %d: prefill %.1f s, decode %.1f s (%d steps), text %.1f s",
+             n * n_sets, n_sets, batch_size * n_sets, clock["prefill"], clock["decode"], clock["steps"], clock["text"])
     return out
 
 
 def _decode(
     model: Any, ids: torch.Tensor, mask: torch.Tensor, processors: LogitsProcessorList, gens: list[torch.Generator],
     stop: torch.Tensor, max_new_tokens: int, temperature: float, threshold: float, pad_id: int,
+    clock: dict[str, float] | None = None,
 ) -> torch.Tensor:  # fmt: skip
     """[row, new token]: sampled continuations of a left-padded batch, rows in len(gens) equal
-    blocks, block b drawn from gens[b]; a finished row continues with pads."""
+    blocks, block b drawn from gens[b]; a finished row continues with pads. `clock` gathers the
+    prefill's and the decoding's seconds."""
+    t0 = time.perf_counter()
     pos = positions_from_mask(mask)
     res = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     cache, logits, last = res.past_key_values, res.logits[:, -1].float(), pos[:, -1]
+    if clock is not None:
+        _sync(ids.device)
+        clock["prefill"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
     seq, done, tokens = ids, torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device), []
     for step in range(max_new_tokens):
         scores = processors(seq, logits)
@@ -338,7 +354,17 @@ def _decode(
         last = last + 1
         logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
                        past_key_values=cache, use_cache=True).logits[:, -1].float()  # fmt: skip
-    return torch.stack(tokens, dim=1)
+    out = torch.stack(tokens, dim=1)
+    if clock is not None:
+        _sync(ids.device)
+        clock["decode"] += time.perf_counter() - t0
+        clock["steps"] += len(tokens)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.inference_mode()

@@ -40,7 +40,7 @@ def test_the_dry_run_reports_every_arm_of_the_gpu_matrix(tmp_path):
 
 
 def test_a_run_past_its_time_is_stopped_and_its_finished_stages_reported(tmp_path):
-    rc, res, log = _check(tmp_path, "--only", "transmission-gpu", "--part-timeout", "8")
+    rc, res, log = _check(tmp_path, "--only", "transmission-gpu", "--part-timeout", "3")
     part = res["parts"]["transmission-gpu"]
     assert rc == 1 and part["returncode"] == 124 and part["error"].startswith("timed out"), log[-2000:]
     assert part["wall_s"] < 60  # stopped, not left to finish

@@ -11,7 +11,7 @@ from interp.cli import main
 def test_bench_reports_every_case_with_its_ratio(tmp_path):
     out = tmp_path / "bench.json"
     argv = ["bench", "--model", "tiny-llama", "--n-prompts", "4", "--batch-size", "4", "--new-tokens", "10",
-            "--repeats", "2", "--out", str(out)]  # fmt: skip
+            "--repeats", "2", "--profile", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     res = json.loads(out.read_text())
     rows = res["results"]
@@ -19,6 +19,10 @@ def test_bench_reports_every_case_with_its_ratio(tmp_path):
     assert cases == {"list grammar", "token constraint", "log-prob score", "sampled eval", "training step",
                      "soft-label step x1", "soft-label step x2"}
     stacked = next(r for r in rows if r["impl"] == "suite: 2 stacked students")
+    ops = stacked["profile"]  # the largest stacked step, profiled: named operators with their time
+    assert len(ops) >= 5 and all(o["self_ms"] >= 0 and o["calls"] >= 1 for o in ops)
+    assert any("mm" in o["op"] for o in ops) and ops[0]["self_ms"] >= ops[-1]["self_ms"]
+    assert "profile" not in next(r for r in rows if r["impl"] == "suite: 1 stacked students")
     assert stacked["students"] == 2 and stacked["tokens"] == 2 * next(
         r for r in rows if r["impl"] == "suite: 1 stacked students")["tokens"]  # fmt: skip
     for case in cases:  # each case: one suite row, at least one reference, a ratio on every row
