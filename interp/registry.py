@@ -8,14 +8,15 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from interp.config import ConfigError, apply_overrides, build, read_toml
 
-if TYPE_CHECKING:  # a type only: the registry sits below the store
-    from interp.store.stages import RunDir
+# An experiment's functions take (config, run folder): the run folder is an
+# `interp.store.stages.RunDir`, a layer above the registry, so it is typed by name only here.
+RunDir = Any
 
 # Every figure id a report can contain, in the order they appear within a run.
 # The sections of `interp analyze` (interp.analysis.run computes them; configs name them in

@@ -13,16 +13,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from interp.lm.align import Alphabet
 from interp.lm.generate import right_pad
-
-if TYPE_CHECKING:
-    from interp.lm.finetune import FinetuneConfig
+from interp.lm.settings import FinetuneConfig
 
 NUMBER_ALPHABET = "0123456789, "
 

@@ -25,9 +25,6 @@ from interp.lm.finetune import (
     Member,
     finetune,
     finetune_group,
-    settings_key,
-    stack_key,
-    stack_rows_for,
 )
 from interp.lm.loss import TEACHER_HIDDEN, Teacher
 from interp.lm.models import (
@@ -39,6 +36,7 @@ from interp.lm.models import (
     load_model,
     resolve_device,
 )
+from interp.lm.settings import settings_key, stack_key, stack_rows_for
 from interp.store.stages import RunDir, Stage, write_json
 from interp.subliminal.evaluate import EvalConfig, evaluate, evaluate_many
 from interp.subliminal.traits import AnyTrait, PairedTrait

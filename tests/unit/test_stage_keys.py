@@ -13,8 +13,8 @@ import pytest
 from helpers import tiny_subliminal_config
 
 from interp.config import build
-from interp.lm.finetune import EXECUTION_ONLY, FinetuneConfig
 from interp.lm.models import Variant
+from interp.lm.settings import EXECUTION_ONLY, FinetuneConfig
 from interp.store.stages import RunDir, Stage
 from interp.subliminal import stages as S
 from interp.subliminal.config import SubliminalConfig
