@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from interp.fmt import fmt, fmt_ci, fmt_est  # noqa: F401  (re-exported: scripts import them from here)
-from interp.stats import Comparison, paired_t, sign_flip_p, welch, welch_from_stats  # noqa: F401  (re-exported)
+from interp.stats import Comparison, paired_t, sign_flip_p, welch  # noqa: F401  (re-exported)
 from interp.store.artifacts import Run, analysis_section, load_json, load_run, subliminal_roles  # noqa: F401  (re-exported)
 
 RESULTS = ("supported", "not supported", "inconclusive", "not testable")

@@ -112,22 +112,6 @@ def welch(a: Sequence[float], b: Sequence[float], ci: float = 0.95) -> Compariso
                       int(x.size + y.size))  # fmt: skip
 
 
-def welch_from_stats(
-    m1: float, v1: float, n1: int, m2: float, v2: float, n2: int, ci: float = 0.95
-) -> Comparison:
-    """As `welch`, from means, variances (ddof=1) and counts (scipy.stats.ttest_ind_from_stats)."""
-    diff, nan = float(m1 - m2), float("nan")
-    if n1 < 2 or n2 < 2:
-        return Comparison("welch_t", nan, diff, nan, nan, nan, n1 + n2)
-    se2 = v1 / n1 + v2 / n2
-    if se2 <= 0:
-        return Comparison("welch_t", nan, diff, diff, diff, nan, n1 + n2)
-    t, p = stats.ttest_ind_from_stats(m1, np.sqrt(v1), n1, m2, np.sqrt(v2), n2, equal_var=False)
-    df = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v2 / n2) ** 2 / (n2 - 1))  # Welch-Satterthwaite
-    half = float(stats.t.ppf(0.5 + ci / 2, df) * np.sqrt(se2))
-    return Comparison("welch_t", float(t), diff, diff - half, diff + half, float(p), n1 + n2)
-
-
 def sign_flip_p(d: Sequence[float], n_perm: int = 20000, seed: int = 0) -> float:
     """Two-sided sign-flip (paired permutation) p for mean(d) = 0: P(|mean of flipped d| >= |mean d|).
 
