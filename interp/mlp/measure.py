@@ -13,7 +13,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from interp.stats import cosine, t_interval
+from interp.stats import cosine, t_interval, welch
 
 Params = dict[str, Tensor]  # "W1": (model, d_in, d_out), "b1": (model, 1, d_out), ...
 
@@ -80,7 +80,22 @@ def summarise_m(teacher_metrics: dict[str, Any], student_metrics: dict[str, Any]
             res[kind]["grad_dot_positive_fraction"] = (
                 float(np.mean([d > 0 for d in dots])) if dots else None
             )
+    for kind in list(res):  # every other init kind against the cross-init students, per target
+        init_kind, _, target = kind.partition("-init/")
+        cross = student_metrics.get(f"cross-init/{target}")
+        if target and init_kind != "cross" and isinstance(cross, dict):
+            res[kind]["acc_minus_cross"] = minus(student_metrics[kind]["acc"], cross["acc"])
     return res
+
+
+def minus(a: list[float | None], b: list[float | None]) -> dict[str, Any]:
+    """mean(a) - mean(b) over seeds with its 95% Welch interval and p (`stats.welch`)."""
+    c = welch([x for x in a if x is not None], [x for x in b if x is not None])
+
+    def num(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return {"mean": num(c.effect), "lo": num(c.lo), "hi": num(c.hi), "p": num(c.p), "n": c.n}
 
 
 def table_rows(per_m: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
