@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import walk_list_tables
+from scipy import stats
 
 from interp.lm.generate import (
     IntegerListGrammar,
@@ -135,6 +136,7 @@ def test_logprob_score_equals_hand_computation(kind):
     trait = make_trait("animal", "owl", candidates=["owl", "cat", "bear"])
     settings = EvalConfig(n_questions=2, bootstrap=200)
     res = logprob_score(model, tok, trait, settings)
+    by_hand = []
     for q_i, q in enumerate(trait.question_texts(2)):
         prompt = format_prompt(tok, q) + trait.answer_prefix
         scores = []
@@ -147,7 +149,11 @@ def test_logprob_score_equals_hand_computation(kind):
             scores.append(sum(logp[len(p_ids) - 1 + j, t].item() for j, t in enumerate(c_ids)))
         p = np.exp(scores) / np.exp(scores).sum()
         assert res["per_question"][q_i] == pytest.approx(p[0], rel=1e-4)
-    assert res["lo"] <= res["mean"] <= res["hi"]
+        by_hand.append(p[0])
+    # the interval is the bootstrap over these questions' p(target), not over anything else
+    est = bootstrap_ci(by_hand, settings.bootstrap, settings.ci, 0)
+    assert (res["mean"], res["lo"], res["hi"], res["n"]) == pytest.approx((est.mean, est.lo, est.hi, 2), rel=1e-4)
+    assert res["hi"] > res["lo"]  # two different questions: a real interval
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
@@ -225,18 +231,25 @@ def test_trait_matching_and_plurals():
         make_trait("animal", "owl", candidates=["cat", "dog"])
 
 
-def test_bootstrap_ci_contains_mean():
+def test_bootstrap_ci_is_scipys_percentile_interval():
+    """Against scipy.stats.bootstrap (percentile, another RNG): the intervals agree to a tenth
+    of a standard error; a 90% interval (or any other method) is off by about 0.3 of one."""
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        x = rng.beta(0.5, 3, size=rng.integers(2, 60))
-        est = bootstrap_ci(x, n_boot=500, seed=1)
-        assert est.lo <= est.mean <= est.hi and est.mean == pytest.approx(x.mean())
-    wide, narrow = bootstrap_ci(rng.normal(size=10)), bootstrap_ci(rng.normal(size=1000))
-    assert (wide.hi - wide.lo) > (narrow.hi - narrow.lo)
-    t = t_interval([0.1, 0.2, 0.3])
-    assert t.lo < 0.2 < t.hi and t.method == "t"
+    for _ in range(6):
+        x = rng.beta(0.5, 3, size=rng.integers(10, 60))
+        se = x.std() / np.sqrt(x.size)
+        est = bootstrap_ci(x, n_boot=20000, seed=1)
+        ref = stats.bootstrap((x,), np.mean, method="percentile", n_resamples=20000, random_state=2)
+        assert est.mean == pytest.approx(x.mean()) and est.n == x.size
+        assert est.lo == pytest.approx(ref.confidence_interval.low, abs=0.12 * se)
+        assert est.hi == pytest.approx(ref.confidence_interval.high, abs=0.12 * se)
+    t = t_interval([0.1, 0.2, 0.3])  # mean 0.2, sd 0.1: 0.2 +- t(0.975, 2) x 0.1 / sqrt(3)
+    half = 4.302652729749462 * 0.1 / 3**0.5
+    assert (t.lo, t.hi) == pytest.approx((0.2 - half, 0.2 + half))
     d = paired_bootstrap_diff([1, 2, 3], [1, 2, 3])
     assert d.mean == d.lo == d.hi == 0
+    shifted = paired_bootstrap_diff([1.5, 2.5, 4.0, 3.0], [1.0, 2.0, 3.5, 2.5])  # every pair differs by 0.5
+    assert shifted.mean == shifted.lo == shifted.hi == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
