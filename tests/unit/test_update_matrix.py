@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from interp.analysis.alignment import delta_cosines
 from interp.analysis.update_matrix import matched_contrast, update_matrix
@@ -35,7 +36,8 @@ def test_matched_contrast_is_diagonal_minus_off_diagonal_with_its_permutation_p(
     out = matched_contrast(m)
     assert out["per_seed"] == pytest.approx([0.4, 0.5, 0.6])
     assert out["contrast"]["mean"] == pytest.approx(0.5) and out["contrast"]["n"] == 3
-    assert out["contrast"]["lo"] < 0.5 < out["contrast"]["hi"]
+    half = 4.302652729749462 * 0.1 / 3**0.5  # t(0.975, df=2) x sd / sqrt(n) of [0.4, 0.5, 0.6]
+    assert (out["contrast"]["lo"], out["contrast"]["hi"]) == pytest.approx((0.5 - half, 0.5 + half))
     assert out["matched"] == pytest.approx(0.6) and out["mismatched"] == pytest.approx(0.1)
     # the identity labelling is the only one of 24 as large: p at its floor, exact
     assert out["contrast"]["n_permutations"] == 24 and out["contrast"]["p"] == pytest.approx(1 / 24)
@@ -146,7 +148,12 @@ def test_update_steps_at_each_checkpoint_and_the_trajectory_figure(tmp_path):
         assert r["own"] == pytest.approx(np.trace(c) / 4)
         assert r["others"] == pytest.approx((c.sum() - np.trace(c)) / 12)
         assert r["contrast"] == pytest.approx(r["own"] - r["others"])
-        assert r["contrast_ci"]["lo"] <= r["contrast"] <= r["contrast_ci"]["hi"]
+        # the interval is over targets: each row's own cosine minus its mean over the other teachers
+        units = np.diag(c) - (c.sum(axis=1) - np.diag(c)) / 3
+        half = stats.t.ppf(0.975, 3) * units.std(ddof=1) / 2
+        ci = r["contrast_ci"]
+        assert (ci["mean"], ci["lo"], ci["hi"], ci["n"]) == pytest.approx((units.mean(), units.mean() - half,
+                                                                         units.mean() + half, 4))
     assert rows[1]["own"] > rows[0]["own"]  # the students move toward their own teachers
     final = update_matrix(ctx)["students"]["traj"]["cosine"]
     assert rows[-1]["contrast"] == pytest.approx(final["contrast"]["mean"])
