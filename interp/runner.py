@@ -39,7 +39,7 @@ def run_config(
     """Run an experiment file end to end; returns the run directory."""
     from interp.lm.models import configure_threads
     from interp.registry import seed_everything
-    from interp.store.stages import git_commit, package_versions, start_run, write_json
+    from interp.store.stages import git_commit, package_versions, start_run, write_output
 
     path = Path(path)
     exp, cfg, run_dir = open_run(path, overrides, out_dir)
@@ -66,9 +66,13 @@ def run_config(
             "stages_used": list(run_dir.used),
         }
     )
-    write_json(run_dir.root / "summary.json", summary)
+    # beside this run's config.toml: in superseded/ if another config took the folder meanwhile
+    written = write_output(run_dir.root, resolved, "summary.json", summary)
     print("\n" + format_table(summary.get("table", [])), flush=True)
-    print(f"\nsummary: {run_dir.root / 'summary.json'} ({summary['provenance']['wall_s']:.0f}s)")
+    print(f"\nsummary: {written} ({summary['provenance']['wall_s']:.0f}s)")
+    if written.parent != run_dir.root:  # the folder is another config's now: analyses would read it
+        log.warning("run %s: analysis and report skipped (the folder holds another config now)", cfg.name)
+        return run_dir.root
     after_run(cfg, run_dir.root)
     return run_dir.root
 

@@ -12,8 +12,11 @@ The store cannot lie:
 - before a finished stage is reused its files are checked against the manifest (sizes, then
   sha256): a truncated or flipped artifact is logged in one line and the stage recomputed;
 - a stage is computed under a file lock: a second process running the same config waits for
-  it and then reuses it instead of deleting the first one's scratch folder;
-- every file the store writes goes through a temporary name unique to the writer + rename.
+  it and then reuses it instead of deleting the first one's scratch folder; a wait ends after
+  `INTERP_LOCK_TIMEOUT` seconds in one line naming the holder (`interp.store.locks`);
+- every file the store writes goes through a temporary name unique to the writer, fsync, rename;
+- a run folder's config.toml and its outputs change under the folder's lock: two runs of
+  different configs started on one folder each keep their summary (`start_run`, `write_output`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import logging
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -34,9 +38,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from interp.config import ConfigError
+from interp.store.locks import HeldLock, fault_point, fsync_dir, fsync_tree
 
 log = logging.getLogger("interp")
 
@@ -134,16 +137,19 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write a file atomically: a temporary name unique to this writer, then rename.
 
     A kill never leaves half a file, and two processes writing the same path never share a
-    temporary file (the last rename wins, whole).
+    temporary file (the last rename wins, whole). The file is fsynced before the rename and
+    the folder after it, so a power loss cannot leave an empty file under the final name.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data)
+        with open(tmp, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        fault_point(f"file:{path.name}")
         tmp.replace(path)
+        fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -217,27 +223,74 @@ def stale_outputs(root: Path) -> dict[str, str]:
     return out
 
 
+def run_lock(root: Path) -> HeldLock:
+    """The lock of a run folder's config.toml and outputs (not of its stages: those have theirs)."""
+    return HeldLock(Path(root) / ".run.lock", f"run folder {root}")
+
+
+def _superseded_folder(root: Path) -> Path:
+    """A new, uniquely named `superseded/<time>-<pid>-<random>/` (two in one second never meet)."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
+    dest = root / "superseded" / stamp
+    dest.mkdir(parents=True)
+    return dest
+
+
+def _supersede(root: Path) -> None:
+    moved = [n for n in ("config.toml", *RUN_OUTPUTS) if (root / n).exists()]
+    dest = _superseded_folder(root)
+    for n in moved:
+        (root / n).replace(dest / n)
+    fsync_dir(dest)
+    fsync_dir(root)
+    log.info("run %s: the config changed; moved the previous %s to %s", root.name, ", ".join(moved), dest)
+
+
 def start_run(root: Path, config_toml: str) -> str:
     """Make `root` hold `config_toml`; returns its key.
 
     When the folder held a run of another config, its summary/analysis and config.toml are
-    moved to `superseded/<time>/` before anything else is written (stages stay: they are
-    keyed and shared), so no output of the old config can sit beside the new config.
+    moved to `superseded/<time>-<pid>-<random>/` before anything else is written (stages stay:
+    they are keyed and shared), so no output of the old config can sit beside the new config.
+    The look and the move happen under the folder's lock (`run_lock`).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     key = config_key(config_toml)
-    old = root / "config.toml"
-    if old.exists() and old.read_text() != config_toml:
-        moved = [n for n in ("config.toml", *RUN_OUTPUTS) if (root / n).exists()]
-        dest = root / "superseded" / time.strftime("%Y%m%d-%H%M%S")
-        dest.mkdir(parents=True, exist_ok=True)
-        for n in moved:
-            (root / n).replace(dest / n)
-        log.info("run %s: the config changed; moved the previous %s to %s",
-                 root.name, ", ".join(moved), dest)  # fmt: skip
-    write_atomic(old, config_toml)
+    with run_lock(root):
+        old = root / "config.toml"
+        if old.exists() and old.read_text() != config_toml:
+            _supersede(root)
+        write_atomic(old, config_toml)
     return key
+
+
+def write_output(root: Path, config_toml: str, name: str, obj: Any) -> Path:
+    """Write a run's output (`summary.json`, ...) beside the config it was made from; its path.
+
+    Normally that is `root`. When another config was started on the folder while this run
+    went on (`start_run` moved this run's config.toml to superseded/), the output goes to the
+    superseded folder holding this config (a new one with it, if none does), never beside the
+    other config and never over its output: both runs keep their summaries.
+    """
+    root = Path(root)
+    with run_lock(root):
+        here = root / "config.toml"
+        dest = root
+        if not here.exists():
+            write_atomic(here, config_toml)
+        elif here.read_text() != config_toml:
+            homes = [d for d in sorted((root / "superseded").glob("*/"), reverse=True)
+                     if (d / "config.toml").is_file() and (d / "config.toml").read_text() == config_toml]  # fmt: skip
+            if homes:
+                dest = homes[0]
+            else:
+                dest = _superseded_folder(root)
+                write_atomic(dest / "config.toml", config_toml)
+            log.warning("run %s: another config was started on this folder meanwhile; this run's %s "
+                        "goes beside its own config in %s", root.name, name, dest)  # fmt: skip
+        write_json(dest / name, obj)
+    return dest / name
 
 
 def _json_default(o: Any) -> Any:
@@ -311,10 +364,13 @@ class Stage:
             "sizes": file_sizes(tmp),
             **({"notes": self.notes} if self.notes else {}),
         }
+        fault_point(f"stage:{self.name}")  # the tests' kill hook: files written, no manifest yet
         write_json(tmp / "manifest.json", manifest)
+        fsync_tree(tmp)  # every file on disk before the folder is renamed into place
         if self.path.exists():
             shutil.rmtree(self.path)
         tmp.rename(self.path)
+        fsync_dir(self.path.parent)
         self.run.timings[self.name] = manifest["wall_s"]
         self.run.computed.append(self.path.name)
         log.info("stage %s: done in %.1fs", self.name, manifest["wall_s"])
@@ -336,7 +392,7 @@ class RunDir:
     computed: list[str] = field(default_factory=list)  # stage folders this process computed
     used: list[str] = field(default_factory=list)  # every stage folder asked for, in order
     recomputed: dict[str, str] = field(default_factory=dict)
-    _locks: dict[Path, FileLock] = field(default_factory=dict, repr=False)
+    _locks: dict[Path, HeldLock] = field(default_factory=dict, repr=False)
     _verified: set[Path] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
@@ -393,12 +449,9 @@ class RunDir:
     def acquire(self, st: Stage) -> None:
         if st.path in self._locks:
             return
-        lock = FileLock(str(st.path.with_name(f".{st.path.name}.lock")))  # hidden: globs skip it
-        try:
-            lock.acquire(timeout=1)
-        except Timeout:
-            log.info("stage %s: another process is computing it; waiting", st.name)
-            lock.acquire()
+        # hidden: globs skip it; a wait names the holder and ends after INTERP_LOCK_TIMEOUT
+        lock = HeldLock(st.path.with_name(f".{st.path.name}.lock"), f"stage {st.name} ({st.path.name})")
+        lock.acquire()
         self._locks[st.path] = lock
 
     def release(self, st: Stage) -> None:
