@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 from helpers import tiny_subliminal_config, write_config
 
@@ -109,12 +111,24 @@ def test_summary_has_every_model_with_both_metrics(tmp_path):
         "control/seed0",
         "control/seed1",
     }
-    for m in s["models"].values():
+    for label, m in s["models"].items():  # each model's score is the mean over its eval's questions
+        ev = json.loads((tmp_path / "tiny" / s["artifacts"]["evals"][label] / "eval.json").read_text())
         for metric in ("trait_rate", "logprob"):
-            assert m[metric]["lo"] <= m[metric]["mean"] <= m[metric]["hi"]
-    assert s["students"]["same-init"]["logprob"]["n"] == 2
-    assert s["filter"]["trait"]["total"] == 12 and 0 < s["filter"]["trait"]["pass_rate"] <= 1
-    assert 1 <= s["filter"]["trait"]["dataset_shape"]["mean_numbers"] <= 10
+            per_q = ev[metric]["per_question"]
+            assert m[metric]["mean"] == pytest.approx(np.mean(per_q)) and m[metric]["n"] == len(per_q) == 3
+    for name in ("same-init", "control"):  # seeds: a t-interval over the seeds' means, by the formula
+        agg = s["students"][name]["logprob"]
+        per_seed = [s["models"][f"{name}/seed{k}"]["logprob"]["mean"] for k in (0, 1)]
+        half = 12.706204736174694 * np.std(per_seed, ddof=1) / np.sqrt(2)  # t(0.975, df=1)
+        assert agg["per_seed"] == per_seed and agg["n"] == 2
+        assert (agg["mean"], agg["lo"], agg["hi"]) == pytest.approx((np.mean(per_seed), np.mean(per_seed) - half,
+                                                                    np.mean(per_seed) + half))
+        assert half > 0  # the two seeds differ: a real interval
+    f = s["filter"]["trait"]  # the counts add up, and the dataset's shape is what its file holds
+    assert f["total"] == 12 and f["kept"] + sum(f["rejected"].values()) == 12 and f["pass_rate"] == f["kept"] / 12
+    rows = (tmp_path / "tiny" / s["artifacts"]["data"]["trait"] / "dataset.jsonl").read_text().splitlines()
+    numbers = [len(re.findall(r"\d+", json.loads(r)["completion"])) for r in rows]
+    assert f["n_dataset"] == len(rows) and f["dataset_shape"]["mean_numbers"] == pytest.approx(np.mean(numbers))
     prov = s["provenance"]
     assert prov["seed"] == 0 and "torch" in prov["versions"] and prov["stage_wall_s"]
     assert (tmp_path / "tiny" / "config.toml").read_text().startswith('name = "tiny"')
