@@ -149,8 +149,8 @@ def test(runs: list[Run], primary_m: str | None = None) -> Verdict:
             f"same - cross CI {'below' if welch_result == 'not supported' else 'contains'} 0"
         )
     if claim["result"] != "supported":
-        reasons.append(f"claim check {claim['result']} (same-init above chance + {fmt(claim['band'])}, "
-                       f"cross-init within {fmt(claim['band'])} of chance)")  # fmt: skip
+        reasons.append(f"claim check {claim['result']} (it needs the same-init CI above chance + "
+                       f"{fmt(claim['band'])} and the cross-init CI within {fmt(claim['band'])} of chance)")  # fmt: skip
     reason = f"at m={primary}: " + "; ".join(reasons) if reasons else ""
     return from_comparison(HYPOTHESIS, c, result, reason)
 

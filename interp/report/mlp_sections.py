@@ -30,8 +30,27 @@ def mlp_run(doc: Doc, run: Run) -> None:
     doc.table(rows, [0.4, 1.2, 2.0, 0.6, 2.0, 2.0, 0.8])
     doc.para("Means over seeds with 95% t-intervals over seeds; n/a = undefined (e.g. a student "
              "that never moved has no direction). reference = the untrained init.")  # fmt: skip
+    _mlp_against_cross(doc, per_m)
     _mlp_methods(doc, run, s)
     _mlp_figures(doc, run, s)
+
+
+def _mlp_against_cross(doc: Doc, per_m: dict[str, Any]) -> None:
+    """Each student kind minus the cross-init students of its target (summaries that have it)."""
+    rows = [["m", "model", "accuracy minus cross-init [95% Welch CI]", "p"]]
+    for m in sorted(per_m, key=int):
+        for kind, r in per_m[m].items():
+            d = r.get("acc_minus_cross")
+            if d:
+                rows.append([m, kind, fmt_est(d), fmt(d.get("p"))])
+    if len(rows) > 1:
+        doc.heading("Against the cross-init students", 2)
+        doc.table(rows, [0.4, 2.0, 3.0, 1.0])
+        doc.para("Difference of mean held-out accuracy from the cross-init students with the same "
+                 "distillation target (another seed's init everywhere), Welch interval over seeds. "
+                 "shared-hidden: the teacher's init in the hidden layers, another seed's output "
+                 "layer; shared-head: the reverse; aux-proj: aux logits with each step's component "
+                 "along the class-logit imitation gradient removed.")  # fmt: skip
 
 
 def _mlp_methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:

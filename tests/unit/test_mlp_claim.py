@@ -106,3 +106,24 @@ def test_projection_removes_the_class_logit_direction_per_model():
     rest = {k: g[k] - p[k] for k in g}
     cos = dot(rest, h) / (dot(rest, rest).sqrt() * dot(h, h).sqrt())
     assert torch.allclose(cos.abs(), torch.ones(3), atol=1e-4)
+
+
+def test_summary_states_each_kind_against_cross_init_of_its_target():
+    from scipy import stats
+
+    from interp.mlp.measure import summarise_m
+
+    def kind(acc):
+        return {"acc": acc, "cos": {"overall": [0.1] * len(acc)}, "delta_norm_ratio": [1.0] * 4}
+
+    same, cross, head = [0.5, 0.6, 0.55, 0.52], [0.1, 0.12, 0.09, 0.11], [0.2, 0.25, 0.3, 0.22]
+    res = summarise_m({"reference_acc": cross, "teacher_acc": [0.9] * 4}, {
+        "permutation": [1, 2, 3, 0], "same-init/aux": kind(same), "cross-init/aux": kind(cross),
+        "shared-head-init/aux": kind(head), "same-init/all": kind(same),
+    })  # fmt: skip
+    d = res["shared-head-init/aux"]["acc_minus_cross"]
+    ref = stats.ttest_ind(head, cross, equal_var=False)
+    assert d["mean"] == pytest.approx(sum(head) / 4 - sum(cross) / 4)
+    assert (d["lo"], d["hi"]) == pytest.approx(tuple(ref.confidence_interval(0.95)))
+    assert "acc_minus_cross" not in res["cross-init/aux"]
+    assert "acc_minus_cross" not in res["same-init/all"]  # no cross-init/all to compare with
