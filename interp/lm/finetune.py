@@ -8,6 +8,7 @@ teacher sees its own prompt (e.g. with its system prompt: context distillation).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import time
@@ -25,6 +26,8 @@ from interp.lm.delta import Delta, full_delta, lora_factors, parse_param_name
 from interp.lm.generate import encode_prompts
 from interp.lm.loss import Objective, Teacher
 from interp.lm.settings import Example, FinetuneConfig  # callers import both from here too
+
+logger = logging.getLogger("interp")
 
 
 @dataclass
@@ -354,6 +357,34 @@ def _blocks(parts: list[list[dict]], rows: list[list[dict]]) -> list[dict]:
     return out
 
 
+def _accumulate(model: Any, batches: list[list[dict]], rows: list[list[dict]], micro_size: int,
+                n_units: torch.Tensor, objective: Objective, amp: Callable[[], Any]) -> torch.Tensor:  # fmt: skip
+    """One optimiser step's gradients, summed over micro-batches of `micro_size`; its losses."""
+    for batch in batches:  # micro-batches of like lengths pad less; the step's summed loss is the same
+        if micro_size < len(batch):
+            batch.sort(key=lambda r: len(r["input_ids"]))
+    total = torch.zeros(len(batches), device=n_units.device)
+    for m in range(0, max(len(batch) for batch in batches), micro_size):
+        micro = _blocks([batch[m : m + micro_size] for batch in batches], rows)
+        per = objective.block_losses(model, micro, amp, len(batches))
+        (per / n_units).sum().backward()
+        total += per.detach()
+    return total
+
+
+def _halve_micro(micro_size: int, step: int, batch_size: int, error: Exception) -> int:
+    """The micro-batch after a CUDA out-of-memory error (logged), or one line at micro-batch 1."""
+    if micro_size <= 1:
+        raise RuntimeError(f"CUDA out of memory at optimiser step {step + 1} with micro-batch 1: lower "
+                           f"train.max_seq_len, use a smaller model or a larger GPU") from error  # fmt: skip
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = max(1, micro_size // 2)
+    logger.warning("CUDA out of memory at optimiser step %d: micro-batch %d -> %d, step retried (the "
+                   "optimiser batch stays %d: the same update)", step + 1, micro_size, half, batch_size)  # fmt: skip
+    return half
+
+
 def _train(
     model: Any, trainable: list[torch.Tensor], rows: list[list[dict]], seeds: list[int], settings: FinetuneConfig,
     objective: Objective, amp: Callable[[], Any], clip: Callable[[float], Any], save: Callable[[int], None],
@@ -376,6 +407,7 @@ def _train(
     rngs = [random.Random(s) for s in seeds]
     model.train()
     losses, lrs, step, t0 = [], [], 0, time.time()
+    micro_size = settings.micro_batch_size  # halved on CUDA out-of-memory; the optimiser batch never is
     bar = tqdm(total=total_steps, desc="finetune" if k_students == 1 else f"finetune x{k_students}",
                disable=not progress, unit="step")  # fmt: skip
     for _epoch in range(settings.epochs):
@@ -387,17 +419,15 @@ def _train(
         for i in range(n_batches):
             b = i * settings.batch_size
             batches = [[rows[k][j] for j in orders[k][b : b + settings.batch_size]] for k in range(k_students)]
-            for batch in batches:  # micro-batches of like lengths pad less; the step's summed loss is the same
-                if settings.micro_batch_size < len(batch):
-                    batch.sort(key=lambda r: len(r["input_ids"]))
             n_units = torch.tensor([max(1, sum(len(r["s_sel"]) for r in batch)) for batch in batches],
                                    dtype=torch.float32, device=device)  # fmt: skip
-            total = torch.zeros(k_students, device=device)
-            for m in range(0, max(len(batch) for batch in batches), settings.micro_batch_size):
-                micro = _blocks([batch[m : m + settings.micro_batch_size] for batch in batches], rows)
-                per = objective.block_losses(model, micro, amp, k_students)
-                (per / n_units).sum().backward()
-                total += per.detach()
+            while True:  # CUDA out of memory: the step again from its start, with half the micro-batch
+                try:
+                    total = _accumulate(model, batches, rows, micro_size, n_units, objective, amp)
+                    break
+                except torch.cuda.OutOfMemoryError as e:
+                    opt.zero_grad(set_to_none=True)  # this step's partial gradients: as at its start
+                    micro_size = _halve_micro(micro_size, step, settings.batch_size, e)
             clip(settings.max_grad_norm)
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
