@@ -121,12 +121,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from interp.analysis.run import analyze_run
     from interp.analysis.table import print_analysis
-    from interp.lm.models import configure_threads
+    from interp.lm.models import configure_threads, trusting_remote_code
+    from interp.store.verified import verify_run
 
+    for run in args.runs:  # every run's files against their manifests, before any work
+        verify_run(run)
     configure_threads()
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     for run in args.runs:
-        res = analyze_run(run, only=only)
+        with trusting_remote_code(_trusted_specs(Path(run))):
+            res = analyze_run(run, only=only)
         print(print_analysis(res))
         print(f"\nanalysis: {Path(run) / 'analysis.json'}")
     return 0
@@ -157,13 +161,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     require("`interp report`", "reportlab")
     from interp.report.build import report_main
+    from interp.store.verified import verify_run
+
+    for run in args.runs:  # a folder that is not there: report_main's own line
+        if Path(run).is_dir():
+            verify_run(run)
 
     report_main(args.runs, args.output)
     return 0
 
 
+def _trusted_specs(run: Path) -> list[str]:
+    """The models of a finished run that its config lets run their own code (`[model] trust_remote_code`)."""
+    import tomllib
+
+    try:
+        cfg = tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []  # the reader says what is wrong with it
+    policy, teacher = cfg.get("model"), cfg.get("teacher")
+    if not isinstance(policy, dict) or policy.get("trust_remote_code") is not True:
+        return []
+    teacher = teacher.get("model") if isinstance(teacher, dict) else None
+    students = [s.get("model") for s in cfg.get("students") or [] if isinstance(s, dict)]
+    return [m for m in (teacher, *students) if isinstance(m, str) and m != "teacher"]
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from interp.lm.models import HUB_IDS_UNCHECKED
+    from interp.lm.models import HUB_IDS_UNCHECKED, unchecked_note
     from interp.registry import load_experiment
 
     token = HUB_IDS_UNCHECKED.set(True)  # a Hub id is a valid value even on an offline machine
@@ -171,6 +196,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         for path in args.configs:
             exp, cfg = load_experiment(path, args.set)
             print(f"{path}: ok ({exp.kind}, name {cfg.name})")
+            for spec in getattr(cfg, "model_specs", list)():
+                note = unchecked_note(spec)
+                if note:
+                    print(f"{path}: note: {note}")
     finally:
         HUB_IDS_UNCHECKED.reset(token)
     return 0

@@ -161,6 +161,8 @@ def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
     if tp is str:
         if not isinstance(value, str):
             fail()
+        if any("\ud800" <= ch <= "\udfff" for ch in value):  # undecodable bytes: no file can hold them
+            raise ConfigError(f"{source}: field '{where}' has value {value!r}; allowed: text (valid Unicode)")
         return value
     raise TypeError(f"unsupported config annotation {tp!r} at {where}")
 
@@ -255,20 +257,20 @@ def dumps_toml(data: dict[str, Any]) -> str:
         if isinstance(v, (int, float)):
             return repr(v)
         if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+            return toml_string(v)
         if isinstance(v, list):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + "}"
+            return "{" + ", ".join(f"{toml_key(k)} = {scalar(x)}" for k, x in v.items()) + "}"
         raise TypeError(type(v))
 
     def emit(table: dict[str, Any], name: str) -> None:
         simple = {k: v for k, v in table.items() if v is not None and not _is_table(v)}
         nested = {k: v for k, v in table.items() if _is_table(v)}
         for k, v in simple.items():
-            out.append(f"{k} = {scalar(v)}")
+            out.append(f"{toml_key(k)} = {scalar(v)}")
         for k, v in nested.items():
-            full = f"{name}.{k}" if name else k
+            full = f"{name}.{toml_key(k)}" if name else toml_key(k)
             if isinstance(v, list):
                 for item in v:
                     out.append(f"\n[[{full}]]")
@@ -279,6 +281,30 @@ def dumps_toml(data: dict[str, Any]) -> str:
 
     emit(data, "")
     return "\n".join(out).lstrip() + "\n"
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(v: str) -> str:
+    """A TOML basic string: quotes, backslashes and every control character escaped, so any
+    Python string (a target, a prompt, a path) reads back equal."""
+    out = []
+    for ch in v:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(k: str) -> str:
+    """A key bare where TOML allows it (letters, digits, '_', '-'), quoted otherwise."""
+    import re
+
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else toml_string(k)
 
 
 def _is_table(v: Any) -> bool:

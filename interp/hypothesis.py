@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from interp.fmt import fmt, fmt_ci, fmt_est  # noqa: F401  (re-exported: scripts import them from here)
 from interp.stats import Comparison, paired_t, sign_flip_p, welch  # noqa: F401  (re-exported)
 from interp.store.artifacts import Run, analysis_section, load_json, load_run, subliminal_roles  # noqa: F401  (re-exported)
+from interp.store.verified import verify_run
 
 RESULTS = ("supported", "not supported", "inconclusive", "not testable")
 
@@ -93,6 +94,7 @@ def run_script(hypothesis: str, test: Callable[[list[Run]], Verdict], argv: list
         for r in runs:
             if not r.root.is_dir():
                 raise LookupError(f"{r.root} is not a directory")
+            verify_run(r.root)  # its stage files against their manifests, before any is read
         verdict = test(runs)
     except Exception as e:  # noqa: BLE001 - reported as the verdict's reason, by design
         verdict = Verdict(hypothesis, "not testable", reason=f"{type(e).__name__}: {e}")

@@ -16,7 +16,8 @@ import copy
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,40 +101,74 @@ def tiny_tokenizer(chat_template: bool = True) -> Any:
     return tok
 
 
-def tiny_model(kind: str = "tiny-llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
-    """A randomly initialised 2-layer model (d_model 64) and its character tokenizer."""
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+def tiny_config(kind: str = "tiny-llama", **overrides: Any) -> Any:
+    """The config of a tiny model (2 layers, d_model 64, the character tokenizer's vocabulary)."""
+    from transformers import Gemma3TextConfig, LlamaConfig
 
-    tok = tiny_tokenizer(chat_template=kind == "tiny-llama")
+    tok = _tiny_tokenizer_ids()
     common = dict(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=tok["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+        bos_token_id=tok["bos"], eos_token_id=tok["eos"], pad_token_id=tok["pad"], tie_word_embeddings=True,
     )  # fmt: skip
     common.update(overrides)
     if kind == "tiny-llama":
-        config = LlamaConfig(**common, architectures=["LlamaForCausalLM"])
-    elif kind == "tiny-gemma":
-        config = Gemma3TextConfig(
-            **common, head_dim=16, sliding_window=64, architectures=["Gemma3ForCausalLM"]
-        )
-    else:
-        raise ModelError(f"unknown tiny model '{kind}' (choose {', '.join(TINY)})")
+        return LlamaConfig(**common, architectures=["LlamaForCausalLM"])
+    if kind == "tiny-gemma":
+        return Gemma3TextConfig(**common, head_dim=16, sliding_window=64, architectures=["Gemma3ForCausalLM"])
+    raise ModelError(f"unknown tiny model '{kind}' (choose {', '.join(TINY)})")
+
+
+def _tiny_tokenizer_ids() -> dict[str, int]:
+    """The tiny tokenizer's size and special ids, as `tiny_tokenizer` builds them."""
+    return {"vocab_size": 4 + 95 + 1, "pad": 0, "bos": 1, "eos": 2}
+
+
+def tiny_model(kind: str = "tiny-llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
+    """A randomly initialised 2-layer model (d_model 64) and its character tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_config(kind, **overrides)
+    tok = tiny_tokenizer(chat_template=kind == "tiny-llama")
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model, tok
 
 
 def describe(spec: str) -> dict[str, Any]:
-    """Identity of a spec for stage keys and manifests (no loading)."""
+    """Identity of a spec for stage keys and manifests, by content, without loading: an embedded
+    model by its GGUF's sha256, a local folder by its files' digest, a Hub id by the commit it
+    resolves to (the cached snapshot's; None when unknown), and the remote-code trust when on."""
+    from interp.lm.shape import gguf_sha256, hub_revision
+
     if spec in EMBEDDED:
-        return {"spec": spec, "source": "embedded", "gguf": EMBEDDED[spec].gguf_file}
+        return {"spec": spec, "source": "embedded", "gguf": EMBEDDED[spec].gguf_file, "gguf_sha256": gguf_sha256(spec)}
     if spec in TINY:
         return {"spec": spec, "source": "tiny-random"}
+    trust = {"trust_remote_code": True} if trusts_remote_code(spec) else {}
     if Path(spec).exists():
-        return {"spec": spec, "source": "local", "weights": local_weights_digest(Path(spec))}
-    return {"spec": spec, "source": "hub"}
+        return {"spec": spec, "source": "local", "weights": local_weights_digest(Path(spec)), **trust}
+    return {"spec": spec, "source": "hub", "revision": hub_revision(spec), **trust}
+
+
+# Models whose own code may run when they load (a config's `[model] trust_remote_code = true`,
+# for its Hub and local models): none unless a run says so, for its length (`trusting_remote_code`).
+_TRUSTED: set[str] = set()
+
+
+def trusts_remote_code(spec: str) -> bool:
+    return spec in _TRUSTED
+
+
+@contextmanager
+def trusting_remote_code(specs: Sequence[str]) -> Iterator[None]:
+    """Let these models run their repositories' code while loading, inside the block only."""
+    added = set(specs) - _TRUSTED
+    _TRUSTED.update(added)
+    try:
+        yield
+    finally:
+        _TRUSTED.difference_update(added)
 
 
 # `interp validate` checks a config's shape, not this machine: Hub ids pass it offline.
@@ -145,6 +180,16 @@ def _in_hub_cache(spec: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+
+
+def unchecked_note(spec: str) -> str | None:
+    """Why a Hub id could not be checked here (offline and not in the local cache), or None."""
+    from interp.lm.shape import hub_offline, hub_snapshot
+
+    if spec in EMBEDDED or spec in TINY or Path(spec).exists() or not hub_offline() or hub_snapshot(spec):
+        return None
+    return (f"model {spec!r} is not in the local Hugging Face cache and the Hub is offline (HF_HUB_OFFLINE=1): "
+            "its layers and modules are unchecked, and `interp run` here would refuse it")  # fmt: skip
 
 
 def check_spec(spec: str) -> None:
@@ -183,9 +228,15 @@ def _load_fresh(spec: str, dev: torch.device, dt: torch.dtype, seed: int) -> tup
         model, tok = tiny_model(spec, seed=seed)
         return model.to(dtype=dt), tok
     path = embedded_checkpoint(spec) if spec in EMBEDDED else spec
+    # never a repository's own code unless the config trusts it; a Hub id at the commit its key names
+    opts: dict[str, Any] = {"trust_remote_code": trusts_remote_code(spec)}
+    if spec not in EMBEDDED and not Path(spec).exists():
+        from interp.lm.shape import hub_revision
+
+        opts["revision"] = hub_revision(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
+        tok = AutoTokenizer.from_pretrained(path, **opts)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **opts)
     except OSError as e:
         raise ModelError(f"model '{spec}' could not be loaded: {str(e).splitlines()[0]}") from e
     return model, tok

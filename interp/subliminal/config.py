@@ -297,6 +297,15 @@ class ReportConfig:
 
 
 @dataclass
+class ModelPolicy:
+    """The `[model]` table: how the run's Hugging Face models load."""
+
+    # run a Hub model's own Python code (modelling files in its repository); off unless you
+    # have read that code: it runs with your permissions. Enters the stage keys when on.
+    trust_remote_code: bool = False
+
+
+@dataclass
 class SubliminalConfig:
     name: SafeName
     kind: str = "subliminal"
@@ -311,8 +320,13 @@ class SubliminalConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    model: ModelPolicy = field(default_factory=ModelPolicy)
 
     def __post_init__(self) -> None:
+        self._check_students()
+        check_shapes(self)  # last: the settings it reads are valid by now
+
+    def _check_students(self) -> None:
         names = [s.name for s in self.students]
         if len(set(names)) != len(names):
             raise ValueError(f"students: duplicate names {names}")
@@ -338,6 +352,14 @@ class SubliminalConfig:
                     "(the KL starts at zero); set teacher.control = 'neutral' for a moving control", s.name
                 )
 
+    def model_specs(self) -> list[str]:
+        """Every base model the run loads: the teacher's, then the students' (first use order)."""
+        return list(dict.fromkeys([self.teacher.model, *(self.student_model(s) for s in self.students)]))
+
+    def trusted_specs(self) -> list[str]:
+        """The models allowed to run their own code while loading (`[model] trust_remote_code`)."""
+        return self.model_specs() if self.model.trust_remote_code else []
+
     def student_model(self, s: StudentConfig) -> str:
         return self.teacher.model if s.model == "teacher" else s.model
 
@@ -347,3 +369,45 @@ class SubliminalConfig:
     def get_trait(self) -> AnyTrait:
         """The primary target's trait (the first of trait.targets)."""
         return self.trait.trait(self.trait.target_list()[0])
+
+
+def check_shapes(cfg: SubliminalConfig) -> None:
+    """Every check the models' own configs allow, before any work (no weights load): blocks
+    named by `teacher.steer_layer` and `layers` exist, LoRA `target_modules` are modules of the
+    model. A model whose config is not on this machine (a Hub id outside the offline cache) is
+    not checked here; `interp validate` says so and `interp run` refuses it (`check_spec`)."""
+    from interp.lm.shape import model_shape
+
+    def shape(spec: str):  # noqa: ANN202
+        try:
+            return model_shape(spec, cfg.model.trust_remote_code)
+        except ModelError as e:
+            raise ValueError(f"model: {e}") from e
+
+    t = shape(cfg.teacher.model)
+    layer = cfg.teacher.steer_layer
+    if t is not None and layer is not None and layer >= t.n_layers:
+        raise ValueError(f"teacher.steer_layer = {layer} is out of range: model {t.spec!r} has blocks 0-{t.n_layers - 1}")
+    if cfg.teacher.mode == "finetuned":  # each base of the run gets its own finetuned teacher
+        for spec in cfg.model_specs():
+            _check_modules(shape(spec), cfg.teacher.settings(), "teacher (mode 'finetuned')", "the default target_modules")
+    for s in cfg.students:
+        sh = shape(cfg.student_model(s))
+        if sh is None:
+            continue
+        st = s.settings(cfg.train)
+        where = f"students: '{s.name}'" + ("" if s.layers is not None else " (from train.layers)")
+        bad = [x for x in st.layers or () if x >= sh.n_layers]
+        if bad:
+            raise ValueError(f"{where} layers {bad} are out of range: model {sh.spec!r} has blocks 0-{sh.n_layers - 1}")
+        src = "target_modules" if s.target_modules is not None else "train.target_modules"
+        _check_modules(sh, st, f"students: '{s.name}'", src)
+
+
+def _check_modules(sh, settings: FinetuneConfig, who: str, src: str) -> None:  # noqa: ANN001
+    if sh is None or settings.method != "lora" or not sh.modules:
+        return
+    missing = [m for m in settings.target_modules if m not in sh.modules]
+    if missing:
+        linear = sorted(m for m in sh.modules if m.endswith("_proj")) or sorted(sh.modules)
+        raise ValueError(f"{who}: {src} {missing} are not modules of model {sh.spec!r} (its projections: {', '.join(linear)})")

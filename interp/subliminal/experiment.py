@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from interp.config import to_dict
-from interp.lm.models import Variant
+from interp.lm.models import Variant, trusting_remote_code
 from interp.registry import register_experiment
 from interp.stats import t_interval
 from interp.store.stages import RunDir, Stage, read_json
@@ -152,7 +152,8 @@ def _data(cfg: SubliminalConfig, run_dir: RunDir, plan: Plan) -> None:
 
 def prepare(cfg: SubliminalConfig, run_dir: RunDir) -> None:
     """The teachers and data stages alone (a sweep runs them once per data identity)."""
-    _data(cfg, run_dir, Plan())
+    with trusting_remote_code(cfg.trusted_specs()):
+        _data(cfg, run_dir, Plan())
 
 
 def data_identity(cfg: SubliminalConfig) -> dict[str, Any]:
@@ -166,6 +167,11 @@ def data_identity(cfg: SubliminalConfig) -> dict[str, Any]:
 
 @register_experiment("subliminal", SubliminalConfig, prepare=prepare, data_identity=data_identity)
 def run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
+    with trusting_remote_code(cfg.trusted_specs()):  # none unless [model] trust_remote_code
+        return _run(cfg, run_dir)
+
+
+def _run(cfg: SubliminalConfig, run_dir: RunDir) -> dict[str, Any]:
     plan = Plan()
     for name, phase in (("teachers and data", _data), ("teacher evals", _evals)):
         t0 = time.time()
