@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import tiny_subliminal_config, write_config
@@ -41,7 +42,8 @@ def test_every_section_with_cis(finetuned_run):
     res = json.loads((finetuned_run / "analysis.json").read_text())
     # every section (one target: no controls table, no first-order comparison on the matrix, no
     # update matrix over targets)
-    assert set(res["missing"]) == {"data_controls", "first_order", "update_matrix"} and res["teacher_mode"] == "finetuned"
+    assert set(res["missing"]) == {"data_controls", "first_order", "update_matrix", "matrix_mechanisms"}
+    assert res["teacher_mode"] == "finetuned" and "needs >= 2 targets" in res["missing"]["matrix_mechanisms"]
     assert "needs >= 2 targets" in res["missing"]["first_order"] and "needs >= 2 targets" in res["missing"]["update_matrix"]
     g = res["detection"]["scan_gradient"]  # a teacher delta: each row's imitation gradient against it
     n_rows = len((finetuned_run / json.loads((finetuned_run / "summary.json").read_text())["artifacts"]["data"]["trait"]
@@ -57,17 +59,23 @@ def test_every_section_with_cis(finetuned_run):
     assert set(ua) == set(students)
     assert ua["cross-model"]["against"] == "teacher:tiny-gemma"  # its own base's teacher
     for s in students:
-        o = ua[s]["overall"]
-        assert o["lo"] <= o["mean"] <= o["hi"] and -1 <= o["mean"] <= 1
-        sh = ua[s]["span_share"]
+        o, sh = ua[s]["overall"], ua[s]["span_share"]
+        cos, share, baseline = _update_alignment_by_hand(finetuned_run, summary, s, ua[s]["against"])
+        # one seed: the mean is that seed's value, with no interval
+        assert (o["mean"], o["lo"], o["hi"], o["n"]) == pytest.approx((cos, cos, cos, 1), abs=1e-6)
+        assert ua[s]["per_seed"]["0"]["overall"] == pytest.approx(cos, abs=1e-6)
         assert ua[s]["per_seed"]["0"]["shares_teacher_init"] is False  # teachers train on a seed of their own
-        assert 0 <= sh["mean"] <= 1 and 0 < sh["baseline"] < 1
+        assert (sh["mean"], sh["baseline"]) == pytest.approx((share, baseline), abs=1e-6)
         g = res["gradient_alignment"]["datasets"][s]
-        assert 1 <= len(g["cos"]) <= 2 and 0 <= g["frac_positive"] <= 1  # at most gradient_batches
+        assert len(g["cos"]) == 2 and g["frac_positive"] == np.mean([c > 0 for c in g["cos"]])  # 2 batches
         d = res["trait_direction"]["students"][s]
         assert len(d["cosine"]) == 2 and all(
             lo <= c <= hi for lo, c, hi in zip(d["lo"], d["cosine"], d["hi"])
         )
+        if s == "same-init":  # paired with the control on the same prompt draws: the difference of cosines
+            assert d["diff_vs_control"]["mean"] == pytest.approx(
+                np.subtract(d["cosine"], d["control"]["cosine"]), abs=1e-9
+            )
         assert all(0 <= x <= 1 for x in res["probes"]["students"][s]["share_trait"])
     assert res["trait_direction"]["students"]["same-init"]["control"] is not None
     st = res["steering"]
@@ -91,6 +99,30 @@ def test_every_section_with_cis(finetuned_run):
         idx["entries"]["eval"]["shape"] == [12, 2, 64]
         and idx["entries"]["eval"]["backend"] == "nnsight"
     )
+
+
+def _update_alignment_by_hand(run, summary, student, against):
+    """cos(dW_student, dW_teacher) over all shared tensors, the share of the student's update in
+    the teacher's top-8 singular subspaces (both sides) and its chance baseline, from dense
+    matrices and a full SVD (the analysis works on the LoRA factors)."""
+    from interp.lm.delta import Delta
+
+    art = summary["artifacts"]
+    s_d = Delta.load(run / art["students"][student]["0"] / "delta.safetensors").to_dense()
+    t_d = Delta.load(run / art["teacher_deltas"][against.split(":", 1)[1]] / "delta.safetensors").to_dense()
+    names = sorted(set(s_d) & set(t_d))
+    assert names
+    s_vec = torch.cat([s_d[n].double().flatten() for n in names])
+    t_vec = torch.cat([t_d[n].double().flatten() for n in names])
+    cos = float(s_vec @ t_vec / (s_vec.norm() * t_vec.norm()))
+    inside = total = chance = 0.0
+    for n in names:
+        u, _, vh = torch.linalg.svd(t_d[n].double())
+        sq = float(s_d[n].double().norm() ** 2)
+        inside += float((u[:, :8].T @ s_d[n].double() @ vh[:8].T).norm() ** 2)
+        total += sq
+        chance += sq * 64 / s_d[n].numel()
+    return cos, inside / total, chance / total
 
 
 def test_imitation_alignment_matches_a_direct_recomputation(finetuned_run):
