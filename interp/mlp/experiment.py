@@ -392,7 +392,20 @@ def notes(cfg: MLPConfig) -> list[str]:
         " before the aux columns, and cross-entropy on the class logits leaves the aux columns"
         " exactly at their init.",
     ]
-    if 1 in cfg.sweep.m and "aux" in cfg.student.targets:
+    if {"shared-hidden", "shared-head"} & set(cfg.student.inits):
+        out.append(
+            "shared-hidden students start from their teacher's init in the hidden layers and"
+            " another seed's (the cross-init permutation) in the output layer; shared-head"
+            " students the reverse. cos_dS_dT compares each student's update with its teacher's."
+        )
+    if "aux-proj" in cfg.student.targets:
+        out.append(
+            "aux-proj (the gradient-projection defence): every step, each model's aux-logit"
+            " gradient loses its component along its gradient of imitating the teacher's class"
+            " logits on the same noise batch, over all parameters, before Adam sees it; the"
+            " defender needs the teacher's class logits on the noise, not its weights."
+        )
+    if 1 in cfg.sweep.m and {"aux", "aux-proj"} & set(cfg.student.targets):
         out.append(
             "m = 1, aux only: the softmax of a single logit is constant, so the KL and its gradient"
             " are identically zero; these students equal their init (accuracy = reference,"
