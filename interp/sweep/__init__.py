@@ -21,7 +21,7 @@ from typing import Any
 from interp.config import ConfigError
 from interp.extras import missing
 from interp.fmt import format_table
-from interp.store.stages import write_json
+from interp.store.stages import read_json, write_json
 from interp.sweep.aggregate import aggregate, sweep_pdf
 from interp.sweep.engines import ENGINES, run_local, run_ray, run_slurm
 from interp.sweep.spec import Point, Resources, Sweep, load_sweep
@@ -58,17 +58,33 @@ def plan(sweep: Sweep, out_dir: str | Path | None = None, engine: str = "local")
     return rows
 
 
+def _reused(root: Path, task: Task) -> dict[str, Any]:
+    """The result of a run task whose point's summary is current (it is not run again)."""
+    prov = read_json(Path(root) / "points" / task.point / "summary.json").get("provenance", {})
+    return {"task": task.id, "point": task.point, "computed": [], "used": prov.get("stages_used", []),
+            "wall_s": 0.0, "host": None, "pid": None, "reused": True}  # fmt: skip
+
+
 def run_sweep(
     sweep: Sweep, engine: str = "local", out_dir: str | Path | None = None, address: str | None = None,
     cluster: str | None = None, num_cpus: int | None = None, retries: int = 2,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run every task of the sweep on `engine`, then aggregate; returns (and writes) sweep.json."""
+    """Run every task of the sweep on `engine`, then aggregate; returns (and writes) sweep.json.
+
+    A point whose summary was made from its current config is not run again (a rerun retries
+    only the points that failed or are missing). A task that fails is recorded and the others
+    go on; sweep.json is written for the points that finished, with the failures under
+    `failed`, and then one `SweepTaskError` line names the failed points.
+    """
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}; allowed: {', '.join(ENGINES)}")
     root = sweep_root(sweep, out_dir)
     root.mkdir(parents=True, exist_ok=True)
     tasks = build_graph(sweep)
-    t0, n = time.time(), len(tasks)
+    current = {p.name for p in sweep.points if run_is_current(root, sweep, p.name)}
+    todo = [t for t in tasks if not set(t.points) <= current]
+    reused = [_reused(root, t) for t in tasks if t.kind == "run" and t.point in current]
+    t0, n = time.time(), len(todo)
     finished: list[dict] = []
 
     def progress(res: dict) -> None:
@@ -76,27 +92,35 @@ def run_sweep(
         log.info("sweep %s: [%d/%d] %s done in %.1fs (%d stages computed, pid %s)",
                  sweep.name, len(finished), n, res["task"], res["wall_s"], len(res["computed"]), res["pid"])  # fmt: skip
 
-    log.info("sweep %s: %d points, %d tasks on %s -> %s", sweep.name, len(sweep.points), n, engine, root)
+    log.info("sweep %s: %d points (%d finished before), %d tasks to run on %s -> %s",
+             sweep.name, len(sweep.points), len(current), n, engine, root)  # fmt: skip
     try:
         if engine == "local":
-            results = run_local(sweep, root, tasks, progress)
+            results, failed = run_local(sweep, root, todo, progress)
         elif engine == "ray":
-            results = run_ray(sweep, root, tasks, progress, address=address, num_cpus=num_cpus, max_retries=retries)
+            results, failed = run_ray(sweep, root, todo, progress, address=address, num_cpus=num_cpus,
+                                      max_retries=retries)  # fmt: skip
         else:
-            results = run_slurm(sweep, root, tasks, progress, cluster=cluster)
+            results, failed = run_slurm(sweep, root, todo, progress, cluster=cluster)
     except (ConfigError, KeyboardInterrupt):
         raise
-    except Exception as e:  # noqa: BLE001 - an engine's task error, whatever its type: one line
-        log.error("sweep %s: task failure:\n%s", sweep.name, e)  # the engine's whole report (traceback)
+    except Exception as e:  # noqa: BLE001 - the engine itself failed, whatever its type: one line
+        log.error("sweep %s: engine failure:\n%s", sweep.name, e)  # the engine's whole report (traceback)
         done = ", ".join(r["task"] for r in finished) or "none"
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise SweepTaskError(f"sweep {sweep.name} on {engine}: a task failed ({type(e).__name__}: {first[:300]}); "
                              f"finished tasks: {done}; their stages are kept: rerun the sweep to resume") from e
+    results = reused + results
     computed = Counter(s for r in results for s in r["computed"])
     users = Counter(s for r in results if r["task"].startswith("run-") for s in set(r["used"]))
+    by_task = {t.id: t for t in tasks}
+    failed_points = {p: {"task": tid, **why} for tid, why in failed.items() for p in by_task[tid].points
+                     if p not in current}  # fmt: skip
     result = aggregate(sweep, root)
+    result["failed"] = {p: failed_points[p] for p in sorted(failed_points)}
     result["run"] = {
-        "engine": engine, "address": address, "cluster": cluster, "tasks": n,
+        "engine": engine, "address": address, "cluster": cluster, "tasks": len(tasks), "tasks_run": n,
+        "points_reused": sorted(current),
         "resources": {"cpus": sweep.resources.cpus, "gpus": sweep.resources.gpus},
         "wall_s": round(time.time() - t0, 2), "stages_computed": sum(computed.values()),
         "stages_shared": sum(1 for c in users.values() if c > 1),
@@ -113,4 +137,9 @@ def run_sweep(
     print(format_table(result["table"]))
     pdf = "" if why else f", {root / 'sweep.pdf'}"
     print(f"\nsweep: {root / 'sweep.json'}{pdf} ({result['run']['wall_s']:.0f}s)")
+    if result["failed"]:
+        named = "; ".join(f"{p} ({f['error']}; log {f['log']})" for p, f in result["failed"].items())
+        raise SweepTaskError(f"sweep {sweep.name}: {len(result['failed'])} of {len(sweep.points)} points failed: "
+                             f"{named}; the others are in {root / 'sweep.json'}: rerun the sweep to retry only "
+                             f"the failed ones")  # fmt: skip
     return result

@@ -1,9 +1,14 @@
-"""Kill `interp run` at random moments, damage its artifacts, run two at once: same summary.
+"""Kill `interp run` at random moments and inside every stage kind, kill `interp analyze` and
+`interp report`, damage artifacts, run two at once: the same results.
 
 Each case runs the tiny-model subliminal config in subprocesses (SIGKILL needs a process of
 its own) and compares the final summary.json with an uninterrupted run's, provenance (times,
-which stages were cached) and the run folder's path left out. `make test` runs a short
-version; `pytest -m slow tests/integration/test_faults.py` the acceptance one (12 kills, 10 damages).
+which stages were cached) and the run folder's path left out. A kill inside a given stage kind
+uses the store's hook (`INTERP_KILL_AT`, `interp.store.locks.fault_point`): the process kills
+itself once that stage's files are written and before its manifest is, or once a named file is
+written under its temporary name and before the rename. A sweep point is killed in
+tests/integration/test_sweep.py. `make test` runs a short version of the random kills;
+`pytest -m slow tests/integration/test_faults.py` the acceptance one (12 kills, 10 damages).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -21,21 +27,41 @@ from pathlib import Path
 import pytest
 from helpers import tiny_subliminal_config, write_config
 
+from interp.store.stages import config_key
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "INTERP_THREADS": "1"}
 
 
-def _cfg(tmp: Path) -> Path:
-    cfg = tiny_subliminal_config()
+# `interp analyze` over the tiny run in a few seconds (the default sections, small sizes)
+ANALYSIS = {"enabled": False, "n_prompts": 4, "n_number_prompts": 2, "gradient_batches": 1,
+            "gradient_batch_size": 2, "n_boot": 50, "backend": "hf"}  # fmt: skip
+
+
+def _cfg(tmp: Path, seed: int = 0) -> Path:
+    cfg = tiny_subliminal_config(seed=seed)
     cfg["students"] = cfg["students"][:2]  # same-init + control: enough stages, half the time
-    return write_config(tmp, cfg, name="faults")
+    cfg["analysis"] = ANALYSIS
+    tmp.mkdir(parents=True, exist_ok=True)
+    return write_config(tmp, cfg, name="faults")  # the run's name: faults
 
 
-def _start(cfg: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "interp.cli", "run", str(cfg), "--out-dir", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-    )  # fmt: skip
+def _cli(*args: str, kill_at: str | None = None) -> subprocess.Popen:
+    env = ENV if kill_at is None else {**ENV, "INTERP_KILL_AT": kill_at}
+    return subprocess.Popen([sys.executable, "-m", "interp.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+
+
+def _start(cfg: Path, out: Path, kill_at: str | None = None) -> subprocess.Popen:
+    return _cli("run", str(cfg), "--out-dir", str(out), kill_at=kill_at)
+
+
+def _killed(p: subprocess.Popen, where: str) -> str:
+    """The stderr of a process that killed itself at `where` (asserted)."""
+    _, stderr = p.communicate(timeout=600)
+    assert p.returncode == -signal.SIGKILL, stderr[-3000:]
+    assert f"killing this process at {where}" in stderr, stderr[-3000:]
+    return stderr
 
 
 def _finish(cfg: Path, out: Path) -> str:
@@ -57,7 +83,7 @@ def reference(tmp_path_factory):
     cfg = _cfg(tmp)
     t0 = time.time()
     _finish(cfg, tmp / "out")
-    return cfg, _canonical(tmp / "out"), time.time() - t0
+    return cfg, _canonical(tmp / "out"), time.time() - t0, tmp / "out" / "faults"
 
 
 def _damage(run: Path, rng: random.Random) -> str:
@@ -79,7 +105,7 @@ def _damage(run: Path, rng: random.Random) -> str:
 def _kill_and_rerun(reference, tmp: Path, n_kills: int, n_damages: int, seed: int) -> list[str]:
     """SIGKILL `n_kills` runs mid-way (a run that finished before its moment is checked against
     the reference and started afresh), damage `n_damages` artifacts in between, then finish."""
-    cfg, expected, wall = reference
+    cfg, expected, wall, _ = reference
     out, rng, log = tmp / "out", random.Random(seed), []
     kills = damages = tries = 0
     while (kills < n_kills or damages < n_damages) and tries < 4 * max(n_kills, n_damages):
@@ -121,7 +147,7 @@ def test_twelve_kills_and_ten_damages(reference, tmp_path):
 
 
 def test_two_concurrent_runs_of_one_config_agree(reference, tmp_path):
-    cfg, expected, _ = reference
+    cfg, expected, _, _ = reference
     out = tmp_path / "out"
     a, b = _start(cfg, out), _start(cfg, out)
     (oa, ea), (ob, eb) = a.communicate(timeout=600), b.communicate(timeout=600)
@@ -130,3 +156,83 @@ def test_two_concurrent_runs_of_one_config_agree(reference, tmp_path):
     table = lambda o: o[o.index("\nmodel ") :].split("\nsummary:")[0]  # noqa: E731
     assert table(oa) == table(ob)
     assert _canonical(out) == expected
+
+
+def test_a_kill_inside_each_stage_kind_resumes_to_the_uninterrupted_summary(reference, tmp_path):
+    """generate, filter, train (the student stages), eval: one kill inside each, in run order on
+    one folder, each leaving its stage unfinished (files, no manifest); then the run finishes."""
+    cfg, expected, _, _ = reference
+    out = tmp_path / "out"
+    stages = out / "faults" / "stages"
+    for kind in ("generate", "filter", "student", "eval"):
+        err = _killed(_start(cfg, out, kill_at=f"stage:{kind}/"), f"stage:{kind}/")
+        half = sorted(stages.glob(f"{kind}__*.partial"))
+        assert half, (kind, err[-2000:])
+        assert not (half[0] / "manifest.json").exists() and any(half[0].iterdir())  # files, no manifest
+        assert not stages.joinpath(half[0].name.removesuffix(".partial")).exists()
+        assert not (out / "faults" / "summary.json").exists()
+    _finish(cfg, out)
+    assert _canonical(out) == expected
+
+
+def _canonical_analysis(run: Path) -> str:
+    a = json.loads((run / "analysis.json").read_text())
+    a.pop("provenance")
+    return json.dumps(a, sort_keys=True).replace(str(run.parent), "<out>")
+
+
+def _pdf_content(pdf: Path) -> bytes:
+    """The PDF without its creation/modification dates and file ID (all else must agree)."""
+    return re.sub(rb"/(CreationDate|ModDate) \(D:[^)]*\)|/ID\s*\n?\[[^\]]*\]", b"", pdf.read_bytes())
+
+
+def _ok(p: subprocess.Popen) -> None:
+    _, stderr = p.communicate(timeout=600)
+    assert p.returncode == 0 and "Traceback" not in stderr, stderr[-3000:]
+
+
+def test_a_kill_inside_analyze_and_report_resumes_to_the_same_outputs(reference, tmp_path):
+    *_, ref_run = reference
+    run = tmp_path / "out" / "faults"  # one path for both analyses (analysis.json names it)
+    shutil.copytree(ref_run, run)
+    _ok(_cli("analyze", str(run)))
+    clean_analysis = _canonical_analysis(run)
+    shutil.rmtree(run)
+    shutil.copytree(ref_run, run)
+    # analyze: killed inside a recording stage, then just before analysis.json lands
+    _killed(_cli("analyze", str(run), kill_at="stage:record/"), "stage:record/")
+    assert sorted((run / "stages").glob("record__*.partial")) and not (run / "analysis.json").exists()
+    _killed(_cli("analyze", str(run), kill_at="file:analysis.json"), "file:analysis.json")
+    assert not (run / "analysis.json").exists()
+    _ok(_cli("analyze", str(run)))
+    assert _canonical_analysis(run) == clean_analysis
+    # report: killed with the whole PDF written under its temporary name, before the rename; the
+    # rerun's PDF is the uninterrupted one's (of this run: the PDF shows its stages' wall times)
+    pdf = tmp_path / "report.pdf"
+    _ok(_cli("report", str(run), "-o", str(pdf)))
+    clean_pdf = _pdf_content(pdf)
+    pdf.unlink()
+    _killed(_cli("report", str(run), "-o", str(pdf), kill_at="file:report.pdf"), "file:report.pdf")
+    assert not pdf.exists()
+    _ok(_cli("report", str(run), "-o", str(pdf)))
+    assert pdf.read_bytes()[:5] == b"%PDF-" and _pdf_content(pdf) == clean_pdf
+
+
+def test_two_different_configs_started_at_once_on_one_folder_both_keep_their_summaries(reference, tmp_path):
+    cfg, expected, _, _ = reference
+    other = _cfg(tmp_path / "other", seed=1)  # another config with the same run name
+    out = tmp_path / "out"
+    a, b = _start(cfg, out), _start(other, out)
+    for p in (a, b):
+        _ok(p)
+    root = out / "faults"
+    kept = {}
+    for f in [root / "summary.json", *root.glob("superseded/*/summary.json")]:
+        s = json.loads(f.read_text()) if f.exists() else None
+        if s is not None:
+            assert s["config_key"] == config_key((f.parent / "config.toml").read_text()), f  # beside its config
+            kept[s["provenance"]["seed"]] = f
+    assert sorted(kept) == [0, 1], kept
+    got = json.loads(kept[0].read_text())  # the seed-0 summary is the uninterrupted run's, wherever it is
+    got.pop("provenance")
+    assert json.dumps(got, sort_keys=True).replace(str(out), "<out>") == expected

@@ -5,9 +5,12 @@ values). Four points, not eight: each engine runs the whole grid, and the suite 
 - `local` runs it; each shared stage (the control data and control students, which do not
   depend on the target; each target's data, shared over seeds) is computed once and
   used by several points;
+- a point that fails is recorded (its error line, its log) while the others finish; sweep.json
+  lists it, `interp sweep` exits 1 naming it, and the rerun runs only it;
+- a sweep killed (SIGKILL) inside a point's training resumes to the same summaries;
 - `ray` (a local Ray, 2 CPU workers) is started in a subprocess, one of its workers is killed
-  with SIGKILL while it runs a task (no retries, so the sweep fails), and the rerun completes
-  with summaries identical to the local engine's;
+  with SIGKILL while it runs a task (no retries, so that point fails and the others finish), and
+  the rerun completes with summaries identical to the local engine's;
 - submitit's local executor runs the same sweep to the same summaries.
 """
 
@@ -153,8 +156,9 @@ def test_ray_worker_killed_mid_task_then_rerun_gives_the_local_summaries(local):
         time.sleep(0.2)
     log = p.communicate(timeout=300)[0]
     assert killed is not None, log[-3000:]
-    assert p.returncode == 1 and "a task failed" in log, log[-3000:]  # no retries: the killed task fails the sweep
-    assert not (out / "grid" / "sweep.json").exists()
+    assert p.returncode == 1 and "points failed" in log, log[-3000:]  # no retries: the killed task's point fails
+    failed = json.loads((out / "grid" / "sweep.json").read_text())["failed"]  # the others are in sweep.json
+    assert failed and all(f["task"].startswith("run-") for f in failed.values()), failed
     rerun = subprocess.run(_sweep_cmd(path, out, "--engine", "ray"), env=ENV, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert _canonical(out) == _canonical(tmp / "local")
@@ -168,3 +172,50 @@ def test_submitit_local_executor_gives_the_local_summaries(local):
     assert res.returncode == 0, res.stderr[-3000:]
     assert _canonical(tmp / "slurm") == _canonical(tmp / "local")
     assert list((tmp / "slurm" / "grid" / "submitit").iterdir())  # the jobs' logs are there
+
+
+def test_a_failing_point_is_recorded_the_others_finish_and_the_rerun_retries_only_it(local, monkeypatch, capsys):
+    from interp.cli import main
+    from interp.sweep import engines
+
+    path, tmp, _ = local
+    out = tmp / "failing"
+    real, ran, state = engines.execute, [], {"fail": True}
+
+    def execute(payload, *after):
+        ran.append(payload["task"])
+        if state["fail"] and payload["task"] == "run-p001":
+            raise RuntimeError("injected failure of p001")
+        return real(payload, *after)
+
+    monkeypatch.setattr(engines, "execute", execute)
+    assert main(["sweep", str(path), "--out-dir", str(out)]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("interp: error: sweep grid: 1 of 4 points failed: p001 (RuntimeError: injected failure of p001; log ")
+    root = out / "grid"
+    sweep = json.loads((root / "sweep.json").read_text())
+    assert list(sweep["failed"]) == ["p001"] and list(sweep["missing"]) == ["p001"]
+    assert sweep["failed"]["p001"]["log"] == str(root / "logs" / "run-p001.log")
+    assert "injected failure of p001" in Path(sweep["failed"]["p001"]["log"]).read_text()
+    assert sorted({r["point"] for r in sweep["table"]}) == ["p000", "p002", "p003"]  # the others finished
+    ran.clear()
+    state["fail"] = False
+    assert main(["sweep", str(path), "--out-dir", str(out)]) == 0
+    owl_data = next(t.id for t in build_graph(load_sweep(path)) if t.kind == "data" and "p001" in t.points)
+    assert ran == [owl_data, "run-p001"]  # only the failed point (and its data task: every stage cached)
+    sweep = json.loads((root / "sweep.json").read_text())
+    assert sweep["failed"] == {} and sweep["run"]["points_reused"] == ["p000", "p002", "p003"]
+    assert _canonical(out) == _canonical(tmp / "local")
+
+
+def test_a_sweep_killed_inside_a_point_resumes_to_the_same_summaries(local):
+    path, tmp, _ = local
+    out = tmp / "killed"
+    env = {**ENV, "INTERP_KILL_AT": "stage:student/same-init"}
+    p = subprocess.run(_sweep_cmd(path, out), env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == -signal.SIGKILL and "killing this process at stage:student/same-init" in p.stderr, p.stderr[-3000:]
+    assert list((out / "grid" / "stages").glob("student__same-init__*.partial"))  # killed inside the point's training
+    assert not (out / "grid" / "sweep.json").exists()
+    rerun = subprocess.run(_sweep_cmd(path, out), env=ENV, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert _canonical(out) == _canonical(tmp / "local")
