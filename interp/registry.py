@@ -18,14 +18,52 @@ from interp.config import ConfigError, apply_overrides, build, read_toml
 # `interp.store.stages.RunDir`, a layer above the registry, so it is typed by name only here.
 RunDir = Any
 
-# Every figure id a report can contain, in the order they appear within a run.
-# The sections of `interp analyze` (interp.analysis.run computes them; configs name them in
-# [analysis] sections, checked before any work).
-ANALYSIS_SECTIONS = (
-    "update_alignment", "gradient_alignment", "update_matrix", "matrix_mechanisms", "entanglement", "divergence",
-    "detection", "incontext", "data_controls", "trajectories", "first_order", "trait_direction", "probes", "steering",
-)  # fmt: skip
+# The analyses of `interp analyze`, in the order they run and appear in analysis.json: each is
+# one unit (`interp.analysis.unit.Analysis`) declared as `ANALYSIS` (or in `ANALYSES`) by the
+# module named here, imported on demand. Adding an analysis: one new module and one line here.
+# Configs name them in [analysis] sections, checked before any work.
+_ANALYSES = (
+    ("update_alignment", "interp.analysis.update_alignment"),
+    ("gradient_alignment", "interp.analysis.gradient_alignment"),
+    ("update_matrix", "interp.analysis.update_matrix"),
+    ("matrix_mechanisms", "interp.analysis.matrix_run"),
+    ("entanglement", "interp.analysis.entanglement_run"),
+    ("divergence", "interp.analysis.detection_run"),
+    ("detection", "interp.analysis.detection_run"),
+    ("incontext", "interp.analysis.incontext"),
+    ("data_controls", "interp.analysis.detection_run"),
+    ("trajectories", "interp.analysis.trajectories"),
+    ("first_order", "interp.analysis.first_order"),
+    ("trait_direction", "interp.analysis.recorded"),
+    ("probes", "interp.analysis.recorded"),
+    ("steering", "interp.analysis.recorded"),
+)
 
+
+def _unique(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, module in pairs:
+        if name in out:
+            raise ValueError(f"analysis {name!r} is registered twice ({out[name]}, {module})")
+        out[name] = module
+    return out
+
+
+ANALYSES: dict[str, str] = _unique(_ANALYSES)
+ANALYSIS_SECTIONS = tuple(ANALYSES)
+
+
+def load_analysis(name: str) -> Any:
+    """The `interp.analysis.unit.Analysis` registered as `name` (its module imported now)."""
+    module = importlib.import_module(ANALYSES[name])
+    units = getattr(module, "ANALYSES", None) or [module.ANALYSIS]
+    unit = next((u for u in units if u.name == name), None)
+    if unit is None:
+        raise ValueError(f"{ANALYSES[name]} declares no analysis named {name!r}")
+    return unit
+
+
+# Every figure id a report can contain, in the order they appear within a run.
 FIGURE_IDS = (
     "trait_scores",
     "trait_matrix",

@@ -17,6 +17,8 @@ import torch
 
 from interp.analysis import detection as dt
 from interp.analysis.gradient import iter_imitation_gradients
+from interp.analysis.reader import AnalysisRun
+from interp.analysis.unit import Analysis, off
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, format_prompt, load_model
 from interp.lm.score import continuation_logprobs, row_examples
@@ -29,7 +31,7 @@ from interp.subliminal.stages import divergence_stage, scan_stage
 log = logging.getLogger("interp")
 
 
-def run_teachers(ctx: Any) -> tuple[dict[str, Variant], Variant | None]:
+def run_teachers(ctx: AnalysisRun) -> tuple[dict[str, Variant], Variant | None]:
     """Each target's teacher and the control teacher (None without control data), as the run recorded them."""
     root = ctx.root
     teachers = {t: Variant.from_record(r, root) for t, r in ctx.art.get("teachers", {}).items()}
@@ -37,7 +39,7 @@ def run_teachers(ctx: Any) -> tuple[dict[str, Variant], Variant | None]:
     return teachers, Variant.from_record(rec, root) if rec else None
 
 
-def data_stage(ctx: Any, t: str) -> Any:
+def data_stage(ctx: AnalysisRun, t: str) -> Any:
     """A target's trait dataset stage ("control" for the control data)."""
     key = "control" if t == "control" else data_key(f"trait:{t}", ctx.config.trait.target_list()[0])
     return ctx.run.finished(ctx.path(ctx.art["data"][key]))
@@ -47,7 +49,7 @@ def _rows(stage: Any) -> list[dict]:
     return read_jsonl(stage.path / "dataset.jsonl")
 
 
-def missing_reason(ctx: Any) -> str | None:
+def missing_reason(ctx: AnalysisRun) -> str | None:
     """Why the run cannot support the data-side sections, or None."""
     if "control" not in ctx.art.get("data", {}):
         return "the run has no control data (add a [[students]] entry with data = 'control')"
@@ -56,7 +58,7 @@ def missing_reason(ctx: Any) -> str | None:
     return None
 
 
-def divergence(ctx: Any) -> dict[str, Any]:
+def divergence(ctx: AnalysisRun) -> dict[str, Any]:
     """Per target: the share of completion positions where the trait teacher's argmax differs
     from the control teacher's, and the most frequent (written -> trait argmax) pairs there."""
     teachers, control = run_teachers(ctx)
@@ -82,7 +84,7 @@ def _judge_scores(model: Any, tok: Any, prompts: list[str]) -> list[float]:
     return [float(np.subtract(*continuation_logprobs(model, tok, format_prompt(tok, p), conts))) for p in prompts]
 
 
-def _gradient_scores(ctx: Any, rows: dict[str, list[dict]]) -> dict[str, Any] | None:
+def _gradient_scores(ctx: AnalysisRun, rows: dict[str, list[dict]]) -> dict[str, Any] | None:
     """Per row, cos(-imitation gradient at the base, the teacher's update) for the primary
     target, where the run has a teacher delta; None otherwise."""
     t_path = ctx.teacher_delta(ctx.teacher_spec)
@@ -100,7 +102,7 @@ def _gradient_scores(ctx: Any, rows: dict[str, list[dict]]) -> dict[str, Any] | 
     return out
 
 
-def detection(ctx: Any) -> dict[str, Any]:
+def detection(ctx: AnalysisRun) -> dict[str, Any]:
     """Detectors (a) classifier, (b) judge, (c) scan, each as a held-out AUROC with a CI, per target."""
     a, seed = ctx.a, ctx.cfg["seed"]
     teachers, _ = run_teachers(ctx)
@@ -152,7 +154,7 @@ def variant_of(s: Any) -> str:
     return ", ".join(p for p in parts if p) or "unmodified"
 
 
-def _per_seed_target_gammas(ctx: Any, s: Any) -> dict[int, np.ndarray]:
+def _per_seed_target_gammas(ctx: AnalysisRun, s: Any) -> dict[int, np.ndarray]:
     """seed -> per-target gamma of one trait arm, from the summary's log-odds."""
     cfg, models = ctx.config, ctx.summary["models"]
     targets = cfg.trait.target_list()
@@ -167,7 +169,7 @@ def _per_seed_target_gammas(ctx: Any, s: Any) -> dict[int, np.ndarray]:
     return out
 
 
-def data_controls(ctx: Any, incontext: dict[str, Any] | None) -> dict[str, Any]:
+def data_controls(ctx: AnalysisRun, incontext: dict[str, Any] | None) -> dict[str, Any]:
     """gamma of every trait-data arm of the run with its variant and seeds; a t-interval over
     the targets (the units of the permutation test too), so one-seed arms have one as well;
     each variant minus the unmodified arm on the seeds they share, paired by target; and the
@@ -198,3 +200,29 @@ def data_controls(ctx: Any, incontext: dict[str, Any] | None) -> dict[str, Any]:
             "note": ("gamma_ci: t-interval over seeds (n=1: none) for students, bootstrap over questions in "
                      "context; gamma_ci_targets: t-interval over targets of the seed-mean per-target gamma; "
                      "minus_unmodified: per-target gamma difference on shared seeds, t-interval over targets")}  # fmt: skip
+
+
+def _data_side(flag: str) -> Any:
+    def skip(ctx: AnalysisRun) -> str | None:
+        return off(flag) if not getattr(ctx.a, flag) else missing_reason(ctx)
+
+    return skip
+
+
+def _skip_controls(ctx: AnalysisRun) -> str | None:
+    if len(ctx.config.trait.target_list()) < 2:
+        return "gamma needs >= 2 targets (trait.targets)"
+    return missing_reason(ctx)
+
+
+ANALYSES = [
+    Analysis(name="divergence", title="Divergence tokens", compute=divergence,
+             needs="each target's and the control teacher's data and weights", skip=_data_side("detection")),
+    Analysis(name="detection", title="Detection", compute=detection,
+             needs="each target's and the control data; the teachers", skip=_data_side("detection"),
+             extras=lambda ctx: ("sklearn",)),
+    # reads the in-context section when this call computed it
+    Analysis(name="data_controls", title="Data controls",
+             compute=lambda ctx: data_controls(ctx, ctx.results.get("incontext")),
+             needs="the data-control students of >= 2 targets", skip=_skip_controls),
+]  # fmt: skip

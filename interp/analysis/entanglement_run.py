@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from interp.analysis import entanglement as en
+from interp.analysis.reader import AnalysisRun
+from interp.analysis.unit import Analysis, off
 from interp.lm.models import format_prompt, load_model
 from interp.lm.score import continuation_logprobs
 from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
@@ -32,12 +34,12 @@ def _logprobs(model: Any, tok: Any, users: list[str], system: str | None, conts:
     return np.stack([continuation_logprobs(model, tok, format_prompt(tok, u, system), conts) for u in users])
 
 
-def _completions(ctx: Any, key: str) -> list[str] | None:
+def _completions(ctx: AnalysisRun, key: str) -> list[str] | None:
     rel = ctx.art["data"].get(key)
     return None if rel is None else [r["completion"] for r in read_jsonl(ctx.path(rel) / "dataset.jsonl")]
 
 
-def _target(ctx: Any, model: Any, tok: Any, t: str, users: list[str], conts: list[list[int]], lp_base: np.ndarray,
+def _target(ctx: AnalysisRun, model: Any, tok: Any, t: str, users: list[str], conts: list[list[int]], lp_base: np.ndarray,
             primary: str) -> dict:  # fmt: skip
     a, trait, t0 = ctx.a, ctx.trait_for(t), time.time()
     shifts = en.number_shifts(_logprobs(model, tok, users, trait.system_prompt, conts), lp_base)
@@ -61,7 +63,7 @@ def _target(ctx: Any, model: Any, tok: Any, t: str, users: list[str], conts: lis
     return out
 
 
-def entanglement(ctx: Any) -> dict[str, Any]:
+def entanglement(ctx: AnalysisRun) -> dict[str, Any]:
     """Every target's entangled numbers, their data rates and the subliminal-prompting effect."""
     a, spec = ctx.a, ctx.teacher_spec
     targets = ctx.config.trait.target_list()
@@ -80,3 +82,19 @@ def entanglement(ctx: Any) -> dict[str, Any]:
                       "targets": {t: _target(ctx, model, tok, t, users, conts, lp_base, targets[0]) for t in targets}}  # fmt: skip
             write_json(out / "entanglement.json", result)
     return read_json(st.path / "entanglement.json")
+
+
+def _skip(ctx: AnalysisRun) -> str | None:
+    if not ctx.a.entanglement:
+        return off("entanglement")
+    if ctx.config.trait.kind == "misalignment":
+        return "token entanglement pairs numbers with one-word candidates; misalignment is scored on answer pairs"
+    if ctx.config.data.kind != "numbers":
+        return f"token entanglement scores numbers 0..999; this run's data is '{ctx.config.data.kind}'"
+    return None
+
+
+ANALYSIS = Analysis(
+    name="entanglement", title="Token entanglement", compute=entanglement,
+    needs="the teacher's and base's number log-probs; the numbers data", skip=_skip,
+)  # fmt: skip

@@ -39,6 +39,8 @@ from scipy import stats
 from torch import Tensor
 
 from interp.analysis.gradient import accumulate, gradients_only, iter_imitation_gradients
+from interp.analysis.reader import AnalysisRun
+from interp.analysis.unit import Analysis, off
 from interp.lm.finetune import FinetuneConfig, trained_weights
 from interp.lm.generate import encode_prompts
 from interp.lm.loss import completion_logits
@@ -171,7 +173,7 @@ LOSS_SETTINGS = (
 
 
 def _arm_gradients(
-    ctx: Any, spec: str, settings: FinetuneConfig, rows: dict[str, list[dict]], teachers: dict
+    ctx: AnalysisRun, spec: str, settings: FinetuneConfig, rows: dict[str, list[dict]], teachers: dict
 ) -> list:
     """One imitation gradient per target (CPU, float32), a fresh copy of the base each time."""
     from interp.subliminal.stages import training_inputs
@@ -192,7 +194,7 @@ def _arm_gradients(
     return grads
 
 
-def first_order(ctx: Any) -> dict[str, Any]:
+def first_order(ctx: AnalysisRun) -> dict[str, Any]:
     """Every trait arm of a multi-target run: its first-order prediction against its observed
     shifts (the arm's mean over seeds), on the first `first_order_rows` rows its first seed
     trained on. Arms whose rows and loss settings agree (e.g. optimisers) share one stage."""
@@ -247,3 +249,19 @@ def first_order(ctx: Any) -> dict[str, Any]:
         )
     out["across_arms"] = across_arms(cells, cfg.eval.ci)
     return out
+
+
+def _skip(ctx: AnalysisRun) -> str | None:
+    if not ctx.a.first_order:
+        return off("first_order")
+    if len(ctx.config.trait.target_list()) < 2:
+        return "the prediction is compared on the trait matrix: needs >= 2 targets (trait.targets)"
+    if "teachers" not in ctx.art:
+        return "summary.json does not list each target's teacher; rerun `interp run`"
+    return None
+
+
+ANALYSIS = Analysis(
+    name="first_order", title="First-order prediction", compute=first_order,
+    needs="every target's teacher and the students' training data", skip=_skip,
+)  # fmt: skip

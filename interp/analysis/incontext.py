@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from interp.analysis.reader import AnalysisRun
+from interp.analysis.unit import Analysis, off
 from interp.lm.models import format_chat, load_model
 from interp.lm.score import continuation_logprobs, shared_prefix
 from interp.stats import bootstrap_ci
-from interp.store.stages import read_json, write_json
+from interp.store.stages import read_json, read_jsonl, write_json
 from interp.subliminal import matrix as mx
 from interp.subliminal.evaluate import questions
 
@@ -56,7 +58,7 @@ def _score(model: Any, tok: Any, turns: list[tuple[str, str]], qs: list[str], pr
                      for q in qs])  # fmt: skip
 
 
-def incontext(ctx: Any, datasets: dict[str, list[dict]]) -> dict[str, Any]:
+def incontext(ctx: AnalysisRun, datasets: dict[str, list[dict]]) -> dict[str, Any]:
     """`datasets`: each target's trait rows and "control"'s, in the run's order."""
     a, cfg, spec = ctx.a, ctx.config, ctx.teacher_spec
     targets = cfg.trait.target_list()
@@ -99,3 +101,22 @@ def incontext(ctx: Any, datasets: dict[str, list[dict]]) -> dict[str, Any]:
             log.info("in-context k=%d: own-target shift %.4f, gamma %s", k, float(np.mean(res["own_shift"])), res["gamma"])
         write_json(folder / "incontext.json", out)
     return read_json(st.path / "incontext.json")
+
+
+def _compute(ctx: AnalysisRun) -> dict[str, Any]:
+    from interp.analysis.detection_run import data_stage
+
+    names = [*ctx.config.trait.target_list(), "control"]
+    return incontext(ctx, {n: read_jsonl(data_stage(ctx, n).path / "dataset.jsonl") for n in names})
+
+
+def _skip(ctx: AnalysisRun) -> str | None:
+    from interp.analysis.detection_run import missing_reason
+
+    return off("incontext") if not ctx.a.incontext else missing_reason(ctx)
+
+
+ANALYSIS = Analysis(
+    name="incontext", title="In-context control", compute=_compute,
+    needs="each target's and the control data, shown in context to the base", skip=_skip,
+)  # fmt: skip

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 
 from interp.analysis import shift_matrix as sm
+from interp.analysis.reader import AnalysisRun
+from interp.analysis.unit import Analysis
+from interp.extras import backend_module
 from interp.lm.models import Variant, format_prompt
 from interp.lm.record import answer_activations, load_activations, save_activations
 from interp.stats import t_interval
@@ -41,7 +44,7 @@ def answer_rows(n: int, seed: int) -> tuple[list[str], list[str]]:
     return number_prompts(n, seed=seed + 2), random_answers(n, seed=seed + 2)
 
 
-def record_answers(ctx: Any, label: str, variant: Variant, rows: tuple[list[str], list[str]]) -> torch.Tensor:
+def record_answers(ctx: AnalysisRun, label: str, variant: Variant, rows: tuple[list[str], list[str]]) -> torch.Tensor:
     """[row, layer, d_model]: resid_post averaged over each row's answer tokens (a cached stage)."""
     prompts, answers = rows
     backend = "hf" if variant.steer else ctx.a.backend  # a steering hook lives on the HF modules
@@ -61,7 +64,7 @@ def record_answers(ctx: Any, label: str, variant: Variant, rows: tuple[list[str]
     return load_activations(st.path, "answers")[0]
 
 
-def _student_acts(ctx: Any, name: str, spec: str, targets: list[str], rows) -> torch.Tensor:
+def _student_acts(ctx: AnalysisRun, name: str, spec: str, targets: list[str], rows) -> torch.Tensor:
     """[seed, target, row, layer, d_model] for one student entry (targets: ["control"] for control data)."""
     by_t = ctx.art["students_by_target"][name]
     seeds = sorted(by_t[targets[0]], key=int)
@@ -108,7 +111,7 @@ def _control_cos(ctx, name, spec, rows, refs) -> np.ndarray:
     return np.stack([np.nanmean(sm.cosine_matrix(w[None], refs["vs_control"]), axis=(1, 2)) for w in shifts])
 
 
-def _teachers(ctx: Any, spec: str) -> tuple[list[Variant], Variant | None, str]:
+def _teachers(ctx: AnalysisRun, spec: str) -> tuple[list[Variant], Variant | None, str]:
     """Each target's teacher on `spec` and the control teacher (None without one), and what they are.
 
     On the teacher's own base these are the run's teachers (prompted, finetuned or steered);
@@ -137,7 +140,7 @@ def _refs(ctx, spec: str, rows) -> dict[str, Any]:
     return {"targets": targets, "base": base, "prompted": prompted, "vs_control": vs_control, "teachers": what}
 
 
-def matrix_mechanisms(ctx: Any) -> dict[str, Any]:
+def matrix_mechanisms(ctx: AnalysisRun) -> dict[str, Any]:
     """Per student entry (arm): direction gamma, probe gamma, and (control runs) same-init vs control."""
     rows = answer_rows(ctx.a.n_answer_rows, ctx.cfg["seed"])
     arms: dict[str, Any] = {}
@@ -166,3 +169,18 @@ def matrix_mechanisms(ctx: Any) -> dict[str, Any]:
         "n_rows": len(rows[0]), "backend": ctx.a.backend, "targets": ctx.summary["trait"]["targets"],
         "summary_statistic": "mean over layers (pre-declared)", "arms": arms,
     }  # fmt: skip
+
+
+def _skip(ctx: AnalysisRun) -> str | None:
+    if len(ctx.config.trait.target_list()) < 2:
+        return "the trait matrix needs >= 2 targets (trait.targets)"
+    if ctx.art.get("teacher_mode") != "prompt" and "teachers" not in ctx.art:
+        return "summary.json does not list each target's teacher; rerun `interp run`"
+    return None
+
+
+ANALYSIS = Analysis(
+    name="matrix_mechanisms", title="Trait-matrix mechanisms", compute=matrix_mechanisms,
+    needs="every target's teacher and the students' answer activations", skip=_skip,
+    extras=lambda ctx: (*backend_module(ctx.a.backend), "sklearn"),
+)  # fmt: skip

@@ -37,7 +37,10 @@ import torch
 from interp.analysis.alignment import delta_cosines
 from interp.analysis.directions import layer_cosines, mean_difference
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
+from interp.analysis.reader import AnalysisRun
+from interp.analysis.unit import Analysis, off
 from interp.analysis.update_matrix import matched_contrast, teacher_deltas
+from interp.extras import backend_module
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, format_prompt
 from interp.lm.record import residual_stream
@@ -70,7 +73,7 @@ def vector_cosines(student: torch.Tensor, base: torch.Tensor, v_teacher: torch.T
     return {"mean": mean, "per_layer": [float(c) for c in cos]}
 
 
-def _student_dirs(ctx: Any) -> dict[str, Path]:
+def _student_dirs(ctx: AnalysisRun) -> dict[str, Path]:
     """Each student entry's primary-target, first-seed stage folder, for those with checkpoints."""
     out = {}
     for name, seeds in ctx.art["students"].items():
@@ -80,11 +83,11 @@ def _student_dirs(ctx: Any) -> dict[str, Path]:
     return out
 
 
-def _first_seed_dir(ctx: Any, seeds: dict[str, str]) -> Path:
+def _first_seed_dir(ctx: AnalysisRun, seeds: dict[str, str]) -> Path:
     return ctx.path(seeds[sorted(seeds, key=int)[0]])
 
 
-def _checkpointed_dirs(ctx: Any, name: str, targets: list[str]) -> dict[str, Path] | None:
+def _checkpointed_dirs(ctx: AnalysisRun, name: str, targets: list[str]) -> dict[str, Path] | None:
     """Entry `name`'s first-seed stage folder per target; None when there are < 2 targets or a
     target has no student or its student saved no checkpoints."""
     by_t = ctx.art.get("students_by_target", {}).get(name, {})
@@ -94,7 +97,7 @@ def _checkpointed_dirs(ctx: Any, name: str, targets: list[str]) -> dict[str, Pat
     return None if any(not (d / "checkpoints").is_dir() for d in dirs.values()) else dirs
 
 
-def gamma_steps(ctx: Any, name: str, spec: str) -> list[dict[str, Any]] | None:
+def gamma_steps(ctx: AnalysisRun, name: str, spec: str) -> list[dict[str, Any]] | None:
     """gamma over the run's targets at each saved step of entry `name` (see the module doc);
     None when the run has < 2 targets or a target's student saved no checkpoints."""
     m = ctx.summary.get("matrix") or {}
@@ -125,7 +128,7 @@ def gamma_steps(ctx: Any, name: str, spec: str) -> list[dict[str, Any]] | None:
     return rows
 
 
-def update_steps(ctx: Any, name: str) -> list[dict[str, Any]] | None:
+def update_steps(ctx: AnalysisRun, name: str) -> list[dict[str, Any]] | None:
     """The update matrix at each saved step of entry `name` (its first seed; see the module doc);
     None unless every target has a teacher delta and a checkpointed student."""
     targets = ctx.config.trait.target_list()
@@ -151,7 +154,7 @@ def update_steps(ctx: Any, name: str) -> list[dict[str, Any]] | None:
     return rows
 
 
-def imitation_alignment(ctx: Any, name: str, seed: int, path: Path | None,
+def imitation_alignment(ctx: AnalysisRun, name: str, seed: int, path: Path | None,
                         teacher: dict[str, torch.Tensor]) -> dict[str, Any]:  # fmt: skip
     """`descent_alignment` of student entry `name` at its checkpoint `path` (None: its init): the
     gradient of its own training loss (hard labels, or KL to its teacher's soft labels where it
@@ -181,22 +184,22 @@ def imitation_alignment(ctx: Any, name: str, seed: int, path: Path | None,
     return descent_alignment(grads, teacher, n_boot=ctx.a.n_boot, seed=ctx.cfg["seed"])
 
 
-def _gradient_cos(ctx: Any, name: str, seed: int, path: Path | None, teacher: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _gradient_cos(ctx: AnalysisRun, name: str, seed: int, path: Path | None, teacher: dict[str, torch.Tensor]) -> dict[str, Any]:
     o = imitation_alignment(ctx, name, seed, path, teacher)["overall"]
     return {k: o[k] for k in ("cos", "cos_ci", "frac_positive", "pooled_cos")}
 
 
-def _acts(ctx: Any, model: Any, tok: Any, system: str | None, prompts: list[str]) -> torch.Tensor:
+def _acts(ctx: AnalysisRun, model: Any, tok: Any, system: str | None, prompts: list[str]) -> torch.Tensor:
     texts = [format_prompt(tok, u, system) for u in prompts]
     return residual_stream(model, tok, texts, backend=ctx.a.backend, batch_size=ctx.a.batch_size).float()
 
 
-def _record(ctx: Any, v: Variant, prompts: list[str]) -> torch.Tensor:
+def _record(ctx: AnalysisRun, v: Variant, prompts: list[str]) -> torch.Tensor:
     model, tok = v.load(ctx.device, ctx.dtype)
     return _acts(ctx, model, tok, v.system, prompts)
 
 
-def trajectories(ctx: Any) -> dict[str, Any] | None:
+def trajectories(ctx: AnalysisRun) -> dict[str, Any] | None:
     """Per student entry with checkpoints: the measures at every step. None when no student
     saved checkpoints (the caller says why)."""
     dirs = _student_dirs(ctx)
@@ -240,3 +243,12 @@ def trajectories(ctx: Any) -> dict[str, Any] | None:
                                      "update_steps": update_steps(ctx, name) if spec == ctx.teacher_spec else None}  # fmt: skip
         write_json(folder / "trajectories.json", out)
     return read_json(st.path / "trajectories.json")
+
+
+ANALYSIS = Analysis(
+    name="trajectories", title="Trajectories", compute=trajectories,
+    needs="checkpointed students (checkpoint_every)",
+    skip=lambda ctx: None if ctx.a.trajectories else off("trajectories"),
+    extras=lambda ctx: tuple(backend_module(ctx.a.backend)),
+    absent="no student saved checkpoints (set checkpoint_every on a [[students]] entry)",
+)  # fmt: skip

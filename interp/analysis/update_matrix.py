@@ -24,15 +24,15 @@ seeds alone (`independent_init`), where the student's LoRA initialisation is its
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from interp.analysis.alignment import delta_cosines, span_share
+from interp.analysis.reader import AnalysisRun, shares_teacher_init, teacher_seeds  # noqa: F401 (tests read teacher_seeds here)
+from interp.analysis.unit import Analysis
 from interp.lm.delta import Delta
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx
@@ -74,30 +74,7 @@ def _complete(by_target: dict[str, dict[str, str]], targets: Sequence[str]) -> l
     return sorted(seeds, key=int) or None
 
 
-def teacher_seeds(ctx: Any) -> dict[str, set[int]]:
-    """Per base spec, the seeds its weight-delta teachers trained with, as their stage manifests
-    record them (runs before teachers had their own seed stream trained them with the run's seed;
-    a teacher folder without a manifest counts as that)."""
-    rels = [(r["spec"], r["delta"]) for r in (ctx.art.get("teachers") or {}).values() if r.get("delta")]
-    rels += [(spec, str(Path(r) / "delta.safetensors")) for spec, r in (ctx.art.get("teacher_deltas") or {}).items()]
-    seeds: dict[str, set[int]] = {}
-    for spec, rel in rels:
-        manifest = ctx.path(rel).parent / "manifest.json"
-        seed = int(json.loads(manifest.read_text())["params"]["seed"]) if manifest.exists() else ctx.cfg["seed"]
-        seeds.setdefault(spec, set()).add(seed)
-    return seeds
-
-
-def shares_teacher_init(ctx: Any, name: str, seed: int | str) -> bool:
-    """Whether student entry `name` on `seed` can start from a teacher's LoRA A matrices: it
-    trains LoRA (as finetuned teachers always do) on a base with a teacher trained with that seed
-    (see the module doc)."""
-    if ctx.student_cfg(name).settings(ctx.config.train).method != "lora":
-        return False
-    return int(seed) in ctx.teacher_seeds.get(ctx.spec_of(name), set())
-
-
-def teacher_deltas(ctx: Any, targets: Sequence[str]) -> dict[str, Delta] | None:
+def teacher_deltas(ctx: AnalysisRun, targets: Sequence[str]) -> dict[str, Delta] | None:
     """Each target's teacher update, or None unless there are >= 2 targets and every one has a
     teacher with a weight delta (finetuned teachers)."""
     teachers = ctx.art.get("teachers") or {}
@@ -106,7 +83,7 @@ def teacher_deltas(ctx: Any, targets: Sequence[str]) -> dict[str, Delta] | None:
     return {t: Delta.load(ctx.path(teachers[t]["delta"])) for t in targets}
 
 
-def update_matrix(ctx: Any) -> dict[str, Any] | None:
+def update_matrix(ctx: AnalysisRun) -> dict[str, Any] | None:
     """The update matrix of every same-base student entry with a student for every target (see
     the module doc); None when the run cannot support it (fewer than 2 targets, or teachers
     without weight deltas). Entries missing a target are listed under `skipped` with the reason."""
@@ -153,3 +130,10 @@ def update_matrix(ctx: Any) -> dict[str, Any] | None:
                 entry["independent_init"]["span_share"] = matched_contrast(share[own]) | {"baseline": float(chance[own].mean())}
         out["students"][name] = entry
     return out
+
+
+ANALYSIS = Analysis(
+    name="update_matrix", title="Whose update", compute=update_matrix,
+    needs="every target's teacher delta and its students' deltas",
+    absent="needs >= 2 targets (trait.targets) whose teachers have weight deltas (teacher.mode = 'finetuned')",
+)  # fmt: skip

@@ -144,12 +144,12 @@ def test_matrix_mechanisms_pair_each_student_with_its_own_teacher(planted_run, p
     activations are another target's teacher's (targets rotated by one) no significant gamma.
     Fails if students, teachers or targets are paired in the wrong order."""
     from interp.analysis import matrix_run
-    from interp.analysis.run import _Ctx
+    from interp.analysis.reader import AnalysisRun
     from interp.subliminal.config import AnalysisConfig
 
     acfg = AnalysisConfig(backend="hf", n_prompts=4, n_number_prompts=2, n_answer_rows=24,
                           gradient_batches=1, n_boot=50, subspace_rank=0)  # fmt: skip
-    ctx = _Ctx(planted_run, acfg)
+    ctx = AnalysisRun(planted_run, acfg)
     rows = matrix_run.answer_rows(acfg.n_answer_rows, ctx.cfg["seed"])
     refs = matrix_run._refs(ctx, "tiny-llama", rows)  # cached by the analyze run above
     for shift in (0, 1):
