@@ -236,3 +236,28 @@ def test_two_different_configs_started_at_once_on_one_folder_both_keep_their_sum
     got = json.loads(kept[0].read_text())  # the seed-0 summary is the uninterrupted run's, wherever it is
     got.pop("provenance")
     assert json.dumps(got, sort_keys=True).replace(str(out), "<out>") == expected
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit"])
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_a_truncated_or_edited_stage_file_is_refused_by_analyze_and_report(reference, tmp_path, capsys, damage,
+                                                                          command):  # fmt: skip
+    from interp.cli import main
+
+    *_, ref_run = reference
+    run = tmp_path / "faults"
+    shutil.copytree(ref_run, run)
+    (data,) = sorted(run.glob("stages/filter__trait__*/dataset.jsonl"))  # what every student is trained on
+    raw = data.read_bytes()
+    if damage == "truncate":  # on a line boundary: rows silently missing without the check
+        data.write_bytes(raw[: raw.rindex(b"\n", 0, len(raw) - 1) + 1])
+    else:  # same size, one digit changed
+        i = next(i for i, c in enumerate(raw) if chr(c).isdigit())
+        data.write_bytes(raw[:i] + (b"1" if raw[i : i + 1] != b"1" else b"2") + raw[i + 1 :])
+    pdf = tmp_path / "r.pdf"
+    args = ["analyze", str(run)] if command == "analyze" else ["report", str(run), "-o", str(pdf)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and data.parent.name in err[0] and "dataset.jsonl" in err[0], err
+    assert ("size" in err[0]) if damage == "truncate" else ("sha256" in err[0])
+    assert not (run / "analysis.json").exists() and not pdf.exists()  # refused before any work
