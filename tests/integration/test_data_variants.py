@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from helpers import tiny_subliminal_config, write_config
+from scipy import stats
 
 from interp.cli import main
 from interp.store.stages import read_jsonl
@@ -94,13 +96,71 @@ def test_analyze_reports_the_data_sections(variant_run):
         assert arms[name]["gamma_ci_targets"]["mean"] == pytest.approx(arms[name]["gamma"], abs=1e-9)
 
 
-@pytest.mark.parametrize(("script", "args", "expect"), [
-    ("detection", ["--detector", "classifier"], "detection result=(supported|not supported|inconclusive) statistic=auroc_classifier:"),
-    ("data_controls", ["--arm", "mask-divergence"], "data_controls result=(supported|not supported|inconclusive) statistic=gamma_difference:"),
-    ("incontext", [], "incontext result=(supported|not supported|inconclusive) statistic=gamma_nats:"),
-    ("first_order", ["--arm", "scan-low"], "first_order result=(supported|not supported|inconclusive) statistic=row_correlation:"),
+def _shifts(run, arm, seed=0):
+    """[target, candidate] log-odds shifts of `arm`'s seed-`seed` students over the base, from
+    their eval.json files (the summary's matrix is not read)."""
+    s = json.loads((run / "summary.json").read_text())
+    evals, primary = s["artifacts"]["evals"], s["trait"]["target"]
+
+    def log_odds(label):
+        return np.array(json.loads((run / evals[label] / "eval.json").read_text())["logprob"]["log_odds"])
+
+    base = log_odds("base")
+    return np.array([log_odds(f"{arm}{'' if t == primary else ':' + t}/seed{seed}") - base
+                     for t in s["trait"]["targets"]])  # fmt: skip
+
+
+def _per_target_gamma(shifts, cols):
+    own = shifts[np.arange(len(cols)), cols]
+    return own - (shifts[:, cols].sum(axis=1) - own) / (len(cols) - 1)
+
+
+def _t(values):
+    """mean, lo, hi of the 95% t-interval, by the formula."""
+    x = np.asarray(values, float)
+    half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+def _auroc(pos, neg):
+    """P(a trait row outscores a control row), ties half: the Mann-Whitney statistic."""
+    return np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg])
+
+
+def _expected(run, script):
+    """(effect, lo, hi, result) each script must print, recomputed here from raw artifacts."""
+    an = json.loads((run / "analysis.json").read_text())
+    cands, targets = an["first_order"]["candidates"], an["first_order"]["targets"]
+    cols = [cands.index(t) for t in targets]
+    if script == "detection":  # two targets: mean AUROC - 0.5, t over targets
+        aucs = [an["detection"]["targets"][t]["classifier"]["auroc"] - 0.5 for t in targets]
+        m, lo, hi = _t(aucs)
+        return m, lo, hi, "supported" if lo > 0 else "not supported" if hi < 0 else "inconclusive"
+    if script == "data_controls":  # per-target gamma of the masked arm minus the unmodified one, seed 0
+        d = _per_target_gamma(_shifts(run, "mask-divergence"), cols) - _per_target_gamma(_shifts(run, "same-init"), cols)
+        m, lo, hi = _t(d)
+        return m, lo, hi, "supported" if hi < 0 else "not supported" if lo > 0 else "inconclusive"
+    if script == "incontext":  # no raw per-question values are kept: the section's own interval
+        r = an["incontext"]["by_k"]["1"]
+        m, lo, hi = r["gamma"], r["gamma_ci"]["lo"], r["gamma_ci"]["hi"]
+        ok = lo > 0 and r["p_gamma"] < 0.05
+        return m, lo, hi, "supported" if ok else "not supported" if hi < 0 else "inconclusive"
+    # first_order: per target, Pearson of predicted vs observed shifts over candidates; t over targets
+    pred, obs = np.array(an["first_order"]["arms"]["scan-low"]["predicted"]), _shifts(run, "scan-low")
+    m, lo, hi = _t([np.corrcoef(p, o)[0, 1] for p, o in zip(pred, obs)])
+    ok = lo > 0 and an["first_order"]["arms"]["scan-low"]["p_row_correlation"] < 0.05
+    return m, lo, hi, "supported" if ok else "not supported" if hi < 0 else "inconclusive"
+
+
+@pytest.mark.parametrize(("script", "args", "stat"), [
+    ("detection", ["--detector", "classifier"], "auroc_classifier"),
+    ("data_controls", ["--arm", "mask-divergence"], "gamma_difference"),
+    ("incontext", [], "gamma_nats"),
+    ("first_order", ["--arm", "scan-low"], "row_correlation"),
 ])  # fmt: skip
-def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_run, script, args, expect):
+def test_the_hypothesis_scripts_print_what_the_artifacts_give(variant_run, script, args, stat):
+    """Each verdict's effect, interval and result equal a recomputation from the run's raw
+    artifacts (eval log-odds, AUROCs, first-order predictions), not only a well-formed line."""
     import re
     import subprocess
     import sys
@@ -109,7 +169,26 @@ def test_the_hypothesis_scripts_are_testable_on_a_run_with_the_sections(variant_
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, str(root / "analyses" / f"{script}.py"), str(variant_run), *args],
                          capture_output=True, text=True, timeout=120, cwd=root).stdout  # fmt: skip
-    assert re.search("^VERDICT hypothesis=" + expect, out.strip().splitlines()[-1]), out
+    m = re.search(rf"^VERDICT hypothesis={script} result=(?P<result>[a-z ]+) statistic={stat}:\S+ "
+                  r"effect=(?P<effect>\S+) ci=\[(?P<lo>\S+), (?P<hi>\S+)\]", out.strip().splitlines()[-1])  # fmt: skip
+    assert m, out
+    effect, lo, hi, result = _expected(variant_run, script)
+    # the line prints 4 significant digits; the raw log-odds are stored to 6 decimals
+    assert float(m["effect"]) == pytest.approx(effect, rel=1e-3, abs=2e-5), out
+    assert float(m["lo"]) == pytest.approx(lo, rel=1e-3, abs=2e-4), out
+    assert float(m["hi"]) == pytest.approx(hi, rel=1e-3, abs=2e-4), out
+    assert m["result"] == result, out
+
+
+def test_the_scan_auroc_is_the_mann_whitney_statistic_of_the_saved_scores(variant_run):
+    an = json.loads((variant_run / "analysis.json").read_text())
+    for t in ("owl", "cat"):
+        (trait,) = (variant_run / "stages").glob(f"scan__{t}__trait-*")
+        (control,) = (variant_run / "stages").glob(f"scan__{t}__control-*")
+        pos, neg = ([r["llr_per_token"] for r in read_jsonl(d / "scores.jsonl")] for d in (trait, control))
+        scan = an["detection"]["targets"][t]["scan"]
+        assert scan["auroc"] == pytest.approx(_auroc(pos, neg)) and (scan["n_pos"], scan["n_neg"]) == (8, 8)
+        assert scan["mean_trait"] == pytest.approx(np.mean(pos)) and scan["mean_control"] == pytest.approx(np.mean(neg))
 
 
 def test_first_order_covers_every_trait_arm_and_a_later_only_keeps_earlier_sections(variant_run):
@@ -126,7 +205,21 @@ def test_first_order_covers_every_trait_arm_and_a_later_only_keeps_earlier_secti
     for arm in ("mask-divergence", "scan-low"):
         assert fo["arms"][arm]["predicted"] != fo["arms"]["same-init"]["predicted"]
         assert fo["arms"][arm]["stage"] != fo["arms"]["same-init"]["stage"]
-    assert fo["across_arms"]["n"] == 10 and fo["across_arms"]["n_arms"] == 5 and -1 <= fo["across_arms"]["pearson"] <= 1
+    # across arms: predicted per-target gamma (standardised within each arm) against the observed
+    # one of every (arm, target) cell; Pearson with its Fisher-z interval, by the formulas
+    cols = [fo["candidates"].index(t) for t in fo["targets"]]
+    seeds = {"same-init": (0, 1)}
+    z, observed = [], []
+    for name, a in fo["arms"].items():
+        p = np.asarray(a["predicted_per_target_gamma"])
+        z += list((p - p.mean()) / p.std())
+        observed += list(np.mean([_per_target_gamma(_shifts(variant_run, name, k), cols)
+                                  for k in seeds.get(name, (0,))], axis=0))  # fmt: skip
+    r = np.corrcoef(z, observed)[0, 1]
+    half = stats.norm.ppf(0.975) / np.sqrt(len(z) - 3)
+    x = fo["across_arms"]
+    assert x["n"] == 10 and x["n_arms"] == 5 and x["pearson"] == pytest.approx(r, abs=1e-4)
+    assert x["pearson_ci"] == pytest.approx([np.tanh(np.arctanh(r) - half), np.tanh(np.arctanh(r) + half)], abs=1e-4)
 
 
 def test_trajectories_read_every_checkpoint_and_match_a_recomputation(variant_run):
