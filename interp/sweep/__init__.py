@@ -118,6 +118,8 @@ def run_sweep(
                      if p not in current}  # fmt: skip
     result = aggregate(sweep, root)
     result["failed"] = {p: failed_points[p] for p in sorted(failed_points)}
+    for p, f in result["failed"].items():  # the PDF's "points without a summary" says why
+        result["missing"][p] = f"failed: {f['error']} (log {f['log']})"
     result["run"] = {
         "engine": engine, "address": address, "cluster": cluster, "tasks": len(tasks), "tasks_run": n,
         "points_reused": sorted(current),
