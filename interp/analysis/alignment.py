@@ -165,6 +165,8 @@ def random_subspace_baseline(d: int, rank: int, n_samples: int = 32, seed: int =
 
 
 @lru_cache(maxsize=64)
+
+
 def _random_baseline(d: int, rank: int, n_samples: int, seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
     means, mins = [], []

@@ -18,7 +18,8 @@ import torch
 from interp.analysis import detection as dt
 from interp.analysis.gradient import iter_imitation_gradients
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, off
+from interp.analysis.unit import Analysis, ReportDoc, off
+from interp.fmt import fmt, fmt_est
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, format_prompt, load_model
 from interp.lm.score import continuation_logprobs, row_examples
@@ -202,6 +203,84 @@ def data_controls(ctx: AnalysisRun, incontext: dict[str, Any] | None) -> dict[st
                      "minus_unmodified: per-target gamma difference on shared seeds, t-interval over targets")}  # fmt: skip
 
 
+
+def render_divergence(doc: ReportDoc, run: str, dv: dict[str, Any]) -> None:
+    doc.heading("Divergence tokens", 3)
+    rows = [
+        [
+            "target",
+            "share of positions",
+            "rows with any",
+            "share at first position",
+            "most frequent (written -> trait argmax)",
+        ]
+    ]
+    for t, r in (dv.get("targets") or {}).items():
+        pairs = ", ".join(
+            f"{p['written']!r}->{p['trait_argmax']!r} ({p['count']})" for p in r["top_pairs"][:4]
+        )
+        rows.append(
+            [t, fmt(r["share"]), fmt(r["rows_with_any"]), fmt(r["share_at_first_position"]), pairs]
+        )
+    doc.table(rows, [1.2, 1.6, 1.4, 1.8, 5.0])
+    doc.para("Positions of each trait dataset (teacher-forced) where the trait teacher's argmax "
+             "differs from the control teacher's for the same prefix (Schrodi et al. 2025). "
+             "Students with mask = 'divergence' are trained without loss at these positions; "
+             "mask = 'random' leaves out as many random positions per row.")  # fmt: skip
+
+
+def render_detection(doc: ReportDoc, run: str, de: dict[str, Any]) -> None:
+    doc.heading("Detection: can the trait be found in the data?", 3)
+    rows = [
+        [
+            "target",
+            "(a) classifier AUROC [CI]",
+            "(b) judge AUROC [CI]",
+            "judge accuracy",
+            "(c) scan AUROC [CI]",
+        ]
+    ]
+    ci = lambda a: f"{fmt(a['auroc'])} [{fmt(a['lo'])}, {fmt(a['hi'])}]"  # noqa: E731
+    for t, r in (de.get("targets") or {}).items():
+        rows.append(
+            [t, ci(r["classifier"]), ci(r["judge"]), fmt(r["judge"]["accuracy"]), ci(r["scan"])]
+        )
+    doc.table(rows, [1.2, 2.6, 2.6, 1.4, 2.6])
+    g = de.get("scan_gradient")
+    gl = (
+        f"Gradient scan ({g['target']}): AUROC {ci(g)}."
+        if g
+        else f"Gradient scan: not computed ({de.get('why_no_scan_gradient')})."
+    )
+    doc.para("Each target's trait data against the run's control data; AUROC 0.5 = no separation, "
+             "CIs by bootstrap over held-out rows or trials. (a) logistic regression on number and "
+             "character 1-3-gram counts, fitted on one stratified half, scored on the other. (b) the "
+             "teacher's base as judge of which of two sets of rows comes from the assistant that "
+             "loves the target (log p(A) - log p(B), over trials with the trait rows as A vs as B). "
+             "(c) the hidden-signal scan: each row's log-likelihood ratio, teacher vs base, per "
+             f"token; its lowest-scoring half is the scan-low students' data. {gl}")  # fmt: skip
+
+
+def render_data_controls(doc: ReportDoc, run: str, dc: dict[str, Any]) -> None:
+    doc.heading("Data controls: gamma per variant of the trait data", 3)
+    rows = [["arm", "variant", "seeds", "gamma [CI over seeds]", "[CI over targets]", "p (perm.)",
+             "minus unmodified [CI over targets]"]]  # fmt: skip
+    for r in dc.get("rows") or []:
+        t = r.get("gamma_ci_targets")
+        rows.append([r["arm"], r["variant"], ", ".join(map(str, r["seeds"])) or "-", fmt_est(r["gamma_ci"]),
+                     f"[{fmt(t['lo'])}, {fmt(t['hi'])}]" if t else "", fmt(r["p_gamma"]),
+                     fmt_est(r.get("minus_unmodified"), missing="")])  # fmt: skip
+    doc.table(rows, [2.0, 2.2, 0.9, 2.4, 1.8, 0.9, 2.4])
+    doc.para("gamma: each student's shift toward its own teacher's target minus toward the other "
+             "targets (log-odds vs its base, nats); CI over seeds for students (one seed: no "
+             "interval) and over questions for the in-context rows, which score the base with k "
+             "rows of each target's data (minus the control data's) as earlier turns, without "
+             "finetuning. CI over targets: t-interval of the per-target gamma (own minus others, "
+             "the units of the permutation test). p: permutation over target labels. Minus "
+             f"unmodified: the per-target gamma of the variant minus that of '{dc.get('reference')}' "
+             "on the seeds both trained, t-interval over targets.")  # fmt: skip
+
+
 def _data_side(flag: str) -> Any:
     def skip(ctx: AnalysisRun) -> str | None:
         return off(flag) if not getattr(ctx.a, flag) else missing_reason(ctx)
@@ -216,13 +295,13 @@ def _skip_controls(ctx: AnalysisRun) -> str | None:
 
 
 ANALYSES = [
-    Analysis(name="divergence", title="Divergence tokens", compute=divergence,
+    Analysis(name="divergence", render=render_divergence, title="Divergence tokens", compute=divergence,
              needs="each target's and the control teacher's data and weights", skip=_data_side("detection")),
-    Analysis(name="detection", title="Detection", compute=detection,
+    Analysis(name="detection", render=render_detection, title="Detection", compute=detection,
              needs="each target's and the control data; the teachers", skip=_data_side("detection"),
              extras=lambda ctx: ("sklearn",)),
     # reads the in-context section when this call computed it
-    Analysis(name="data_controls", title="Data controls",
+    Analysis(name="data_controls", render=render_data_controls, title="Data controls",
              compute=lambda ctx: data_controls(ctx, ctx.results.get("incontext")),
              needs="the data-control students of >= 2 targets", skip=_skip_controls),
 ]  # fmt: skip

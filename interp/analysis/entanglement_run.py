@@ -17,7 +17,8 @@ import numpy as np
 
 from interp.analysis import entanglement as en
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, off
+from interp.analysis.unit import Analysis, ReportDoc, off
+from interp.fmt import fmt, fmt_est
 from interp.lm.models import format_prompt, load_model
 from interp.lm.score import continuation_logprobs
 from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
@@ -84,6 +85,32 @@ def entanglement(ctx: AnalysisRun) -> dict[str, Any]:
     return read_json(st.path / "entanglement.json")
 
 
+
+def render_entanglement(doc: ReportDoc, run: str, en: dict[str, Any]) -> None:
+    """Token entanglement: the numbers each target's prompt raises, their data rates, prompting."""
+    doc.heading("Token entanglement and subliminal prompting", 3)
+    rows = [["target", "top entangled numbers (shift, nats)", "rate /1000 trait | control",
+             "p(target): loving them | random", "difference [CI]"]]  # fmt: skip
+    for t, r in (en.get("targets") or {}).items():
+        top = r["entangled"]["top"]
+        rates = r.get("rates") or {}
+        per = lambda k, n, rates=rates: fmt(((rates.get(k) or {}).get("per_1000") or {}).get(str(n)))  # noqa: E731  # fmt: skip
+        pr = r["prompting"]
+        rows.append([t, ", ".join(f"{x['number']} ({fmt(x['shift'])})" for x in top),
+                     "; ".join(f"{x['number']}: {per('trait', x['number'])} | {per('control', x['number'])}" for x in top),
+                     f"{fmt(pr['entangled'])} | {fmt(pr['random'])}", fmt_est(pr["diff"])])  # fmt: skip
+    doc.table(rows, [1.2, 3.6, 3.6, 2.4, 2.2])
+    n_prompts = (
+        next(iter((en.get("targets") or {}).values()), {}).get("entangled", {}).get("n_prompts")
+    )
+    doc.para(f"Numbers 0-999 scored as the first answer ('<n>,') to {fmt(n_prompts)} held-out number "
+             "prompts, with and without the target's system prompt; shift = mean log-prob change, "
+             "centred over numbers per prompt. Rates: occurrences per 1,000 numbers in the trait "
+             "teacher's and the control teacher's filtered data. Prompting: p(target) on the run's "
+             "questions under 'You love <n>...' system prompts with the top numbers vs as many random "
+             "numbers, difference with a paired bootstrap CI over questions.")  # fmt: skip
+
+
 def _skip(ctx: AnalysisRun) -> str | None:
     if not ctx.a.entanglement:
         return off("entanglement")
@@ -95,6 +122,6 @@ def _skip(ctx: AnalysisRun) -> str | None:
 
 
 ANALYSIS = Analysis(
-    name="entanglement", title="Token entanglement", compute=entanglement,
+    name="entanglement", render=render_entanglement, report_when_absent=False, title="Token entanglement", compute=entanglement,
     needs="the teacher's and base's number log-probs; the numbers data", skip=_skip,
 )  # fmt: skip

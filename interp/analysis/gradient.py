@@ -48,6 +48,8 @@ def _chunks(xs: list, size: int) -> Iterator[list]:
 
 
 @torch.no_grad()
+
+
 def imitation_loss(
     model: Any,
     tok: Any,
@@ -118,6 +120,8 @@ def iter_imitation_gradients(
 
 
 @contextlib.contextmanager
+
+
 def gradients_only(model: Any, names: Sequence[str]) -> Iterator[list[Tensor]]:
     """The named weights, the only ones that require grad (the graph skips everything else:
     memory) in eval mode (no dropout: the gradient at the weights as they are); flags and mode

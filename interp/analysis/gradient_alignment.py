@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import gc
 import json
+from pathlib import Path
 from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
 
 from interp.analysis.first_order import LOSS_SETTINGS
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.trajectories import imitation_alignment
-from interp.analysis.unit import Analysis
+from interp.analysis.unit import Analysis, ReportDoc
 from interp.analysis.update_alignment import no_teacher_delta
 from interp.lm.delta import Delta
 from interp.lm.models import Variant
+from interp.plots import err, num, save
 from interp.store.stages import write_json
 
 
@@ -51,7 +56,44 @@ def gradient_alignment(ctx: AnalysisRun) -> dict[str, Any]:
 
 
 
+
+def gradient_alignment_figure(datasets: dict[str, Any], path: Path) -> Path:
+    """Per-batch cos(-gradient, teacher delta) at each student's init, per dataset: the
+    batches as points, their mean with CI as a bar."""
+    names = list(datasets)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(names), 3.6))
+    rng = np.random.default_rng(0)  # jitter only; fixed so the figure is reproducible
+    for i, n in enumerate(names):
+        d = datasets[n]
+        cos = np.array([num(c) for c in d.get("cos") or []])
+        ax.scatter(i + rng.uniform(-0.15, 0.15, cos.size), cos, s=12, alpha=0.6, color="C0")
+        m, lo, hi = err(d.get("cos_ci"))
+        ax.errorbar(i + 0.3, m, yerr=[[lo], [hi]], fmt="D", color="C3", capsize=4)
+        fp = d.get("frac_positive")
+        if fp is not None:
+            ax.annotate(f"{100 * fp:.0f}% > 0", (i, 1.02), xycoords=("data", "axes fraction"),
+                        ha="center", fontsize=7)  # fmt: skip
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(names)),
+                  [f"{n}\n({datasets[n].get('data', '?')} data)" for n in names], fontsize=8)  # fmt: skip
+    ax.set_xlim(-0.6, len(names) - 0.3)
+    ax.set_ylabel("cos(-gradient, teacher delta) per batch")
+    ax.grid(axis="y", alpha=0.3)
+    return save(fig, path)
+
+
+def render_gradient_alignment(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
+    if not section.get("datasets"):
+        doc.missing_figure(run, "gradient_alignment", "Gradient alignment", "no datasets")
+        return
+    caption = ("At each student's initialisation, cosine between the descent direction of the "
+     "imitation loss on one batch of its training data and the teacher's update. Dots: "
+     "batches; diamond: mean with bootstrap CI over batches; top: share of batches with "
+     "positive cosine. The theorem predicts > 0 for a same-init student on trait data.")  # fmt: skip
+    doc.figure(run, "gradient_alignment", lambda p: gradient_alignment_figure(section["datasets"], p), caption)
+
+
 ANALYSIS = Analysis(
-    name="gradient_alignment", title="Gradient alignment", compute=gradient_alignment,
+    name="gradient_alignment", render=render_gradient_alignment, title="Gradient alignment", compute=gradient_alignment,
     needs="each student's training data and its base's teacher delta", skip=no_teacher_delta,
 )  # fmt: skip

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, off
+from interp.analysis.unit import Analysis, ReportDoc, off
+from interp.fmt import fmt, fmt_est
 from interp.lm.models import format_chat, load_model
 from interp.lm.score import continuation_logprobs, shared_prefix
 from interp.stats import bootstrap_ci
@@ -103,6 +104,22 @@ def incontext(ctx: AnalysisRun, datasets: dict[str, list[dict]]) -> dict[str, An
     return read_json(st.path / "incontext.json")
 
 
+
+def render_incontext(doc: ReportDoc, run: str, ic: dict[str, Any]) -> None:
+    doc.heading("In-context control", 3)
+    rows = [["k (examples)", "tokens", "gamma (nats) [CI]", "p (perm.)", "own-target shift"]]
+    for k, r in (ic.get("by_k") or {}).items():
+        rows.append([k, r.get("tokens"), fmt_est(r.get("gamma_ci")) if r.get("gamma") is not None else "n/a",
+                     fmt(r.get("p_gamma")), fmt(sum(r["own_shift"]) / len(r["own_shift"]))])  # fmt: skip
+    for k, why in (ic.get("skipped") or {}).items():
+        rows.append([k, "-", f"skipped: {why}", "", ""])
+    doc.table(rows, [1.4, 1.2, 3.8, 1.2, 1.6])
+    doc.para(f"The base ({ic.get('model')}, context {ic.get('context')} tokens) reads each target's first "
+             "k trait rows as earlier user/assistant turns, then each evaluation question; shifts "
+             "are against the same k rows of the control data; CI by bootstrap over the "
+             f"{ic.get('n_questions')} questions. No finetuning.")  # fmt: skip
+
+
 def _compute(ctx: AnalysisRun) -> dict[str, Any]:
     from interp.analysis.detection_run import data_stage
 
@@ -117,6 +134,6 @@ def _skip(ctx: AnalysisRun) -> str | None:
 
 
 ANALYSIS = Analysis(
-    name="incontext", title="In-context control", compute=_compute,
+    name="incontext", render=render_incontext, title="In-context control", compute=_compute,
     needs="each target's and the control data, shown in context to the base", skip=_skip,
 )  # fmt: skip

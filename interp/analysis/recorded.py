@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import gc
 import json
+from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis
+from interp.analysis.unit import Analysis, ReportDoc
 from interp.extras import backend_module
+from interp.fmt import fmt, fmt_est
 from interp.lm.models import Variant
 from interp.lm.steer import add_direction, project_out
-from interp.stats import paired_bootstrap_diff
+from interp.plots import num, save
+from interp.stats import paired_bootstrap_diff, wilson
 from interp.store.stages import write_json
 from interp.subliminal.evaluate import logprob_score
 
@@ -144,6 +150,108 @@ def _pair(a: dict, b: dict, na: str, nb: str) -> dict[str, Any]:
     return {na: {k: a[k] for k in keep}, nb: {k: b[k] for k in keep}, "diff": diff}
 
 
+
+def trait_direction_figure(students: dict[str, Any], path: Path) -> Path:
+    """Per layer, cos(trait direction, student's activation shift) with its bootstrap band."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for i, (n, d) in enumerate(students.items()):
+        cos = np.array([num(c) for c in d.get("cosine") or []])
+        layers = d.get("layers") or list(range(cos.size))
+        ax.plot(layers, cos, marker="o", ms=3, color=f"C{i}", label=n)
+        lo, hi = d.get("lo"), d.get("hi")
+        if lo and hi:
+            ax.fill_between(layers, [num(v) for v in lo], [num(v) for v in hi],
+                            color=f"C{i}", alpha=0.2)  # fmt: skip
+    ax.axhline(0, color="black", lw=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer (residual stream after the block)")
+    ax.set_ylabel("cos(trait direction, student shift)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def render_trait_direction(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
+    if not section.get("students"):
+        doc.missing_figure(run, "trait_direction", "Trait direction", "no students")
+        return
+    caption = ("Per layer, cosine between the trait direction (mean activation of the "
+     "trait-prompted base minus the plain base, last prompt token, backend "
+     f"{section.get('backend', '?')}) and the student's mean activation shift from its base, with a "
+     "bootstrap band over prompts. Above 0 = the student moved toward the trait; compare with "
+     "the control.")  # fmt: skip
+    doc.figure(run, "trait_direction", lambda p: trait_direction_figure(section["students"], p), caption)
+
+
+def probes_figure(bases: dict[str, Any], students: dict[str, Any], path: Path) -> Path:
+    """Held-out probe AUROC per layer (per base model) and, per student, the share of prompts
+    the probe calls trait-bearing with a Wilson 95% band."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (spec, b) in enumerate(bases.items()):
+        auroc = [num(a) for a in b.get("auroc") or []]
+        axes[0].plot(range(len(auroc)), auroc, marker="o", ms=3, color=f"C{i}", label=spec)
+        if b.get("best_layer") is not None and auroc:
+            bl = int(b["best_layer"])
+            axes[0].plot([bl], [auroc[bl]], "*", ms=12, color=f"C{i}")
+    axes[0].axhline(0.5, color="gray", ls=":", label="chance")
+    axes[0].set_ylim(0, 1.05)
+    axes[0].set_xlabel("layer")
+    axes[0].set_ylabel("probe AUROC (held out)")
+    axes[0].legend(fontsize=7)
+    for i, (n, s) in enumerate(students.items()):
+        share = [num(v) for v in s.get("share_trait") or []]
+        layers = list(range(len(share)))
+        ls = ":" if n.startswith("base:") else "-"
+        axes[1].plot(layers, share, marker="o", ms=3, ls=ls, color=f"C{i}", label=n)
+        if s.get("n"):
+            band = [wilson(v, int(s["n"])) for v in share]
+            axes[1].fill_between(layers, [b[0] for b in band], [b[1] for b in band],
+                                 color=f"C{i}", alpha=0.15)  # fmt: skip
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[1].set_xlabel("layer")
+    axes[1].set_ylabel("share classified trait-bearing")
+    axes[1].legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return save(fig, path)
+
+
+def render_probes(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
+    if not section.get("bases"):
+        doc.missing_figure(run, "probes", "Probes", "no bases")
+        return
+    caption = ("Left: held-out AUROC per layer of logistic probes separating the trait-prompted "
+     "base from the plain base (star = best layer, 0.5 = chance; a single split, no CI). Right: "
+     "share of each student's prompts the probe of its base calls trait-bearing, with a "
+     "Wilson 95% band (dotted: the base itself on number prompts).")  # fmt: skip
+    doc.figure(run, "probes", lambda p: probes_figure(section["bases"], section.get("students") or {}, p), caption)
+
+
+def render_steering(doc: ReportDoc, run: str, st: dict[str, Any]) -> None:
+    doc.heading("Steering", 3)
+    rows = [["test", "model", "before [CI]", "after [CI]", "difference [CI]"]]
+    suf = st.get("sufficiency") or {}
+    if suf:
+        rows.append([f"sufficiency: add the direction at layer {fmt(st.get('layer'))} x "
+                     f"{fmt(st.get('scale'))}", "base", fmt_est(suf.get("base")),
+                     fmt_est(suf.get("steered")), fmt_est(suf.get("diff"))])  # fmt: skip
+    nec = st.get("necessity") or {}
+    if nec:
+        rows.append(["necessity: project the direction out of every layer", nec.get("student"),
+                     fmt_est(nec.get("unablated")), fmt_est(nec.get("ablated")),
+                     fmt_est(nec.get("diff"))])  # fmt: skip
+        rnd = nec.get("random_direction") or {}
+        if rnd:
+            rows.append(["control: project a random direction out of every layer", nec.get("student"),
+                         fmt_est(rnd.get("unablated")), fmt_est(rnd.get("ablated")),
+                         fmt_est(rnd.get("diff"))])  # fmt: skip
+    doc.table(rows, [2.6, 1.2, 1.6, 1.6, 1.6])
+    doc.para("Log-prob score before and after the intervention, paired bootstrap CI of the "
+             "difference over questions. Sufficiency: steering the base should raise it; "
+             "necessity: ablating the direction should lower the student's score.")  # fmt: skip
+
+
 def _backend(ctx: AnalysisRun) -> tuple[str, ...]:
     return tuple(backend_module(ctx.a.backend))
 
@@ -153,11 +261,11 @@ def _backend_and_sklearn(ctx: AnalysisRun) -> tuple[str, ...]:
 
 
 ANALYSES = [
-    Analysis(name="trait_direction", title="Trait direction", compute=trait_direction,
+    Analysis(name="trait_direction", render=render_trait_direction, title="Trait direction", compute=trait_direction,
              needs="activations of each base, prompted base and student", extras=_backend),
-    Analysis(name="probes", title="Probes", compute=probes,
+    Analysis(name="probes", render=render_probes, title="Probes", compute=probes,
              needs="activations of each base, prompted base and student", extras=_backend_and_sklearn),
-    Analysis(name="steering", title="Steering", compute=steering,
+    Analysis(name="steering", render=render_steering, title="Steering", compute=steering,
              needs="activations of the teacher's base and prompted base; the same-init student",
              extras=_backend),
 ]  # fmt: skip

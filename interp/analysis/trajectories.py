@@ -31,19 +31,22 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from interp.analysis.alignment import delta_cosines
 from interp.analysis.directions import layer_cosines, mean_difference
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, off
+from interp.analysis.unit import Analysis, ReportDoc, off
 from interp.analysis.update_matrix import matched_contrast, teacher_deltas
 from interp.extras import backend_module
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, format_prompt
 from interp.lm.record import residual_stream
+from interp.plots import err, num, save
 from interp.stats import t_interval
 from interp.store.stages import read_json, write_json
 from interp.subliminal import matrix as mx
@@ -245,8 +248,91 @@ def trajectories(ctx: AnalysisRun) -> dict[str, Any] | None:
     return read_json(st.path / "trajectories.json")
 
 
+
+def trajectories_figure(students: dict[str, Any], path: Path) -> Path:
+    """Over optimiser steps, per student: p(target) with its CI, cos(v_S, v_T), gamma over the
+    run's targets with its CI (where every target saved checkpoints) and, where the run has a
+    teacher delta, the update cosine (own teacher solid; the other targets' teachers dashed, where
+    every target has one) and the imitation-gradient alignment with its CI over batches."""
+    has_update = any(r.get("update_cos") is not None for d in students.values() for r in d["steps"])
+    has_gamma = any(d.get("gamma_steps") for d in students.values())
+    has_grad = any(r.get("gradient_cos") for d in students.values() for r in d["steps"])
+    upd, grad = "cos(student update,\nteacher update)", "cos(-grad of imitation loss,\nteacher update)"
+    labels = ["p(target)", "cos(v_S, v_T), mean over layers"]
+    labels += ["gamma over targets (nats)"] if has_gamma else []
+    labels += [upd] if has_update else []
+    labels += [grad] if has_grad else []
+    ncol = min(3, len(labels))
+    nrow = -(-len(labels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol + 0.3, 3.2 * nrow), squeeze=False)
+    axes = list(axes.ravel())
+    for ax in axes[len(labels):]:
+        ax.set_visible(False)
+    axes = axes[: len(labels)]
+    ax_of = dict(zip(labels, axes))
+    for i, (n, d) in enumerate(students.items()):
+        steps = [r["step"] for r in d["steps"]]
+        ts = [r["trait_score"] for r in d["steps"]]
+        ax_of["p(target)"].errorbar(steps, [num(t["mean"]) for t in ts], yerr=np.array([err(t)[1:] for t in ts]).T,
+                                    marker="o", ms=3, capsize=2, color=f"C{i}", label=n)  # fmt: skip
+        vc = [(r["step"], num(r["vector_cos"]["mean"])) for r in d["steps"] if r.get("vector_cos")]
+        if vc:
+            ax_of[labels[1]].plot(*zip(*vc), marker="o", ms=3, color=f"C{i}", label=n)
+        if has_gamma and d.get("gamma_steps"):
+            g = d["gamma_steps"]
+            lo = [r["gamma"] - r["gamma_ci"]["lo"] if r["gamma_ci"] else 0.0 for r in g]
+            hi = [r["gamma_ci"]["hi"] - r["gamma"] if r["gamma_ci"] else 0.0 for r in g]
+            ax_of["gamma over targets (nats)"].errorbar([r["step"] for r in g], [r["gamma"] for r in g], yerr=[lo, hi],
+                                                        marker="o", ms=3, capsize=2, color=f"C{i}", label=n)  # fmt: skip
+        uc = [(r["step"], num(r["update_cos"])) for r in d["steps"] if r.get("update_cos") is not None]
+        if has_update and uc:
+            ax_of[upd].plot(*zip(*uc), marker="o", ms=3, color=f"C{i}", label=n)
+        if has_update and d.get("update_steps"):
+            us = d["update_steps"]
+            ax_of[upd].plot([r["step"] for r in us], [r["others"] for r in us], ls="--", marker="x", ms=3,
+                            color=f"C{i}", label=f"{n}: other targets' teachers")  # fmt: skip
+        gc = [(r["step"], r["gradient_cos"]["cos_ci"]) for r in d["steps"] if r.get("gradient_cos")]
+        if has_grad and gc:
+            ax_of[grad].errorbar([s for s, _ in gc], [num(c["mean"]) for _, c in gc],
+                                 yerr=np.array([err(c)[1:] for _, c in gc]).T, marker="o", ms=3, capsize=2,
+                                 color=f"C{i}", label=n)  # fmt: skip
+    for ax, lab in zip(axes, labels):
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(lab, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes[1:]:
+        ax.axhline(0, color="black", lw=0.8)
+    axes[0].legend(fontsize=7)
+    if has_update:  # cosines of ~1e-3: an offset exponent keeps the tick labels short
+        ax_of[upd].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
+        if any(d.get("update_steps") for d in students.values()):
+            ax_of[upd].legend(fontsize=6)
+    return save(fig, path)
+
+
+def render_trajectories(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
+    if not section.get("students"):
+        doc.missing_figure(run, "trajectories", "Trajectories", "no students")
+        return
+    caption = ("Students read back at each saved checkpoint (step 0 = the base; the first seed of "
+     "the primary target). Panel 1: p(target) with its bootstrap CI over questions. Panel 2: cosine "
+     "of the student's learned vector v_S (mean resid_post shift vs the base, last token of "
+     f"{section.get('prompts', 'general prompts')}) with the teacher's trait vector v_T (prompted minus plain "
+     "base on the same prompts), mean over layers. Then, where every target's student saved "
+     "checkpoints: gamma over the targets at each step (own-target minus other-target shift, nats), "
+     "with its t-interval over targets; and, for runs with a teacher delta, the cosine of the "
+     "student's update with its teacher's (dashed, where every target has a finetuned teacher: the "
+     "mean cosine of each target's student with the other targets' teachers, the baseline a shared "
+     "finetuning direction gives) and the imitation-gradient alignment: the cosine of the descent "
+     "direction of the student's own training loss at that checkpoint with the teacher's update, with "
+     "a bootstrap CI over batches. A control student (data = 'control') is measured against the "
+     "primary target's teacher and trait vector: what finetuning without the trait gives on each measure.")  # fmt: skip
+    doc.figure(run, "trajectories", lambda p: trajectories_figure(section["students"], p), caption)
+
+
 ANALYSIS = Analysis(
-    name="trajectories", title="Trajectories", compute=trajectories,
+    name="trajectories", render=render_trajectories, title="Trajectories", compute=trajectories,
     needs="checkpointed students (checkpoint_every)",
     skip=lambda ctx: None if ctx.a.trajectories else off("trajectories"),
     extras=lambda ctx: tuple(backend_module(ctx.a.backend)),

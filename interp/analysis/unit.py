@@ -10,7 +10,10 @@ A module declares its analysis as `ANALYSIS = Analysis(...)` (or several, sharin
 2. `extras(run)`: the optional packages it imports (the activation backend, scikit-learn); an
    absent one is a reason naming the extra to install;
 3. `compute(run)`: the section written to analysis.json under `name`; None means the run has
-   nothing to compute it from, and `absent` says why.
+   nothing to compute it from, and `absent` says why;
+4. `render(doc, run_name, section)`: its part of the PDF (`interp report`), tables and figures
+   drawn from the section alone, through the report's document (`ReportDoc`, passed in: an
+   analysis never imports the report).
 
 A reason lands in analysis.json's `missing` (the report prints it where the section would be):
 no section is silently dropped.
@@ -18,9 +21,10 @@ no section is silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from interp.analysis.reader import AnalysisRun
@@ -34,6 +38,18 @@ def _nothing(run: AnalysisRun) -> tuple[str, ...]:
     return ()
 
 
+class ReportDoc(Protocol):
+    """What a renderer may do with the report (`interp.report.doc.Doc`)."""
+
+    def heading(self, s: str, level: int = 1) -> None: ...
+    def para(self, s: str, style: str = "body", raw: bool = False) -> None: ...
+    def table(self, rows: Sequence[Sequence[Any]], widths: Sequence[float] | None = None,
+              style: str = "cell") -> None: ...  # fmt: skip
+    def figure(self, run: str, fig_id: str, draw: Callable[[Path], Path], caption: str,
+               max_height: float = ...) -> None: ...  # fmt: skip
+    def missing_figure(self, run: str, fig_id: str, title: str, reason: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Analysis:
     name: str  # its key in analysis.json and in [analysis] sections
@@ -43,6 +59,10 @@ class Analysis:
     skip: Callable[[AnalysisRun], str | None] = _never
     extras: Callable[[AnalysisRun], tuple[str, ...]] = _nothing  # optional modules it imports
     absent: str = ""  # why, when `compute` returns None
+    render: Callable[[ReportDoc, str, dict[str, Any]], None] | None = None
+    # absent from analysis.json: the report says why (False: an opt-in or conditional table,
+    # left out of the report without a word)
+    report_when_absent: bool = True
 
 
 def off(flag: str) -> str:

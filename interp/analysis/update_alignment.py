@@ -8,8 +8,10 @@ teacher with a weight delta (teacher.mode = 'finetuned').
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from interp.analysis.alignment import (
@@ -19,8 +21,9 @@ from interp.analysis.alignment import (
     span_share,
 )
 from interp.analysis.reader import AnalysisRun, shares_teacher_init
-from interp.analysis.unit import Analysis
+from interp.analysis.unit import Analysis, ReportDoc
 from interp.lm.delta import Delta
+from interp.plots import err, heatmap, num, save
 
 
 def no_teacher_delta(ctx: AnalysisRun) -> str | None:
@@ -71,7 +74,60 @@ def _get(d: dict, layer: int) -> float:
 
 
 
+
+def update_alignment_figure(students: dict[str, Any], path: Path) -> Path:
+    """cos(student delta, teacher delta): per layer and per module (means over seeds, as
+    heatmaps) and overall (mean over seeds with its CI)."""
+    names = list(students)
+    n_layers = max((len(s.get("per_layer_mean") or []) for s in students.values()), default=0)
+    layer_mat = np.full((len(names), n_layers), np.nan)
+    for i, n in enumerate(names):
+        vals = [num(v) for v in students[n].get("per_layer_mean") or []]
+        layer_mat[i, : len(vals)] = vals
+    modules = sorted({m for s in students.values() for m in (s.get("per_module_mean") or {})})
+    mod_mat = np.array(
+        [[num((students[n].get("per_module_mean") or {}).get(m)) for m in modules] for n in names]
+    ).reshape(len(names), len(modules))
+    # Two rows so that at page width the labels stay legible: layers on top (they can be
+    # many), modules and the overall cosine with its CI below.
+    fig = plt.figure(figsize=(9, 2.6 + 0.7 * len(names)))
+    gs = fig.add_gridspec(2, 2, width_ratios=[1.3, 1])
+    axes = [fig.add_subplot(gs[0, :]), fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[1, 1])]
+    im = heatmap(axes[0], layer_mat, [str(i) for i in range(n_layers)], names)
+    axes[0].set_xlabel("layer")
+    axes[0].set_title("per layer (mean over seeds)", fontsize=9)
+    fig.colorbar(im, ax=axes[0], label="cosine", fraction=0.04)
+    im = heatmap(axes[1], mod_mat, modules, names)
+    axes[1].set_xlabel("module")
+    axes[1].set_title("per module (mean over seeds)", fontsize=9)
+    fig.colorbar(im, ax=axes[1], label="cosine", fraction=0.08)
+    ax = axes[2]
+    y = np.arange(len(names))[::-1]
+    for yi, n in zip(y, names):
+        m, lo, hi = err(students[n].get("overall"))
+        ax.errorbar(m, yi, xerr=[[lo], [hi]], fmt="o", capsize=3, color="C0")
+        seeds = [num(e.get("overall")) for e in (students[n].get("per_seed") or {}).values()]
+        ax.plot(seeds, [yi] * len(seeds), "x", color="gray", ms=4)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlabel("cosine (CI over seeds; x = seed)", fontsize=8)
+    ax.set_title("all parameters", fontsize=9)
+    return save(fig, path)
+
+
+def render_update_alignment(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
+    if not section.get("students"):
+        doc.missing_figure(run, "update_alignment", "Update alignment", "no students")
+        return
+    caption = ("Cosine between each student's weight update and its base's teacher update "
+     "(dW_student vs dW_teacher, LoRA deltas merged). Heatmaps: per layer and per module, "
+     "mean over seeds (red = aligned, blue = opposed, white = orthogonal); right: all "
+     "parameters, mean over seeds with its t-interval, crosses = single seeds. Subliminal "
+     "transmission predicts the same-init student above the control.")  # fmt: skip
+    doc.figure(run, "update_alignment", lambda p: update_alignment_figure(section["students"], p), caption)
+
+
 ANALYSIS = Analysis(
-    name="update_alignment", title="Update alignment", compute=update_alignment,
+    name="update_alignment", render=render_update_alignment, title="Update alignment", compute=update_alignment,
     needs="each student's delta and its base's teacher delta", skip=no_teacher_delta,
 )  # fmt: skip

@@ -32,7 +32,8 @@ import numpy as np
 
 from interp.analysis.alignment import delta_cosines, span_share
 from interp.analysis.reader import AnalysisRun, shares_teacher_init, teacher_seeds  # noqa: F401 (tests read teacher_seeds here)
-from interp.analysis.unit import Analysis
+from interp.analysis.unit import Analysis, ReportDoc
+from interp.fmt import fmt, fmt_est
 from interp.lm.delta import Delta
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx
@@ -132,8 +133,47 @@ def update_matrix(ctx: AnalysisRun) -> dict[str, Any] | None:
     return out
 
 
+
+def render_update_matrix(doc: ReportDoc, run: str, um: dict[str, Any]) -> None:
+    doc.heading("Whose update: each student against every target's teacher update", 3)
+    rows = [
+        [
+            "arm",
+            "seeds",
+            "cosine: own teacher | others",
+            "own - others [CI over seeds]",
+            "p (perm.)",
+            f"span share (r={um.get('rank')}): own | others | chance",
+            "own - others [CI]",
+            "p",
+        ]
+    ]
+    entries = []
+    for name, e in um["students"].items():
+        entries.append((name, e))
+        if e.get("independent_init"):  # the seeds whose LoRA init is not the teachers'
+            entries.append((f"{name}, own-init seeds", e["independent_init"]))
+    for name, e in entries:
+        c, sh = e["cosine"], e.get("span_share")
+        row = [name, ", ".join(map(str, e["seeds"])), f"{fmt(c['matched'])} | {fmt(c['mismatched'])}",
+               fmt_est(c["contrast"]), fmt(c["contrast"]["p"])]  # fmt: skip
+        row += ([f"{fmt(sh['matched'])} | {fmt(sh['mismatched'])} | {fmt(sh['baseline'])}", fmt_est(sh["contrast"]),
+                 fmt(sh["contrast"]["p"])] if sh else ["n/a", "n/a", "n/a"])  # fmt: skip
+        rows.append(row)
+    doc.table(rows, [1.6, 0.8, 1.9, 2.2, 0.8, 2.4, 2.2, 0.8])
+    doc.para(f"Each target's student update (targets {', '.join(um['targets'])}) against each target's "
+             "finetuned-teacher update: the cosine over all shared weights, and the share of the student's "
+             "update inside the teacher's top singular span. Own - others is the mean over the matrix "
+             "diagonal minus the mean off it, per seed, with a t-interval over seeds; p is exact over "
+             "relabellings of the targets of the seed-mean matrix. A direction every finetune of the base "
+             "shares raises own and others alike; only the difference says the student followed its own "
+             "teacher. In runs made before teachers had a seed of their own, they trained LoRA with the run's "
+             "seed: a LoRA student of that seed can start from their A matrices, which raises its cosines with "
+             "every teacher by construction; the own-init rows leave those seeds out.")  # fmt: skip
+
+
 ANALYSIS = Analysis(
-    name="update_matrix", title="Whose update", compute=update_matrix,
+    name="update_matrix", render=render_update_matrix, report_when_absent=False, title="Whose update", compute=update_matrix,
     needs="every target's teacher delta and its students' deltas",
     absent="needs >= 2 targets (trait.targets) whose teachers have weight deltas (teacher.mode = 'finetuned')",
 )  # fmt: skip

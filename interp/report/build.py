@@ -10,8 +10,9 @@ section whose data the run lacks is replaced by a sentence saying so and why; bu
 report never fails on missing analyses. Text is real PDF text (reportlab platypus, standard
 fonts), so it can be searched and extracted.
 
-Sections per experiment live in `interp.report.sections` (subliminal, with
-`data_sections`) and `interp.report.mlp_sections`; figures in `interp.report.figures`.
+Sections per experiment live in `interp.report.sections` (subliminal) and
+`interp.report.mlp_sections`; each analysis renders its own part (`interp.analysis.unit`);
+the run-level figures are in `interp.report.figures`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The per-run sections of a subliminal run's report, after its page-1 answer
 (`interp.report.answer`): headline numbers, methods, the trait matrix, figures and analyses.
-The data-side sections live in `interp.report.data_sections`, MLP runs in
+Each analysis draws its own part (`interp.analysis.unit.Analysis.render`), MLP runs are in
 `interp.report.mlp_sections`; provenance goes to the appendix (`interp.report.doc`).
 
 Every number goes through `interp.hypothesis.fmt`; every block checks that its data is there
@@ -12,20 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from interp.fmt import fmt, fmt_est
+from interp.registry import ANALYSIS_SECTIONS, FIGURE_IDS, load_analysis
 from interp.report import figures
-from interp.report.data_sections import data_side
 from interp.report.doc import Doc
 from interp.store.artifacts import Run, analysis_section, subliminal_roles
 from interp.subliminal.data_kinds import wording
-
-SECTION_TITLES = {
-    "update_alignment": "Update alignment",
-    "gradient_alignment": "Gradient alignment",
-    "trait_direction": "Trait direction",
-    "probes": "Probes",
-    "steering": "Steering",
-    "trajectories": "Trajectories",
-}
 
 
 def ci_level(run: Run) -> str:
@@ -204,188 +195,32 @@ def _methods(doc: Doc, run: Run, s: dict[str, Any]) -> None:
     doc.bullets(items)
 
 
-# One figure per analysis section: (section, key that must be non-empty, figure, caption).
-ANALYSIS_FIGURES: list[tuple[str, str, Any, Any]] = [
-    ("update_alignment", "students", lambda d, p: figures.update_alignment(d["students"], p),
-     lambda d: "Cosine between each student's weight update and its base's teacher update "
-     "(dW_student vs dW_teacher, LoRA deltas merged). Heatmaps: per layer and per module, "
-     "mean over seeds (red = aligned, blue = opposed, white = orthogonal); right: all "
-     "parameters, mean over seeds with its t-interval, crosses = single seeds. Subliminal "
-     "transmission predicts the same-init student above the control."),
-    ("gradient_alignment", "datasets", lambda d, p: figures.gradient_alignment(d["datasets"], p),
-     lambda d: "At each student's initialisation, cosine between the descent direction of the "
-     "imitation loss on one batch of its training data and the teacher's update. Dots: "
-     "batches; diamond: mean with bootstrap CI over batches; top: share of batches with "
-     "positive cosine. The theorem predicts > 0 for a same-init student on trait data."),
-    ("trait_direction", "students", lambda d, p: figures.trait_direction(d["students"], p),
-     lambda d: "Per layer, cosine between the trait direction (mean activation of the "
-     "trait-prompted base minus the plain base, last prompt token, backend "
-     f"{d.get('backend', '?')}) and the student's mean activation shift from its base, with a "
-     "bootstrap band over prompts. Above 0 = the student moved toward the trait; compare with "
-     "the control."),
-    ("probes", "bases", lambda d, p: figures.probes(d["bases"], d.get("students") or {}, p),
-     lambda d: "Left: held-out AUROC per layer of logistic probes separating the trait-prompted "
-     "base from the plain base (star = best layer, 0.5 = chance; a single split, no CI). Right: "
-     "share of each student's prompts the probe of its base calls trait-bearing, with a "
-     "Wilson 95% band (dotted: the base itself on number prompts)."),
-    ("trajectories", "students", lambda d, p: figures.trajectories(d["students"], p),
-     lambda d: "Students read back at each saved checkpoint (step 0 = the base; the first seed of "
-     "the primary target). Panel 1: p(target) with its bootstrap CI over questions. Panel 2: cosine "
-     "of the student's learned vector v_S (mean resid_post shift vs the base, last token of "
-     f"{d.get('prompts', 'general prompts')}) with the teacher's trait vector v_T (prompted minus plain "
-     "base on the same prompts), mean over layers. Then, where every target's student saved "
-     "checkpoints: gamma over the targets at each step (own-target minus other-target shift, nats), "
-     "with its t-interval over targets; and, for runs with a teacher delta, the cosine of the "
-     "student's update with its teacher's (dashed, where every target has a finetuned teacher: the "
-     "mean cosine of each target's student with the other targets' teachers, the baseline a shared "
-     "finetuning direction gives) and the imitation-gradient alignment: the cosine of the descent "
-     "direction of the student's own training loss at that checkpoint with the teacher's update, with "
-     "a bootstrap CI over batches. A control student (data = 'control') is measured against the "
-     "primary target's teacher and trait vector: what finetuning without the trait gives on each measure."),
-]  # fmt: skip
+# what a section written by another version of the analysis raises when drawn
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError)
 
 
 def _analyses(doc: Doc, run: Run) -> None:
-    sec = {k: analysis_section(run, k) for k in SECTION_TITLES}
-    for key, needed, draw, caption in ANALYSIS_FIGURES:
-        data, why = sec[key]
-        if data and data.get(needed):
-            doc.figure(run.name, key, lambda p, d=data, f=draw: f(d, p), caption(data))
+    """Each analysis of the registry, in its order, drawn by its own renderer from its
+    analysis.json section, or stated as absent with the reason recorded there."""
+    for name in ANALYSIS_SECTIONS:
+        unit = load_analysis(name)
+        if unit.render is None:
+            continue
+        data, why = analysis_section(run, name)
+        if data:
+            try:
+                unit.render(doc, run.name, data)
+            except MALFORMED as e:
+                why = f"analysis.json section '{name}' is malformed ({type(e).__name__}: {e})"
+                doc.skip(run.name, name, unit.title, why)
+        elif not unit.report_when_absent:
+            continue
+        elif name in FIGURE_IDS:
+            doc.missing_figure(run.name, name, unit.title, why or f"no '{name}' section")
         else:
-            doc.missing_figure(run.name, key, SECTION_TITLES[key], why or f"no {needed}")
-    st, why = sec["steering"]
-    if st:
-        _steering(doc, st)
-    else:
-        doc.skip(run.name, "steering", "Steering", why or "no steering results")
-    um = (run.analysis or {}).get("update_matrix")
-    if um and um.get("students"):
-        _update_matrix(doc, um)
-    mm = (run.analysis or {}).get("matrix_mechanisms")
-    if mm:
-        _matrix_mechanisms(doc, mm)
-    # opt-in ([analysis] entanglement = true): absent = off
-    en = (run.analysis or {}).get("entanglement")
-    if en:
-        _entanglement(doc, en)
-    data_side(doc, run)
+            doc.skip(run.name, name, unit.title, why or f"no '{name}' section")
     table = (run.analysis or {}).get("table")
     if table:
         doc.heading("Analysis summary (from analysis.json)", 3)
         cols = list(table[0])
         doc.table([cols] + [[r.get(c, "") for c in cols] for r in table])
-
-
-def _update_matrix(doc: Doc, um: dict[str, Any]) -> None:
-    doc.heading("Whose update: each student against every target's teacher update", 3)
-    rows = [
-        [
-            "arm",
-            "seeds",
-            "cosine: own teacher | others",
-            "own - others [CI over seeds]",
-            "p (perm.)",
-            f"span share (r={um.get('rank')}): own | others | chance",
-            "own - others [CI]",
-            "p",
-        ]
-    ]
-    entries = []
-    for name, e in um["students"].items():
-        entries.append((name, e))
-        if e.get("independent_init"):  # the seeds whose LoRA init is not the teachers'
-            entries.append((f"{name}, own-init seeds", e["independent_init"]))
-    for name, e in entries:
-        c, sh = e["cosine"], e.get("span_share")
-        row = [name, ", ".join(map(str, e["seeds"])), f"{fmt(c['matched'])} | {fmt(c['mismatched'])}",
-               fmt_est(c["contrast"]), fmt(c["contrast"]["p"])]  # fmt: skip
-        row += ([f"{fmt(sh['matched'])} | {fmt(sh['mismatched'])} | {fmt(sh['baseline'])}", fmt_est(sh["contrast"]),
-                 fmt(sh["contrast"]["p"])] if sh else ["n/a", "n/a", "n/a"])  # fmt: skip
-        rows.append(row)
-    doc.table(rows, [1.6, 0.8, 1.9, 2.2, 0.8, 2.4, 2.2, 0.8])
-    doc.para(f"Each target's student update (targets {', '.join(um['targets'])}) against each target's "
-             "finetuned-teacher update: the cosine over all shared weights, and the share of the student's "
-             "update inside the teacher's top singular span. Own - others is the mean over the matrix "
-             "diagonal minus the mean off it, per seed, with a t-interval over seeds; p is exact over "
-             "relabellings of the targets of the seed-mean matrix. A direction every finetune of the base "
-             "shares raises own and others alike; only the difference says the student followed its own "
-             "teacher. In runs made before teachers had a seed of their own, they trained LoRA with the run's "
-             "seed: a LoRA student of that seed can start from their A matrices, which raises its cosines with "
-             "every teacher by construction; the own-init rows leave those seeds out.")  # fmt: skip
-
-
-def _matrix_mechanisms(doc: Doc, mm: dict[str, Any]) -> None:
-    """Trait-matrix runs: does each student's activation shift point toward its own teacher?"""
-    doc.heading("Trait-matrix mechanisms at answer positions", 3)
-    rows = [["student", "base model", "direction gamma [CI over seeds]", "p (perm.)",
-             "probe gamma [CI]", "p (perm.)", "own - control cos [CI]"]]  # fmt: skip
-    for name, a in (mm.get("arms") or {}).items():
-        if a.get("control"):
-            rows.append([name + " (control)", a.get("model"), "", "", "", "",
-                         "cos " + fmt_est((a.get("cos_vs_control_direction") or {}).get("ci"))])  # fmt: skip
-            continue
-        d, pr = a.get("direction") or {}, a.get("probe") or {}
-        rows.append([name, a.get("model"), fmt_est(d.get("gamma_ci")), fmt(d.get("p")),
-                     fmt_est(pr.get("gamma_ci")), fmt(pr.get("p")), fmt_est(a.get("same_init_minus_control"))])  # fmt: skip
-    doc.table(rows, [1.5, 1.5, 2.1, 1.1, 1.9, 1.1, 1.8])  # p columns fit "0.008333" on one line
-    doc.para(f"Activations (resid_post, backend {mm.get('backend')}) averaged over the answer tokens "
-             f"of {mm.get('n_rows')} held-out number rows with random answers that no model wrote: "
-             "the positions soft-label students were taught at, without any system prompt in the "
-             "student's input. Direction gamma: cosine of the student's activation shift (vs its base) "
-             "with its own teacher's target-specific direction (teacher minus base, centred over "
-             "targets) minus the cosine with the other targets' directions. Probe gamma: a "
-             "probe trained to tell the teachers apart, applied to the students; probability of "
-             "the own target minus the others. Both are means over layers (fixed in advance, no "
-             "layer picked); p: permutation over target labels. own - control: cosine of a trait "
-             "student's shift with (its teacher - the control teacher) minus the control "
-             "student's, per seed. Cross-model students are compared with their own base "
-             "prompted with each target's system prompt.")  # fmt: skip
-
-
-def _entanglement(doc: Doc, en: dict[str, Any]) -> None:
-    """Token entanglement: the numbers each target's prompt raises, their data rates, prompting."""
-    doc.heading("Token entanglement and subliminal prompting", 3)
-    rows = [["target", "top entangled numbers (shift, nats)", "rate /1000 trait | control",
-             "p(target): loving them | random", "difference [CI]"]]  # fmt: skip
-    for t, r in (en.get("targets") or {}).items():
-        top = r["entangled"]["top"]
-        rates = r.get("rates") or {}
-        per = lambda k, n, rates=rates: fmt(((rates.get(k) or {}).get("per_1000") or {}).get(str(n)))  # noqa: E731  # fmt: skip
-        pr = r["prompting"]
-        rows.append([t, ", ".join(f"{x['number']} ({fmt(x['shift'])})" for x in top),
-                     "; ".join(f"{x['number']}: {per('trait', x['number'])} | {per('control', x['number'])}" for x in top),
-                     f"{fmt(pr['entangled'])} | {fmt(pr['random'])}", fmt_est(pr["diff"])])  # fmt: skip
-    doc.table(rows, [1.2, 3.6, 3.6, 2.4, 2.2])
-    n_prompts = (
-        next(iter((en.get("targets") or {}).values()), {}).get("entangled", {}).get("n_prompts")
-    )
-    doc.para(f"Numbers 0-999 scored as the first answer ('<n>,') to {fmt(n_prompts)} held-out number "
-             "prompts, with and without the target's system prompt; shift = mean log-prob change, "
-             "centred over numbers per prompt. Rates: occurrences per 1,000 numbers in the trait "
-             "teacher's and the control teacher's filtered data. Prompting: p(target) on the run's "
-             "questions under 'You love <n>...' system prompts with the top numbers vs as many random "
-             "numbers, difference with a paired bootstrap CI over questions.")  # fmt: skip
-
-
-def _steering(doc: Doc, st: dict[str, Any]) -> None:
-    doc.heading("Steering", 3)
-    rows = [["test", "model", "before [CI]", "after [CI]", "difference [CI]"]]
-    suf = st.get("sufficiency") or {}
-    if suf:
-        rows.append([f"sufficiency: add the direction at layer {fmt(st.get('layer'))} x "
-                     f"{fmt(st.get('scale'))}", "base", fmt_est(suf.get("base")),
-                     fmt_est(suf.get("steered")), fmt_est(suf.get("diff"))])  # fmt: skip
-    nec = st.get("necessity") or {}
-    if nec:
-        rows.append(["necessity: project the direction out of every layer", nec.get("student"),
-                     fmt_est(nec.get("unablated")), fmt_est(nec.get("ablated")),
-                     fmt_est(nec.get("diff"))])  # fmt: skip
-        rnd = nec.get("random_direction") or {}
-        if rnd:
-            rows.append(["control: project a random direction out of every layer", nec.get("student"),
-                         fmt_est(rnd.get("unablated")), fmt_est(rnd.get("ablated")),
-                         fmt_est(rnd.get("diff"))])  # fmt: skip
-    doc.table(rows, [2.6, 1.2, 1.6, 1.6, 1.6])
-    doc.para("Log-prob score before and after the intervention, paired bootstrap CI of the "
-             "difference over questions. Sufficiency: steering the base should raise it; "
-             "necessity: ablating the direction should lower the student's score.")  # fmt: skip

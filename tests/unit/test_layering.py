@@ -17,7 +17,7 @@ PKG = Path(__file__).resolve().parents[2] / "interp"
 # Module (or package prefix) -> layer; the longest matching prefix wins.
 LAYERS = {
     "interp": 0, "interp.config": 0, "interp.fmt": 0, "interp.registry": 0, "interp.stats": 0,
-    "interp.store": 1,
+    "interp.store": 1, "interp.plots": 1,
     "interp.lm": 2,
     "interp.subliminal": 3, "interp.mlp": 3,
     "interp.analysis": 4,

@@ -107,12 +107,12 @@ def _report_rows_show(out, tmp_path):
     """The report's table prints each arm's matched, mismatched and contrast figures."""
     from reportlab.platypus import Table
 
+    from interp.analysis.update_matrix import render_update_matrix
     from interp.fmt import fmt, fmt_est
     from interp.report.doc import Doc, ReportInfo
-    from interp.report.sections import _update_matrix
 
     doc = Doc(tmp_path, ReportInfo(tmp_path / "r.pdf", ["r"]), None)
-    _update_matrix(doc, out)
+    render_update_matrix(doc, "r", out)
     (table,) = [f for f in doc.story if isinstance(f, Table)]
     cells = [[p.text for p in row] for row in table._cellvalues]
     own = out["students"]["own"]
@@ -128,8 +128,7 @@ def test_update_steps_at_each_checkpoint_and_the_trajectory_figure(tmp_path):
     last step is the final update, so it equals the update matrix's seed-0 contrast."""
     import json
 
-    from interp.analysis.trajectories import update_steps
-    from interp.report import figures
+    from interp.analysis.trajectories import trajectories_figure, update_steps
 
     g = torch.Generator().manual_seed(1)
     teachers = {t: _lora(g) for t in TARGETS}
@@ -163,7 +162,7 @@ def test_update_steps_at_each_checkpoint_and_the_trajectory_figure(tmp_path):
                                 "update_cos": r["own"] if s else None, "gradient_cos": {"cos_ci": est}}
                                for s, r in zip((0, 1, 2), [rows[0], *rows])],
                      "gamma_steps": [{"step": 0, "gamma": 0.0, "gamma_ci": None}], "update_steps": rows}}  # fmt: skip
-    out = figures.trajectories(traj, tmp_path / "traj.png")
+    out = trajectories_figure(traj, tmp_path / "traj.png")
     assert out.exists() and out.stat().st_size > 10_000
 
 
