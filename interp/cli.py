@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -26,7 +27,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse with its error as one line (no usage block): `interp scan: error: ...`, exit 2."""
 
     def error(self, message: str) -> NoReturn:
+        message = _LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], message)  # an argument with a '\r' in it
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+# what str.splitlines breaks at, and every other control character: escaped in one-line messages
+_LINE_BREAKS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 def _positive_int(text: str) -> int:

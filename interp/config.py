@@ -224,7 +224,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.exists():
+    try:
+        found = path.exists()
+    except OSError as e:  # a name too long for the file system, an unreadable parent
+        raise ConfigError(f"{path}: cannot read the config ({type(e).__name__}: {e.strerror or e})") from e
+    if not found:
         raise ConfigError(f"{path}: config file not found")
     try:
         text = path.read_text(encoding="utf-8")
