@@ -15,7 +15,7 @@ import numpy as np
 from interp.analysis.first_order import LOSS_SETTINGS
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.trajectories import imitation_alignment
-from interp.analysis.unit import Analysis, ReportDoc
+from interp.analysis.unit import Analysis, figure_render
 from interp.analysis.update_alignment import no_teacher_delta
 from interp.lm.delta import Delta
 from interp.lm.models import Variant
@@ -82,15 +82,16 @@ def gradient_alignment_figure(datasets: dict[str, Any], path: Path) -> Path:
     return save(fig, path)
 
 
-def render_gradient_alignment(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
-    if not section.get("datasets"):
-        doc.missing_figure(run, "gradient_alignment", "Gradient alignment", "no datasets")
-        return
-    caption = ("At each student's initialisation, cosine between the descent direction of the "
+def _gradient_alignment_caption(section: dict[str, Any]) -> str:
+    return ("At each student's initialisation, cosine between the descent direction of the "
      "imitation loss on one batch of its training data and the teacher's update. Dots: "
      "batches; diamond: mean with bootstrap CI over batches; top: share of batches with "
      "positive cosine. The theorem predicts > 0 for a same-init student on trait data.")  # fmt: skip
-    doc.figure(run, "gradient_alignment", lambda p: gradient_alignment_figure(section["datasets"], p), caption)
+
+
+render_gradient_alignment = figure_render(
+    "gradient_alignment", "Gradient alignment", "datasets", lambda s, p: gradient_alignment_figure(s["datasets"], p), _gradient_alignment_caption
+)
 
 
 ANALYSIS = Analysis(

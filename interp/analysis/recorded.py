@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
 from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, ReportDoc
+from interp.analysis.unit import Analysis, ReportDoc, figure_render
 from interp.extras import backend_module
 from interp.fmt import fmt, fmt_est
 from interp.lm.models import Variant
@@ -171,16 +171,17 @@ def trait_direction_figure(students: dict[str, Any], path: Path) -> Path:
     return save(fig, path)
 
 
-def render_trait_direction(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
-    if not section.get("students"):
-        doc.missing_figure(run, "trait_direction", "Trait direction", "no students")
-        return
-    caption = ("Per layer, cosine between the trait direction (mean activation of the "
+def _trait_direction_caption(section: dict[str, Any]) -> str:
+    return ("Per layer, cosine between the trait direction (mean activation of the "
      "trait-prompted base minus the plain base, last prompt token, backend "
      f"{section.get('backend', '?')}) and the student's mean activation shift from its base, with a "
      "bootstrap band over prompts. Above 0 = the student moved toward the trait; compare with "
      "the control.")  # fmt: skip
-    doc.figure(run, "trait_direction", lambda p: trait_direction_figure(section["students"], p), caption)
+
+
+render_trait_direction = figure_render(
+    "trait_direction", "Trait direction", "students", lambda s, p: trait_direction_figure(s["students"], p), _trait_direction_caption
+)
 
 
 def probes_figure(bases: dict[str, Any], students: dict[str, Any], path: Path) -> Path:
@@ -217,15 +218,16 @@ def probes_figure(bases: dict[str, Any], students: dict[str, Any], path: Path) -
     return save(fig, path)
 
 
-def render_probes(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
-    if not section.get("bases"):
-        doc.missing_figure(run, "probes", "Probes", "no bases")
-        return
-    caption = ("Left: held-out AUROC per layer of logistic probes separating the trait-prompted "
+def _probes_caption(section: dict[str, Any]) -> str:
+    return ("Left: held-out AUROC per layer of logistic probes separating the trait-prompted "
      "base from the plain base (star = best layer, 0.5 = chance; a single split, no CI). Right: "
      "share of each student's prompts the probe of its base calls trait-bearing, with a "
      "Wilson 95% band (dotted: the base itself on number prompts).")  # fmt: skip
-    doc.figure(run, "probes", lambda p: probes_figure(section["bases"], section.get("students") or {}, p), caption)
+
+
+render_probes = figure_render(
+    "probes", "Probes", "bases", lambda s, p: probes_figure(s["bases"], s.get("students") or {}, p), _probes_caption
+)
 
 
 def render_steering(doc: ReportDoc, run: str, st: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ from interp.analysis.alignment import delta_cosines
 from interp.analysis.directions import layer_cosines, mean_difference
 from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, ReportDoc, off
+from interp.analysis.unit import Analysis, figure_render, off
 from interp.analysis.update_matrix import matched_contrast, teacher_deltas
 from interp.extras import backend_module
 from interp.lm.delta import Delta
@@ -311,11 +311,8 @@ def trajectories_figure(students: dict[str, Any], path: Path) -> Path:
     return save(fig, path)
 
 
-def render_trajectories(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
-    if not section.get("students"):
-        doc.missing_figure(run, "trajectories", "Trajectories", "no students")
-        return
-    caption = ("Students read back at each saved checkpoint (step 0 = the base; the first seed of "
+def _trajectories_caption(section: dict[str, Any]) -> str:
+    return ("Students read back at each saved checkpoint (step 0 = the base; the first seed of "
      "the primary target). Panel 1: p(target) with its bootstrap CI over questions. Panel 2: cosine "
      "of the student's learned vector v_S (mean resid_post shift vs the base, last token of "
      f"{section.get('prompts', 'general prompts')}) with the teacher's trait vector v_T (prompted minus plain "
@@ -328,7 +325,11 @@ def render_trajectories(doc: ReportDoc, run: str, section: dict[str, Any]) -> No
      "direction of the student's own training loss at that checkpoint with the teacher's update, with "
      "a bootstrap CI over batches. A control student (data = 'control') is measured against the "
      "primary target's teacher and trait vector: what finetuning without the trait gives on each measure.")  # fmt: skip
-    doc.figure(run, "trajectories", lambda p: trajectories_figure(section["students"], p), caption)
+
+
+render_trajectories = figure_render(
+    "trajectories", "Trajectories", "students", lambda s, p: trajectories_figure(s["students"], p), _trajectories_caption
+)
 
 
 ANALYSIS = Analysis(

@@ -68,3 +68,19 @@ class Analysis:
 def off(flag: str) -> str:
     """The reason of an analysis switched off in the config."""
     return f"off; set [analysis] {flag} = true"
+
+
+def figure_render(
+    name: str, title: str, needed: str, draw: Callable[[dict[str, Any], Path], Path],
+    caption: Callable[[dict[str, Any]], str],
+) -> Callable[[ReportDoc, str, dict[str, Any]], None]:  # fmt: skip
+    """The renderer of an analysis drawn as one figure (its id = its name): the figure with its
+    caption, or, when the section's `needed` entry is empty, a sentence saying so."""
+
+    def render(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
+        if not section.get(needed):
+            doc.missing_figure(run, name, title, f"no {needed}")
+            return
+        doc.figure(run, name, lambda p: draw(section, p), caption(section))
+
+    return render

@@ -21,7 +21,7 @@ from interp.analysis.alignment import (
     span_share,
 )
 from interp.analysis.reader import AnalysisRun, shares_teacher_init
-from interp.analysis.unit import Analysis, ReportDoc
+from interp.analysis.unit import Analysis, figure_render
 from interp.lm.delta import Delta
 from interp.plots import err, heatmap, num, save
 
@@ -115,16 +115,17 @@ def update_alignment_figure(students: dict[str, Any], path: Path) -> Path:
     return save(fig, path)
 
 
-def render_update_alignment(doc: ReportDoc, run: str, section: dict[str, Any]) -> None:
-    if not section.get("students"):
-        doc.missing_figure(run, "update_alignment", "Update alignment", "no students")
-        return
-    caption = ("Cosine between each student's weight update and its base's teacher update "
+def _update_alignment_caption(section: dict[str, Any]) -> str:
+    return ("Cosine between each student's weight update and its base's teacher update "
      "(dW_student vs dW_teacher, LoRA deltas merged). Heatmaps: per layer and per module, "
      "mean over seeds (red = aligned, blue = opposed, white = orthogonal); right: all "
      "parameters, mean over seeds with its t-interval, crosses = single seeds. Subliminal "
      "transmission predicts the same-init student above the control.")  # fmt: skip
-    doc.figure(run, "update_alignment", lambda p: update_alignment_figure(section["students"], p), caption)
+
+
+render_update_alignment = figure_render(
+    "update_alignment", "Update alignment", "students", lambda s, p: update_alignment_figure(s["students"], p), _update_alignment_caption
+)
 
 
 ANALYSIS = Analysis(
