@@ -24,7 +24,7 @@ from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, format_prompt, load_model
 from interp.lm.score import continuation_logprobs, row_examples
 from interp.stats import cosine, t_interval
-from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
+from interp.store.stages import read_jsonl, stable_hash
 from interp.subliminal import matrix as mx
 from interp.subliminal.experiment import data_key, label
 from interp.subliminal.stages import divergence_stage, scan_stage
@@ -113,10 +113,8 @@ def detection(ctx: AnalysisRun) -> dict[str, Any]:
     params = {"model": ctx.teacher_spec, "data": ctx.art["data"], "trials": a.judge_trials, "rows": a.judge_rows,
               "n_boot": a.n_boot, "seed": seed, "template": stable_hash(dt.JUDGE_TEMPLATE),
               "teachers": ctx.art["teachers"], "teacher_deltas": ctx.art.get("teacher_deltas", {})}  # fmt: skip
-    st = ctx.run.stage("analysis/detection", params)
-    if st.done:
-        return read_json(st.path / "detection.json")
-    with st.running() as folder:
+
+    def make() -> dict[str, Any]:
         model, tok = load_model(ctx.teacher_spec, ctx.device, ctx.dtype)
         out: dict[str, Any] = {"control": "the run's control data", "targets": {}}
         for i, (t, teacher) in enumerate(teachers.items()):
@@ -144,8 +142,9 @@ def detection(ctx: AnalysisRun) -> dict[str, Any]:
             out["scan_gradient"] = {"target": primary, "score": "cos(-imitation gradient at the base, teacher delta)",
                                     **dt.auroc_ci(grads["trait"], grads["control"], n_boot=a.n_boot, seed=seed)}  # fmt: skip
         out["summary"] = {k: float(np.mean([v[k]["auroc"] for v in out["targets"].values()])) for k in ("classifier", "judge", "scan")}
-        write_json(folder / "detection.json", out)
-    return read_json(st.path / "detection.json")
+        return out
+
+    return ctx.run.compute_json("analysis/detection", params, make, filename="detection.json")
 
 
 def variant_of(s: Any) -> str:

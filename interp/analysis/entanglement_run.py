@@ -21,7 +21,7 @@ from interp.analysis.unit import Analysis, ReportDoc, off
 from interp.fmt import fmt, fmt_est
 from interp.lm.models import format_prompt, load_model
 from interp.lm.score import continuation_logprobs
-from interp.store.stages import read_json, read_jsonl, stable_hash, write_json
+from interp.store.stages import read_jsonl, stable_hash
 from interp.subliminal.evaluate import logprob_score
 from interp.subliminal.experiment import data_key
 from interp.subliminal.number_data import number_prompts
@@ -72,17 +72,16 @@ def entanglement(ctx: AnalysisRun) -> dict[str, Any]:
     params = {"model": spec, "targets": targets, "users": stable_hash(users), "k": a.entangle_top_k,
               "eval": ctx.config.eval.key(), "n_boot": a.n_boot, "seed": ctx.cfg["seed"],
               "data": ctx.art["data"], "template": en.NUMBER_LOVE}  # fmt: skip
-    st = ctx.run.stage("analysis/entanglement", params)
-    if not st.done:
-        with st.running() as out:
-            model, tok = load_model(spec, ctx.device, ctx.dtype)
-            conts = [tok(f"{n},", add_special_tokens=False)["input_ids"] for n in NUMBERS]
-            lp_base = _logprobs(model, tok, users, None, conts)
-            log.info("entanglement: base scored 0..999 on %d prompts; %d targets to go", len(users), len(targets))
-            result = {"model": spec, "numbers": "0..999, scored as '<n>,' at the start of the answer",
-                      "targets": {t: _target(ctx, model, tok, t, users, conts, lp_base, targets[0]) for t in targets}}  # fmt: skip
-            write_json(out / "entanglement.json", result)
-    return read_json(st.path / "entanglement.json")
+
+    def make() -> dict[str, Any]:
+        model, tok = load_model(spec, ctx.device, ctx.dtype)
+        conts = [tok(f"{n},", add_special_tokens=False)["input_ids"] for n in NUMBERS]
+        lp_base = _logprobs(model, tok, users, None, conts)
+        log.info("entanglement: base scored 0..999 on %d prompts; %d targets to go", len(users), len(targets))
+        return {"model": spec, "numbers": "0..999, scored as '<n>,' at the start of the answer",
+                "targets": {t: _target(ctx, model, tok, t, users, conts, lp_base, targets[0]) for t in targets}}  # fmt: skip
+
+    return ctx.run.compute_json("analysis/entanglement", params, make, filename="entanglement.json")
 
 
 

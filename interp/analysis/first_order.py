@@ -28,9 +28,11 @@ tests, so predictions are reported per unit lr and compared by correlation only:
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +47,7 @@ from interp.fmt import fmt, fmt_est
 from interp.lm.finetune import FinetuneConfig, trained_weights
 from interp.lm.generate import encode_prompts
 from interp.lm.loss import completion_logits
-from interp.lm.models import completion_suffix, format_prompt
+from interp.lm.models import completion_suffix, format_prompt, load_model
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx
 
@@ -195,12 +197,27 @@ def _arm_gradients(
     return grads
 
 
+def _predict(folder: Path, ctx: AnalysisRun, spec: str, settings: FinetuneConfig, rows: dict[str, list[dict]],
+             teachers: dict, questions: list[str], answer_prefix: str, cands: list[str]) -> None:  # fmt: skip
+    """One arm's predicted shifts (and the base's candidate log-probs), saved into `folder`."""
+    grads = _arm_gradients(ctx, spec, settings, rows, teachers)
+    model, tok = load_model(spec, ctx.device, ctx.dtype)
+    names = trained_weights(model, settings)
+    prompts = [format_prompt(tok, q) + answer_prefix for q in questions]
+    cand = candidate_logprob_gradients(model, tok, prompts, cands, names, ctx.config.eval.batch_size)
+    pred, base_lp = predicted_shifts(grads, cand)
+    np.save(folder / "predicted.npy", pred)
+    np.save(folder / "base_logprobs.npy", base_lp)
+    del model, grads
+    gc.collect()
+
+
 def first_order(ctx: AnalysisRun) -> dict[str, Any]:
     """Every trait arm of a multi-target run: its first-order prediction against its observed
     shifts (the arm's mean over seeds), on the first `first_order_rows` rows its first seed
     trained on. Arms whose rows and loss settings agree (e.g. optimisers) share one stage."""
     from interp.analysis.detection_run import data_stage, run_teachers
-    from interp.lm.models import describe, load_model
+    from interp.lm.models import describe
     from interp.store.stages import stable_hash
     from interp.subliminal.evaluate import questions
     from interp.subliminal.stages import student_rows
@@ -226,21 +243,10 @@ def first_order(ctx: AnalysisRun) -> dict[str, Any]:
                   "rows": stable_hash(rows), "teachers": {t: v.identity() for t, v in teachers.items()} if distill else None,
                   "questions": stable_hash([trait0.answer_prefix, qs]), "candidates": cands,
                   "dtype": cfg.dtype, "device": cfg.device}  # fmt: skip
-        st = ctx.run.stage("analysis/first-order", params)
-        if not st.done:
-            with st.running() as folder:
-                grads = _arm_gradients(ctx, spec, settings, rows, teachers)
-                model, tok = load_model(spec, ctx.device, ctx.dtype)
-                names = trained_weights(model, settings)
-                prompts = [format_prompt(tok, q) + trait0.answer_prefix for q in qs]
-                cand = candidate_logprob_gradients(
-                    model, tok, prompts, cands, names, cfg.eval.batch_size
-                )
-                pred, base_lp = predicted_shifts(grads, cand)
-                np.save(folder / "predicted.npy", pred)
-                np.save(folder / "base_logprobs.npy", base_lp)
-                del model, grads
-                gc.collect()
+
+        st = ctx.run.compute("analysis/first-order", params, functools.partial(
+            _predict, ctx=ctx, spec=spec, settings=settings, rows=rows, teachers=teachers,
+            questions=list(qs), answer_prefix=trait0.answer_prefix, cands=cands))  # fmt: skip
         pred = np.load(st.path / "predicted.npy")
         observed = np.array(m["arms"][s.name]["shifts"])
         res = compare(pred, observed, cols, seed=cfg.seed, ci=cfg.eval.ci)

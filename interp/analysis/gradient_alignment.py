@@ -5,7 +5,6 @@ teacher update? The gradients are a cached stage per student."""
 from __future__ import annotations
 
 import gc
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from interp.analysis.update_alignment import no_teacher_delta
 from interp.lm.delta import Delta
 from interp.lm.models import Variant
 from interp.plots import err, num, save
-from interp.store.stages import write_json
 
 
 def gradient_alignment(ctx: AnalysisRun) -> dict[str, Any]:
@@ -37,13 +35,12 @@ def gradient_alignment(ctx: AnalysisRun) -> dict[str, Any]:
                   "n_boot": ctx.a.n_boot, "seed": ctx.cfg["seed"]}  # fmt: skip
         if settings.objective == "distill":  # keyed only when on, so hard-label stages keep their keys
             params["loss"] = {k: getattr(settings, k) for k in LOSS_SETTINGS} | {"row_seed": seed}
-        st = ctx.run.stage(f"analysis/gradient/{name}", params)
-        if not st.done:
-            with st.running() as folder:
-                res = imitation_alignment(ctx, name, seed, None, Delta.load(t_path).to_dense())
-                write_json(folder / "gradient.json", res)
-                gc.collect()
-        res = json.loads((st.path / "gradient.json").read_text())
+        res = ctx.run.compute_json(
+            f"analysis/gradient/{name}", params, filename="gradient.json",
+            make=lambda name=name, seed=seed, t_path=t_path: imitation_alignment(
+                ctx, name, seed, None, Delta.load(t_path).to_dense()),
+        )  # fmt: skip
+        gc.collect()
         o = res["overall"]
         out[name] = {
             "against": f"teacher:{spec}", "data": ctx.students[name]["data"], "cos": o["cos"],

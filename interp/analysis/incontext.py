@@ -25,7 +25,7 @@ from interp.fmt import fmt, fmt_est
 from interp.lm.models import format_chat, load_model
 from interp.lm.score import continuation_logprobs, shared_prefix
 from interp.stats import bootstrap_ci
-from interp.store.stages import read_json, read_jsonl, write_json
+from interp.store.stages import read_jsonl
 from interp.subliminal import matrix as mx
 from interp.subliminal.evaluate import questions
 
@@ -67,10 +67,8 @@ def incontext(ctx: AnalysisRun, datasets: dict[str, list[dict]]) -> dict[str, An
     cols = [cands.index(t) for t in targets]
     params = {"model": spec, "targets": targets, "ks": list(a.incontext_k), "eval": cfg.eval.key(),
               "data": ctx.art["data"], "n_boot": a.n_boot, "seed": ctx.cfg["seed"]}  # fmt: skip
-    st = ctx.run.stage("analysis/incontext", params)
-    if st.done:
-        return read_json(st.path / "incontext.json")
-    with st.running() as folder:
+
+    def make() -> dict[str, Any]:
         model, tok = load_model(spec, ctx.device, ctx.dtype)
         trait0 = cfg.trait.trait(targets[0])
         qs = questions(trait0, cfg.eval)
@@ -100,8 +98,9 @@ def incontext(ctx: AnalysisRun, datasets: dict[str, list[dict]]) -> dict[str, An
             res["tokens"] = longest
             out["by_k"][str(k)] = res
             log.info("in-context k=%d: own-target shift %.4f, gamma %s", k, float(np.mean(res["own_shift"])), res["gamma"])
-        write_json(folder / "incontext.json", out)
-    return read_json(st.path / "incontext.json")
+        return out
+
+    return ctx.run.compute_json("analysis/incontext", params, make, filename="incontext.json")
 
 
 

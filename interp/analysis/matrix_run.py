@@ -22,6 +22,7 @@ reported beside it, never used to pick a layer.
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,17 +52,18 @@ def record_answers(ctx: AnalysisRun, label: str, variant: Variant, rows: tuple[l
     backend = "hf" if variant.steer else ctx.a.backend  # a steering hook lives on the HF modules
     params = {"model": variant.identity(), "backend": backend, "positions": "answer-mean",
               "rows": stable_hash([prompts, answers])}  # fmt: skip
-    st = ctx.run.stage(f"record/answers/{label}", params)
-    if not st.done:
-        with st.running() as folder:
-            model, tok = variant.load(ctx.device, ctx.dtype)
-            texts = [format_prompt(tok, p, variant.system) for p in prompts]
-            acts = answer_activations(model, tok, texts, answers, backend=backend, batch_size=ctx.a.batch_size)
-            meta = {"model": label, "backend": backend, "positions": "answer-mean", "prompt_set": "answers",
-                    "layer_axis": 1, "system_prompt": variant.system}  # fmt: skip
-            save_activations(folder, "answers", acts, meta)
-            del model
-            gc.collect()
+
+    def write(folder: Path) -> None:
+        model, tok = variant.load(ctx.device, ctx.dtype)
+        texts = [format_prompt(tok, p, variant.system) for p in prompts]
+        acts = answer_activations(model, tok, texts, answers, backend=backend, batch_size=ctx.a.batch_size)
+        meta = {"model": label, "backend": backend, "positions": "answer-mean", "prompt_set": "answers",
+                "layer_axis": 1, "system_prompt": variant.system}  # fmt: skip
+        save_activations(folder, "answers", acts, meta)
+        del model
+        gc.collect()
+
+    st = ctx.run.compute(f"record/answers/{label}", params, write)
     return load_activations(st.path, "answers")[0]
 
 

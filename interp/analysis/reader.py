@@ -143,10 +143,8 @@ class AnalysisRun:
             "sets": {k: len(v) for k, v in prompts.items()},
             "prompts": stable_hash(prompts),  # the texts, not only their counts
         }
-        st = self.run.stage(f"record/{label}", params)
-        if st.done:
-            return st
-        with st.running() as folder:
+
+        def write(folder: Path) -> None:
             model, tok = loaded() if loaded is not None else variant.load(self.device, self.dtype)
             for set_name, users in prompts.items():
                 texts = [format_prompt(tok, u, variant.system) for u in users]
@@ -156,7 +154,8 @@ class AnalysisRun:
                 save_activations(folder, set_name, acts, meta)
             del model
             gc.collect()
-        return st
+
+        return self.run.compute(f"record/{label}", params, write)
 
 
 def teacher_seeds(ctx: AnalysisRun) -> dict[str, set[int]]:

@@ -14,7 +14,6 @@ and each student (first seed), at the last prompt token (`AnalysisRun.recorded`,
 from __future__ import annotations
 
 import gc
-import json
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ from interp.lm.models import Variant
 from interp.lm.steer import add_direction, project_out
 from interp.plots import num, save
 from interp.stats import paired_bootstrap_diff, wilson
-from interp.store.stages import write_json
 from interp.subliminal.evaluate import logprob_score
 
 
@@ -103,45 +101,45 @@ def steering(ctx: AnalysisRun) -> dict[str, Any]:
         "seed": ctx.cfg["seed"],
     }
     inputs = {k: stages[k] for k in (f"prompted:{spec}", f"base:{spec}", student) if k in stages}
-    st = ctx.run.stage("analysis/steering", params, inputs)
-    if not st.done:
-        from interp.subliminal.evaluate import EvalConfig
+    from interp.subliminal.evaluate import EvalConfig
 
-        settings, eval_seed = EvalConfig(**ctx.cfg["eval"]), ctx.cfg["seed"]
-        with st.running() as folder:
-            model, tok = Variant(spec).load(ctx.device, ctx.dtype)
-            base = logprob_score(model, tok, trait, settings, seed=eval_seed)
-            with add_direction(model, layer, direction[layer], ctx.a.steering_scale):
-                steered = logprob_score(model, tok, trait, settings, seed=eval_seed)
-            res = {
-                "layer": layer,
-                "scale": ctx.a.steering_scale,
-                "sufficiency": _pair(base, steered, "base", "steered"),
+    settings, eval_seed = EvalConfig(**ctx.cfg["eval"]), ctx.cfg["seed"]
+
+    def make() -> dict[str, Any]:
+        model, tok = Variant(spec).load(ctx.device, ctx.dtype)
+        base = logprob_score(model, tok, trait, settings, seed=eval_seed)
+        with add_direction(model, layer, direction[layer], ctx.a.steering_scale):
+            steered = logprob_score(model, tok, trait, settings, seed=eval_seed)
+        res = {
+            "layer": layer,
+            "scale": ctx.a.steering_scale,
+            "sufficiency": _pair(base, steered, "base", "steered"),
+        }
+        if student:
+            seed = sorted(ctx.art["students"][student])[0]
+            model, tok = Variant(spec, delta_path=ctx.student_delta(student, seed)).load(
+                ctx.device, ctx.dtype
+            )
+            plain = logprob_score(model, tok, trait, settings, seed=eval_seed)
+            all_layers = list(range(direction.shape[0]))
+            with project_out(model, all_layers, {i: direction[i] for i in all_layers}):
+                ablated = logprob_score(model, tok, trait, settings, seed=eval_seed)
+            # Specificity control: removing any one direction from every layer perturbs the
+            # model; a random direction per layer shows how much of the drop is generic.
+            gen = torch.Generator().manual_seed(ctx.cfg["seed"])
+            rand = {i: torch.randn(direction.shape[1], generator=gen) for i in all_layers}
+            with project_out(model, all_layers, rand):
+                random_ablated = logprob_score(model, tok, trait, settings, seed=eval_seed)
+            res["necessity"] = {
+                "student": f"{student}/seed{seed}",
+                **_pair(plain, ablated, "unablated", "ablated"),
+                "random_direction": _pair(plain, random_ablated, "unablated", "ablated"),
             }
-            if student:
-                seed = sorted(ctx.art["students"][student])[0]
-                model, tok = Variant(spec, delta_path=ctx.student_delta(student, seed)).load(
-                    ctx.device, ctx.dtype
-                )
-                plain = logprob_score(model, tok, trait, settings, seed=eval_seed)
-                all_layers = list(range(direction.shape[0]))
-                with project_out(model, all_layers, {i: direction[i] for i in all_layers}):
-                    ablated = logprob_score(model, tok, trait, settings, seed=eval_seed)
-                # Specificity control: removing any one direction from every layer perturbs the
-                # model; a random direction per layer shows how much of the drop is generic.
-                gen = torch.Generator().manual_seed(ctx.cfg["seed"])
-                rand = {i: torch.randn(direction.shape[1], generator=gen) for i in all_layers}
-                with project_out(model, all_layers, rand):
-                    random_ablated = logprob_score(model, tok, trait, settings, seed=eval_seed)
-                res["necessity"] = {
-                    "student": f"{student}/seed{seed}",
-                    **_pair(plain, ablated, "unablated", "ablated"),
-                    "random_direction": _pair(plain, random_ablated, "unablated", "ablated"),
-                }
-            write_json(folder / "steering.json", res)
-            del model
-            gc.collect()
-    return json.loads((st.path / "steering.json").read_text())
+        del model
+        gc.collect()
+        return res
+
+    return ctx.run.compute_json("analysis/steering", params, make, inputs, filename="steering.json")
 
 
 def _pair(a: dict, b: dict, na: str, nb: str) -> dict[str, Any]:

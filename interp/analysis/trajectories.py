@@ -48,7 +48,7 @@ from interp.lm.models import Variant, completion_suffix, format_prompt
 from interp.lm.record import residual_stream
 from interp.plots import err, num, save
 from interp.stats import t_interval
-from interp.store.stages import read_json, write_json
+from interp.store.stages import read_json
 from interp.subliminal import matrix as mx
 from interp.subliminal.evaluate import logprob_score
 from interp.subliminal.teacher import GENERAL_PROMPTS
@@ -213,10 +213,8 @@ def trajectories(ctx: AnalysisRun) -> dict[str, Any] | None:
     params = {"students": {n: str(d.name) for n, d in dirs.items()}, "prompts": len(prompts), "eval": ctx.config.eval.key(),
               "backend": a.backend, "seed": ctx.cfg["seed"], "trait": trait.target, "gamma_steps": True,
               "gradient": [a.gradient_batches, a.gradient_batch_size, a.n_boot]}  # fmt: skip
-    st = ctx.run.stage("analysis/trajectories", params)
-    if st.done:
-        return read_json(st.path / "trajectories.json")
-    with st.running() as folder:
+
+    def make() -> dict[str, Any]:
         out: dict[str, Any] = {"prompts": f"{len(prompts)} general prompts, last token", "students": {}}
         for name, d in dirs.items():
             spec = ctx.spec_of(name)
@@ -244,8 +242,9 @@ def trajectories(ctx: AnalysisRun) -> dict[str, Any] | None:
                                      "steps": rows, "update_cos": "teacher delta" if teacher is not None else None,
                                      "gamma_steps": gamma_steps(ctx, name, spec),
                                      "update_steps": update_steps(ctx, name) if spec == ctx.teacher_spec else None}  # fmt: skip
-        write_json(folder / "trajectories.json", out)
-    return read_json(st.path / "trajectories.json")
+        return out
+
+    return ctx.run.compute_json("analysis/trajectories", params, make, filename="trajectories.json")
 
 
 

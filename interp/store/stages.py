@@ -421,6 +421,29 @@ class RunDir:
             self.release(st)
         return st
 
+    def compute(
+        self, name: str, params: dict[str, Any], write: Callable[[Path], Any],
+        inputs: dict[str, Stage] | None = None,
+    ) -> Stage:  # fmt: skip
+        """The one way a stage is made. Its key comes from `name`, `params` and the inputs' keys
+        and contents; a finished, verified folder is reused; otherwise, under the stage's lock,
+        `write(folder)` fills a scratch folder, the manifest is written, and the folder is renamed
+        into place (`Stage.running`). Returns the finished stage."""
+        st = self.stage(name, params, inputs)
+        if not st.done:
+            with st.running() as folder:
+                write(folder)
+        return st
+
+    def compute_json(
+        self, name: str, params: dict[str, Any], make: Callable[[], Any],
+        inputs: dict[str, Stage] | None = None, filename: str = "result.json",
+    ) -> Any:  # fmt: skip
+        """`compute` for a stage whose output is one JSON object: `make()` returns it (called
+        only when the stage is not finished); returns the object as stored."""
+        st = self.compute(name, params, lambda folder: write_json(folder / filename, make()), inputs)
+        return read_json(st.path / filename)
+
     def finished(self, path: Path) -> Stage:
         """A finished stage read back from its folder's manifest (an input for later stages,
         e.g. a run's dataset for an analysis); one line naming the folder if it is not one."""
