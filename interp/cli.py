@@ -131,7 +131,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from interp.store.verified import verify_run
 
     for run in args.runs:  # every run's files against their manifests, before any work
-        verify_run(run)
+        if Path(run).is_dir():  # a folder that is not there: analyze_run's own line (after --only's)
+            verify_run(run)
     configure_threads()
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     for run in args.runs:
