@@ -76,7 +76,8 @@ def test_every_section_with_cis(finetuned_run):
             assert d["diff_vs_control"]["mean"] == pytest.approx(
                 np.subtract(d["cosine"], d["control"]["cosine"]), abs=1e-9
             )
-        assert all(0 <= x <= 1 for x in res["probes"]["students"][s]["share_trait"])
+        pr = res["probes"]["students"][s]  # a share of its n prompts at each layer, not a mean probability
+        assert pr["n"] == 12 and all(abs(x * 12 - round(x * 12)) < 1e-9 for x in pr["share_trait"])
     assert res["trait_direction"]["students"]["same-init"]["control"] is not None
     st = res["steering"]
     assert st["sufficiency"]["diff"]["mean"] == pytest.approx(
