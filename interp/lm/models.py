@@ -33,11 +33,17 @@ from interp.lm.checkpoints import (  # noqa: F401  (ModelError, cache_dir: re-ex
     package_dir,
 )
 from interp.lm.delta import Delta
+from interp.lm.shape import (  # noqa: F401  (TINY, tiny_config: re-exported)
+    TINY,
+    _tiny_tokenizer_ids,
+    gguf_sha256,
+    hub_offline,
+    hub_revision,
+    hub_snapshot,
+    tiny_config,
+)
 
 log = logging.getLogger("interp")
-
-
-TINY = ("tiny-llama", "tiny-gemma")
 
 # A documented prompt format for models without a chat template (e.g. Gemma-3 base).
 FALLBACK_FORMAT = "{system}\n\nUser: {user}\nAssistant:"  # system part omitted when empty
@@ -101,29 +107,6 @@ def tiny_tokenizer(chat_template: bool = True) -> Any:
     return tok
 
 
-def tiny_config(kind: str = "tiny-llama", **overrides: Any) -> Any:
-    """The config of a tiny model (2 layers, d_model 64, the character tokenizer's vocabulary)."""
-    from transformers import Gemma3TextConfig, LlamaConfig
-
-    tok = _tiny_tokenizer_ids()
-    common = dict(
-        vocab_size=tok["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tok["bos"], eos_token_id=tok["eos"], pad_token_id=tok["pad"], tie_word_embeddings=True,
-    )  # fmt: skip
-    common.update(overrides)
-    if kind == "tiny-llama":
-        return LlamaConfig(**common, architectures=["LlamaForCausalLM"])
-    if kind == "tiny-gemma":
-        return Gemma3TextConfig(**common, head_dim=16, sliding_window=64, architectures=["Gemma3ForCausalLM"])
-    raise ModelError(f"unknown tiny model '{kind}' (choose {', '.join(TINY)})")
-
-
-def _tiny_tokenizer_ids() -> dict[str, int]:
-    """The tiny tokenizer's size and special ids, as `tiny_tokenizer` builds them."""
-    return {"vocab_size": 4 + 95 + 1, "pad": 0, "bos": 1, "eos": 2}
-
-
 def tiny_model(kind: str = "tiny-llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:
     """A randomly initialised 2-layer model (d_model 64) and its character tokenizer."""
     from transformers import AutoModelForCausalLM
@@ -139,8 +122,6 @@ def describe(spec: str) -> dict[str, Any]:
     """Identity of a spec for stage keys and manifests, by content, without loading: an embedded
     model by its GGUF's sha256, a local folder by its files' digest, a Hub id by the commit it
     resolves to (the cached snapshot's; None when unknown), and the remote-code trust when on."""
-    from interp.lm.shape import gguf_sha256, hub_revision
-
     if spec in EMBEDDED:
         return {"spec": spec, "source": "embedded", "gguf": EMBEDDED[spec].gguf_file, "gguf_sha256": gguf_sha256(spec)}
     if spec in TINY:
@@ -184,8 +165,6 @@ def _in_hub_cache(spec: str) -> bool:
 
 def unchecked_note(spec: str) -> str | None:
     """Why a Hub id could not be checked here (offline and not in the local cache), or None."""
-    from interp.lm.shape import hub_offline, hub_snapshot
-
     if spec in EMBEDDED or spec in TINY or Path(spec).exists() or not hub_offline() or hub_snapshot(spec):
         return None
     return (f"model {spec!r} is not in the local Hugging Face cache and the Hub is offline (HF_HUB_OFFLINE=1): "
@@ -231,8 +210,6 @@ def _load_fresh(spec: str, dev: torch.device, dt: torch.dtype, seed: int) -> tup
     # never a repository's own code unless the config trusts it; a Hub id at the commit its key names
     opts: dict[str, Any] = {"trust_remote_code": trusts_remote_code(spec)}
     if spec not in EMBEDDED and not Path(spec).exists():
-        from interp.lm.shape import hub_revision
-
         opts["revision"] = hub_revision(spec)
     try:
         tok = AutoTokenizer.from_pretrained(path, **opts)

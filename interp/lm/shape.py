@@ -13,8 +13,33 @@ from typing import Any
 
 from interp.lm.checkpoints import EMBEDDED, ModelError, _gguf_path, cache_dir
 
+TINY = ("tiny-llama", "tiny-gemma")
+
 # GGUF architecture -> transformers model type (the embedded models' architectures)
 _GGUF_TYPES = {"llama": "llama", "gemma3": "gemma3_text"}
+
+
+def tiny_config(kind: str = "tiny-llama", **overrides: Any) -> Any:
+    """The config of a tiny model (2 layers, d_model 64, the character tokenizer's vocabulary)."""
+    from transformers import Gemma3TextConfig, LlamaConfig
+
+    tok = _tiny_tokenizer_ids()
+    common = dict(
+        vocab_size=tok["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        bos_token_id=tok["bos"], eos_token_id=tok["eos"], pad_token_id=tok["pad"], tie_word_embeddings=True,
+    )  # fmt: skip
+    common.update(overrides)
+    if kind == "tiny-llama":
+        return LlamaConfig(**common, architectures=["LlamaForCausalLM"])
+    if kind == "tiny-gemma":
+        return Gemma3TextConfig(**common, head_dim=16, sliding_window=64, architectures=["Gemma3ForCausalLM"])
+    raise ModelError(f"unknown tiny model '{kind}' (choose {', '.join(TINY)})")
+
+
+def _tiny_tokenizer_ids() -> dict[str, int]:
+    """The tiny tokenizer's size and special ids, as `tiny_tokenizer` builds them."""
+    return {"vocab_size": 4 + 95 + 1, "pad": 0, "bos": 1, "eos": 2}
 
 
 @dataclass(frozen=True)
@@ -163,8 +188,6 @@ def _module_names(config: Any, trust_remote_code: bool) -> frozenset[str]:
 def model_shape(spec: str, trust_remote_code: bool = False) -> ModelShape | None:
     """A model's shape from its config, no weights; None when its config is not on this machine
     (a Hub id outside the local cache while offline)."""
-    from interp.lm.models import TINY, tiny_config
-
     try:
         config = tiny_config(spec) if spec in TINY else _hf_config(spec, trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
