@@ -81,7 +81,7 @@ def embedded_checkpoint(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # two first uses at once: one converts, one waits
         if target.exists():
-            problem = _verify_cache(target)
+            problem = _verify_cache(target) or _gguf_changed(name, target)
             if problem is None:
                 return target
             log.warning("model cache %s: %s; converting again", target, problem)
@@ -91,6 +91,7 @@ def embedded_checkpoint(name: str) -> Path:
 def _convert_embedded(name: str, emb: Embedded, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from interp.lm.shape import gguf_sha256
     from interp.store.stages import checksums, file_sizes, write_json
 
     gguf = _gguf_path(name, emb)
@@ -116,7 +117,7 @@ def _convert_embedded(name: str, emb: Embedded, target: Path) -> Path:
         tok.add_bos_token = True
     tok.save_pretrained(tmp)
     # the same manifest as a stage's: every later use checks the files against it
-    write_json(tmp / "manifest.json", {"model": name, "gguf": emb.gguf_file,
+    write_json(tmp / "manifest.json", {"model": name, "gguf": emb.gguf_file, "gguf_sha256": gguf_sha256(name),
                                        "checksums": checksums(tmp), "sizes": file_sizes(tmp)})  # fmt: skip
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
@@ -162,6 +163,18 @@ def _cached_sha256(files: list[Path]) -> dict[Path, str]:
         index_path.parent.mkdir(parents=True, exist_ok=True)
         write_json(index_path, index)
     return out
+
+
+def _gguf_changed(name: str, target: Path) -> str | None:
+    """Why a conversion is not of the GGUF installed now (stage keys name that GGUF's sha256);
+    a conversion that predates the record is taken as is."""
+    from interp.lm.shape import gguf_sha256
+    from interp.store.stages import read_json
+
+    made_from = read_json(target / "manifest.json").get("gguf_sha256")
+    if made_from is not None and made_from != gguf_sha256(name):
+        return f"converted from another GGUF (sha256 {made_from[:12]}, installed {gguf_sha256(name)[:12]})"
+    return None
 
 
 def _verify_cache(target: Path) -> str | None:

@@ -3,6 +3,7 @@ stage keys (GGUF sha256, Hub commit), remote code only when a config trusts it, 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -150,3 +151,16 @@ def test_no_pickle_anywhere():
             bad.append(f"{f.name}: pickle")
     assert not bad, bad
     assert any(root.rglob("*.py"))  # the walk saw the package
+
+
+def test_a_conversion_of_another_gguf_is_not_reused(tmp_path, monkeypatch):
+    from interp.lm.checkpoints import _gguf_changed
+
+    path = _embedded_gguf()
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    target = tmp_path / "models" / "smollm2-135m-instruct"
+    target.mkdir(parents=True)
+    for made_from, changed in (("f" * 64, True), (sha256_file(path), False), (None, False)):
+        (target / "manifest.json").write_text(json.dumps({"checksums": {}, "gguf_sha256": made_from}))
+        why = _gguf_changed("smollm2-135m-instruct", target)
+        assert (why is not None) == changed and (not changed or "converted from another GGUF" in why), why
