@@ -13,8 +13,8 @@ is the alignment of the descent direction with the teacher delta.
 Sign convention (everywhere in this module): POSITIVE = the descent step moves the student
 TOWARD the teacher in parameter space. The theorem predicts <-g, dT> > 0 for a same-init
 student and small enough teacher updates; a student from another initialisation has no
-reason to. `inner` is the raw <-g, dT>; `first_order_loss_change` is <g, eps dT>, the change
-of the loss when moving eps along dT (negative: moving toward the teacher lowers the loss).
+reason to. `inner` is the raw <-g, dT>; to first order, moving eps along dT changes the loss by
+<g, eps dT> = -eps * inner (checked against finite differences in tests/unit/test_analysis.py).
 """
 
 from __future__ import annotations
@@ -45,24 +45,6 @@ SIGN_CONVENTION = (
 def _chunks(xs: list, size: int) -> Iterator[list]:
     for i in range(0, len(xs), size):
         yield xs[i : i + size]
-
-
-@torch.no_grad()
-
-
-def imitation_loss(
-    model: Any,
-    tok: Any,
-    examples: list[Example],
-    end: str,
-    batch_size: int = 16,
-    max_len: int = 500,
-) -> float:
-    """Mean completion-token cross-entropy over all `examples` (tokens pooled across batches)."""
-    objective = Objective.build(tok, FinetuneConfig(), None, next(model.parameters()).device)
-    rows = tokenize_examples(tok, examples, end, max_len)
-    total = sum(float(objective.loss(model, chunk)) for chunk in _chunks(rows, batch_size))
-    return total / max(sum(len(r["s_sel"]) for r in rows), 1)
 
 
 def iter_imitation_gradients(
@@ -259,18 +241,3 @@ def descent_alignment(
         else:
             out["groups"][k] = summary
     return out
-
-
-def first_order_loss_change(
-    grad: dict[str, Tensor], teacher_delta: dict[str, Tensor], eps: float
-) -> float:
-    """<g, eps dT>: the first-order change of the loss when moving eps along the teacher delta.
-
-    Negative means a small move toward the teacher lowers the imitation loss (the theorem's
-    claim, the same statement as <-g, dT> > 0). Over the names the two dicts share.
-    """
-    shared = shared_names(grad, teacher_delta)
-    return eps * sum(
-        float((grad[n].double() * teacher_delta[n].to(grad[n].device).double()).sum())
-        for n in shared
-    )

@@ -23,18 +23,28 @@ from interp.analysis.directions import (
     mean_difference,
     projections,
 )
-from interp.analysis.gradient import (
-    descent_alignment,
-    first_order_loss_change,
-    imitation_loss,
-    iter_imitation_gradients,
-)
+from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.probes import apply_probes, train_probes
 from interp.lm.delta import apply_delta, parse_param_name
-from interp.lm.finetune import Example
+from interp.lm.finetune import Example, FinetuneConfig, tokenize_examples
+from interp.lm.loss import Objective
 from interp.lm.models import format_prompt, tiny_model
 
 torch.set_num_threads(1)
+
+
+@torch.no_grad()
+def imitation_loss(model, tok, examples: list[Example], end: str) -> float:
+    """The reference: mean completion-token cross-entropy over all `examples`, one batch."""
+    objective = Objective.build(tok, FinetuneConfig(), None, next(model.parameters()).device)
+    rows = tokenize_examples(tok, examples, end, 500)
+    return float(objective.loss(model, rows)) / max(sum(len(r["s_sel"]) for r in rows), 1)
+
+
+def first_order_loss_change(grad: dict[str, torch.Tensor], d_t: dict[str, torch.Tensor], eps: float) -> float:
+    """<g, eps dT>: the first-order change of the loss when moving eps along dT."""
+    return eps * sum(float((grad[n].double() * d_t[n].double()).sum()) for n in grad.keys() & d_t.keys())
+
 
 MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
