@@ -25,6 +25,13 @@ MLP_STYLE = {  # kind -> (colour, line style)
     "cross-init/aux": ("C0", "--"),
     "same-init/all": ("C3", "-"),
     "cross-init/all": ("C3", "--"),
+    # the arms (runs/mlp-arms*.toml): one colour per arm, dashed (pale bars) = cross-init
+    "shared-hidden-init/aux": ("C1", "-"),
+    "shared-head-init/aux": ("C2", "-"),
+    "same-init/aux-proj": ("C4", "-"),
+    "cross-init/aux-proj": ("C4", "--"),
+    "shared-hidden-init/aux-proj": ("C6", "-"),
+    "shared-head-init/aux-proj": ("C8", "-"),
 }
 
 
@@ -113,6 +120,7 @@ def mlp_accuracy(per_m: dict[str, Any], chance: float | None, path: Path) -> Pat
         ax.axhline(chance, color="black", lw=0.8, ls=":", label="chance")
     ax.set_xscale("log")
     ax.set_xticks([int(m) for m in ms], [str(m) for m in ms])
+    ax.set_xticks([], minor=True)  # no "3x10^1"-style minor labels over the m ticks
     ax.set_xlabel("number of auxiliary logits m (log scale)")
     ax.set_ylabel("test accuracy (fraction of held-out digits)")
     ax.set_ylim(0, 1)
@@ -146,8 +154,10 @@ def mlp_cosine(per_m: dict[str, Any], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("cos(student delta, teacher delta)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room below the panels for one shared legend
-    fig.legend(handles, labels, loc="lower center", ncol=len(kinds), fontsize=7, frameon=False)
+    ncol = min(max(len(kinds), 1), 4)  # the arms runs have 8 kinds: two rows, not one clipped
+    rows = -(-len(kinds) // ncol)
+    fig.tight_layout(rect=(0, 0.04 + 0.04 * rows, 1, 1))  # room below for one shared legend
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=7, frameon=False)
     save_figure(fig, path)
     plt.close(fig)
     return path
