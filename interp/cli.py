@@ -125,8 +125,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from interp.analysis.run import analyze_run
-    from interp.analysis.table import print_analysis
+    from interp.analysis.run import analyze_run, print_analysis
     from interp.lm.models import configure_threads, trusting_remote_code
     from interp.store.verified import verify_run
 
@@ -144,8 +143,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from interp.analysis.scan import scan_dataset
     from interp.lm.models import Variant, configure_threads
+    from interp.mech.scan import scan_dataset
 
     if args.control:  # its AUROC is scikit-learn's
         from interp.extras import require

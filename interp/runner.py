@@ -84,8 +84,7 @@ def after_run(cfg: Any, root: Path) -> None:
     """
     analysis = getattr(cfg, "analysis", None)
     if analysis is not None and analysis.enabled:
-        from interp.analysis.run import analyze_run
-        from interp.analysis.table import print_analysis
+        from interp.analysis.run import analyze_run, print_analysis
 
         res = analyze_run(root, analysis)
         print("\n" + print_analysis(res) + f"\n\nanalysis: {root / 'analysis.json'}", flush=True)

@@ -1,13 +1,5 @@
-"""Mechanism analyses as pure functions: tensors in, JSON-able results out (no I/O, no plots).
-
-- `alignment`: does the student's update point the same way as the teacher's (cosines, norms,
-  principal angles between singular subspaces of the deltas)?
-- `gradient`: the theorem on LLMs: does one imitation step on teacher data move a same-init
-  student toward the teacher (cos(-grad, teacher delta) > 0)?
-- `directions`: trait directions in the residual stream (mean differences) and whether the
-  student's activation shift lines up with them.
-- `probes`: per-layer logistic probes for the trait, trained on teacher activations.
-
-Import the submodules directly (`from interp.analysis.alignment import delta_cosines`); this
-package re-exports nothing so importing it stays cheap.
+"""The analyses of a finished subliminal run (`interp analyze`): one module per analysis, each
+declaring its unit (`unit.Analysis`: why it may not run, the packages it imports, compute, its
+part of the PDF), found by name through `interp.registry`; `reader.AnalysisRun`, the one reader
+of a run they share; `run`, the driver. The math they call lives in `interp.mech`.
 """

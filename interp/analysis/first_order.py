@@ -40,7 +40,6 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from interp.analysis.gradient import accumulate, gradients_only, iter_imitation_gradients
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc, off
 from interp.fmt import fmt, fmt_est
@@ -48,6 +47,7 @@ from interp.lm.finetune import FinetuneConfig, trained_weights
 from interp.lm.generate import encode_prompts
 from interp.lm.loss import completion_logits
 from interp.lm.models import completion_suffix, format_prompt, load_model
+from interp.mech.gradient import accumulate, gradients_only, iter_imitation_gradients
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx
 
@@ -216,7 +216,7 @@ def first_order(ctx: AnalysisRun) -> dict[str, Any]:
     """Every trait arm of a multi-target run: its first-order prediction against its observed
     shifts (the arm's mean over seeds), on the first `first_order_rows` rows its first seed
     trained on. Arms whose rows and loss settings agree (e.g. optimisers) share one stage."""
-    from interp.analysis.detection_run import data_stage, run_teachers
+    from interp.analysis.detection import data_stage, run_teachers
     from interp.lm.models import describe
     from interp.store.stages import stable_hash
     from interp.subliminal.evaluate import questions

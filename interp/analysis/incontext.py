@@ -120,14 +120,14 @@ def render_incontext(doc: ReportDoc, run: str, ic: dict[str, Any]) -> None:
 
 
 def _compute(ctx: AnalysisRun) -> dict[str, Any]:
-    from interp.analysis.detection_run import data_stage
+    from interp.analysis.detection import data_stage
 
     names = [*ctx.config.trait.target_list(), "control"]
     return incontext(ctx, {n: read_jsonl(data_stage(ctx, n).path / "dataset.jsonl") for n in names})
 
 
 def _skip(ctx: AnalysisRun) -> str | None:
-    from interp.analysis.detection_run import missing_reason
+    from interp.analysis.detection import missing_reason
 
     return off("incontext") if not ctx.a.incontext else missing_reason(ctx)
 

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from interp.analysis.directions import best_layer, direction_cosine_ci, mean_difference
-from interp.analysis.probes import apply_probes, train_probes
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc, figure_render
 from interp.extras import backend_module
 from interp.fmt import fmt, fmt_est
 from interp.lm.models import Variant
 from interp.lm.steer import add_direction, project_out
+from interp.mech.directions import best_layer, direction_cosine_ci, mean_difference
+from interp.mech.probes import apply_probes, train_probes
 from interp.plots import num, save
 from interp.stats import paired_bootstrap_diff, wilson
 from interp.subliminal.evaluate import logprob_score

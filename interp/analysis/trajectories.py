@@ -36,9 +36,6 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from interp.analysis.alignment import delta_cosines
-from interp.analysis.directions import layer_cosines, mean_difference
-from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, figure_render, off
 from interp.analysis.update_matrix import matched_contrast, teacher_deltas
@@ -46,6 +43,9 @@ from interp.extras import backend_module
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, format_prompt
 from interp.lm.record import residual_stream
+from interp.mech.alignment import delta_cosines
+from interp.mech.directions import layer_cosines, mean_difference
+from interp.mech.gradient import descent_alignment, iter_imitation_gradients
 from interp.plots import err, num, save
 from interp.stats import t_interval
 from interp.store.stages import read_json
@@ -164,7 +164,7 @@ def imitation_alignment(ctx: AnalysisRun, name: str, seed: int, path: Path | Non
     distils) on its first `gradient_batches` x `gradient_batch_size` rows of the primary target's
     data, for `seed`, against the teacher's update. Shared by `gradient_alignment` (at the init)
     and the trajectories (at every checkpoint)."""
-    from interp.analysis.detection_run import data_stage, run_teachers
+    from interp.analysis.detection import data_stage, run_teachers
     from interp.subliminal.stages import student_rows, training_inputs
 
     s = ctx.student_cfg(name)

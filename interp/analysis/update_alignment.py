@@ -14,15 +14,15 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from interp.analysis.alignment import (
+from interp.analysis.reader import AnalysisRun, shares_teacher_init
+from interp.analysis.unit import Analysis, figure_render
+from interp.lm.delta import Delta
+from interp.mech.alignment import (
     aggregate_over_seeds,
     delta_cosines,
     delta_subspace_angles,
     span_share,
 )
-from interp.analysis.reader import AnalysisRun, shares_teacher_init
-from interp.analysis.unit import Analysis, figure_render
-from interp.lm.delta import Delta
 from interp.plots import err, heatmap, num, save
 
 

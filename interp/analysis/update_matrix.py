@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from interp.analysis.alignment import delta_cosines, span_share
 from interp.analysis.reader import AnalysisRun, shares_teacher_init, teacher_seeds  # noqa: F401 (tests read teacher_seeds here)
 from interp.analysis.unit import Analysis, ReportDoc
 from interp.fmt import fmt, fmt_est
 from interp.lm.delta import Delta
+from interp.mech.alignment import delta_cosines, span_share
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx
 

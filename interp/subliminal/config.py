@@ -249,10 +249,10 @@ class AnalysisConfig:
     n_prompts: Annotated[int, Range(2)] = 50  # evaluation questions used for activations (trait direction, probes)
     n_number_prompts: NonNegInt = 16  # number prompts also recorded (stored for notebooks)
     n_answer_rows: Annotated[int, Range(10)] = 64  # trait-matrix runs: held-out number rows read at their answer tokens
-    entanglement: bool = False  # token entanglement and subliminal prompting (interp.analysis.entanglement)
+    entanglement: bool = False  # token entanglement and subliminal prompting (interp.mech.entanglement)
     entangle_prompts: Annotated[int, Range(2)] = 16  # held-out number prompts over which 0..999 are scored
     entangle_top_k: Annotated[int, Range(1, 100)] = 5  # entangled numbers reported and used for prompting
-    # the paper's data controls and detection (interp.analysis.detection, .incontext): divergence
+    # the paper's data controls and detection (interp.mech.detection, .incontext): divergence
     # tokens, a classifier, the model as judge, the hidden-signal scan; each needs the control data
     detection: bool = False
     judge_trials: Annotated[int, Range(4)] = 32  # dataset pairs shown to the judge, per target
@@ -327,6 +327,11 @@ class SubliminalConfig:
         check_shapes(self)  # last: the settings it reads are valid by now
 
     def _check_students(self) -> None:
+        empty = [k for k, v in (("students", self.students), ("analysis.sections", self.analysis.sections),
+                                ("analysis.arms", self.analysis.arms), ("analysis.incontext_k", self.analysis.incontext_k),
+                                ("report.figures", self.report.figures)) if v is not None and not v]  # fmt: skip
+        if empty:
+            raise ValueError(f"{empty[0]} is an empty list; name at least one, or leave it out for the default")
         names = [s.name for s in self.students]
         if len(set(names)) != len(names):
             raise ValueError(f"students: duplicate names {names}")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers import tiny_subliminal_config, write_config
 
-from interp.analysis.alignment import delta_subspace_angles
 from interp.cli import main
+from interp.mech.alignment import delta_subspace_angles
 from interp.subliminal.stages import teacher_seed
 
 ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_batches": 2,
@@ -129,11 +129,11 @@ def _update_alignment_by_hand(run, summary, student, against):
 def test_imitation_alignment_matches_a_direct_recomputation(finetuned_run):
     """The gradient-alignment section and the trajectory's imitation-gradient alignment at each
     checkpoint, against the hard-label gradient recomputed here from the saved files."""
-    from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
     from interp.analysis.trajectories import checkpoints
     from interp.lm.delta import Delta
     from interp.lm.models import Variant, completion_suffix
     from interp.lm.score import row_examples
+    from interp.mech.gradient import descent_alignment, iter_imitation_gradients
     from interp.store.stages import read_jsonl
 
     res = json.loads((finetuned_run / "analysis.json").read_text())

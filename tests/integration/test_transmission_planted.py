@@ -96,8 +96,8 @@ def test_cross_model_students_do_not(planted_run):
 
 
 def test_full_finetune_students_align_with_their_own_teachers_specific_update(planted_run):
-    from interp.analysis.alignment import delta_cosines
     from interp.lm.delta import Delta
+    from interp.mech.alignment import delta_cosines
 
     s = json.loads((planted_run / "summary.json").read_text())
     arm = s["matrix"]["arms"]["full"]
@@ -143,7 +143,7 @@ def test_matrix_mechanisms_pair_each_student_with_its_own_teacher(planted_run, p
     teacher's must give direction gamma at its maximum rank (p = 1/120), and one whose
     activations are another target's teacher's (targets rotated by one) no significant gamma.
     Fails if students, teachers or targets are paired in the wrong order."""
-    from interp.analysis import matrix_run
+    from interp.analysis import matrix_mechanisms as matrix_run
     from interp.analysis.reader import AnalysisRun
     from interp.subliminal.config import AnalysisConfig
 

@@ -9,26 +9,26 @@ import math
 import pytest
 import torch
 
-from interp.analysis.alignment import (
+from interp.lm.delta import apply_delta, parse_param_name
+from interp.lm.finetune import Example, FinetuneConfig, tokenize_examples
+from interp.lm.loss import Objective
+from interp.lm.models import format_prompt, tiny_model
+from interp.mech.alignment import (
     aggregate_over_seeds,
     delta_cosines,
     delta_subspace_angles,
     principal_angles,
     random_subspace_baseline,
 )
-from interp.analysis.directions import (
+from interp.mech.directions import (
     best_layer,
     direction_cosine_ci,
     layer_cosines,
     mean_difference,
     projections,
 )
-from interp.analysis.gradient import descent_alignment, iter_imitation_gradients
-from interp.analysis.probes import apply_probes, train_probes
-from interp.lm.delta import apply_delta, parse_param_name
-from interp.lm.finetune import Example, FinetuneConfig, tokenize_examples
-from interp.lm.loss import Objective
-from interp.lm.models import format_prompt, tiny_model
+from interp.mech.gradient import descent_alignment, iter_imitation_gradients
+from interp.mech.probes import apply_probes, train_probes
 
 torch.set_num_threads(1)
 
@@ -310,7 +310,7 @@ def test_probes_find_planted_layer_and_chance_elsewhere():
 def test_span_share_is_one_inside_the_teachers_span_and_near_the_baseline_for_random_updates():
     import torch
 
-    from interp.analysis.alignment import span_share
+    from interp.mech.alignment import span_share
 
     g = torch.Generator().manual_seed(0)
     b, a = torch.randn(40, 3, generator=g), torch.randn(3, 30, generator=g)
@@ -326,8 +326,8 @@ def test_span_share_is_one_inside_the_teachers_span_and_near_the_baseline_for_ra
 def test_factored_deltas_give_the_dense_subspaces_and_span_share():
     """LoRA deltas take the exact route from their factors (QR of A and B, SVD of the r x r core);
     the angles and span share equal the dense computation's (randomised SVD at this size)."""
-    from interp.analysis.alignment import _delta_singular, _top_singular, span_share
     from interp.lm.delta import Delta
+    from interp.mech.alignment import _delta_singular, _top_singular, span_share
 
     g = torch.Generator().manual_seed(1)
     name = "model.layers.0.mlp.up_proj.weight"

@@ -95,8 +95,8 @@ def test_scan_never_writes_over_an_input_or_a_record(run_dir, capsys, out, why):
 
 
 def test_scan_may_replace_its_own_earlier_output(tmp_path):
-    from interp.analysis.scan import _outputs
     from interp.lm.models import Variant
+    from interp.mech.scan import _outputs
 
     data = tmp_path / "data.jsonl"
     data.write_text('{"prompt": "a", "completion": "1"}\n')

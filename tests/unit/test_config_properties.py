@@ -186,3 +186,11 @@ def test_a_control_character_in_a_written_string_is_escaped(tmp_path, capsys):
     written = dumps_toml({"teacher": {"model": text}})
     assert "\\u0007" in written and "\\t" in written and "\\u007F" in written
     assert tomllib.loads(written) == {"teacher": {"model": text}}
+
+
+@pytest.mark.parametrize("field", ["students", "analysis.sections", "analysis.arms", "analysis.incontext_k",
+                                   "report.figures", "train.seeds", "train.target_modules", "train.layers"])  # fmt: skip
+def test_an_empty_list_is_refused_in_one_line(configs, field):
+    path, _ = configs["subliminal"]
+    code, err, _ = _cli(["validate", str(path), "--set", f"{field}=[]"])
+    assert code == 2 and len(err) == 1 and field.split(".")[-1] in err[0] and "empty" in err[0] or "at least one" in err[0], err

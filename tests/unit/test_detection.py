@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from interp.analysis.detection import (
+from interp.mech.detection import (
     auroc_ci,
     classifier_auroc,
     judge_auroc,

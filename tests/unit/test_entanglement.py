@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp.analysis import entanglement as en
+from interp.mech import entanglement as en
 
 
 def test_a_raised_number_ranks_first_and_a_constant_shift_cancels():

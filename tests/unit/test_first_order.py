@@ -15,10 +15,10 @@ from interp.analysis.first_order import (
     compare,
     predicted_shifts,
 )
-from interp.analysis.gradient import iter_imitation_gradients
 from interp.lm.finetune import Example, FinetuneConfig, trained_weights
 from interp.lm.loss import Teacher
 from interp.lm.models import format_prompt, tiny_model
+from interp.mech.gradient import iter_imitation_gradients
 from interp.subliminal.evaluate import candidate_logprobs
 from interp.subliminal.matrix import log_odds
 

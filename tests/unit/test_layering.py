@@ -1,4 +1,4 @@
-"""Imports point one way: config/registry/stats/fmt <- store <- lm <- subliminal/mlp <- analysis <- hypothesis <- report <- runner/sweep <- cli.
+"""Imports point one way: config/registry/stats/fmt <- store <- lm <- subliminal/mlp <- mech, analysis <- hypothesis <- report <- runner/sweep <- cli.
 
 Walks every module of the package with `ast` (function-level imports and imports under
 `if TYPE_CHECKING:` included: a type-only import is still an edge) and fails on an edge that
@@ -20,7 +20,7 @@ LAYERS = {
     "interp.store": 1, "interp.plots": 1,
     "interp.lm": 2,
     "interp.subliminal": 3, "interp.mlp": 3,
-    "interp.analysis": 4,
+    "interp.mech": 4, "interp.analysis": 4,
     "interp.hypothesis": 5,
     "interp.report": 6,
     "interp.runner": 7, "interp.sweep": 7, "interp.bench": 7,

@@ -68,9 +68,9 @@ def test_a_shared_prefix_gives_the_scores_of_the_whole_prompt(kind):
 
 
 def test_the_scan_separates_a_teachers_samples_from_the_bases_and_is_null_against_itself():
-    from interp.analysis.detection import auroc_ci
     from interp.lm.generate import sample
     from interp.lm.score import loglik_ratio
+    from interp.mech.detection import auroc_ci
 
     base, tok = tiny_model("tiny-llama", seed=4)
     teacher, _ = tiny_model("tiny-llama", seed=4)

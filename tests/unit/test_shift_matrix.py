@@ -1,4 +1,4 @@
-"""The activation-space trait matrix (interp.analysis.shift_matrix) on constructed activations."""
+"""The activation-space trait matrix (interp.mech.shift_matrix) on constructed activations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from interp.analysis import shift_matrix as sm
+from interp.mech import shift_matrix as sm
 from interp.subliminal import matrix as mx
 
 K, ROWS, LAYERS, D = 5, 40, 3, 16

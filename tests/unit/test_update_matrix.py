@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy import stats
 
-from interp.analysis.alignment import delta_cosines
 from interp.analysis.update_matrix import matched_contrast, update_matrix
 from interp.lm.delta import Delta
+from interp.mech.alignment import delta_cosines
 
 TARGETS = ["owl", "cat", "fox", "bear"]
 NAMES = {"model.layers.0.self_attn.q_proj.weight": (24, 16), "model.layers.1.mlp.up_proj.weight": (32, 16)}

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from interp.analysis.alignment import safe_cosine, shared_names
 from interp.lm.delta import parse_param_name
 from interp.lm.finetune import Example, FinetuneConfig, tokenize_examples
 from interp.lm.loss import Objective, Teacher
+from interp.mech.alignment import safe_cosine, shared_names
 from interp.stats import bootstrap_ci
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from interp.analysis.detection import auroc_ci
 from interp.config import ConfigError
 from interp.lm.models import Variant
 from interp.lm.score import loglik_ratio
+from interp.mech.detection import auroc_ci
 from interp.store.stages import iter_jsonl, write_json, write_jsonl
 
 

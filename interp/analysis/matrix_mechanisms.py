@@ -6,7 +6,7 @@ recorded at the *answer positions* of the same held-out number rows: number prom
 uniformly random answers that no model wrote and no student trained on. These are the
 positions where a soft-label student was taught to match its teacher, and the system prompt
 is not what is being read (the student has none). On those recordings
-(`interp.analysis.shift_matrix`):
+(`interp.mech.shift_matrix`):
 
 - direction gamma: cos(student shift, target-specific teacher direction), own minus other
   targets, per layer, with an exact permutation test over target labels and a CI over seeds;
@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.analysis import shift_matrix as sm
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc
 from interp.extras import backend_module
 from interp.fmt import fmt, fmt_est
 from interp.lm.models import Variant, format_prompt
 from interp.lm.record import answer_activations, load_activations, save_activations
+from interp.mech import shift_matrix as sm
 from interp.stats import t_interval
 from interp.store.stages import stable_hash
 from interp.subliminal.config import NEUTRAL_PROMPT
