@@ -193,4 +193,5 @@ def test_a_control_character_in_a_written_string_is_escaped(tmp_path, capsys):
 def test_an_empty_list_is_refused_in_one_line(configs, field):
     path, _ = configs["subliminal"]
     code, err, _ = _cli(["validate", str(path), "--set", f"{field}=[]"])
-    assert code == 2 and len(err) == 1 and field.split(".")[-1] in err[0] and "empty" in err[0] or "at least one" in err[0], err
+    assert code == 2 and len(err) == 1, err
+    assert field.split(".")[-1] in err[0] and ("empty" in err[0] or "at least one" in err[0]), err
