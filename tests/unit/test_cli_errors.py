@@ -118,6 +118,12 @@ def test_scan_may_replace_its_own_earlier_output(tmp_path):
         (f"trait.target=\"{'a' * 300}\"", ["300 characters", f"at most {MAX_TARGET_CHARS}", "255 bytes"]),
         ('trait.target="bald  eagle"', ["'bald  eagle'", "single spaces or hyphens"]),
         ('trait.target="eagle-"', ["'eagle-'", "words of letters"]),
+        # known from the model's config alone (issue 32, item 2): checked before any stage starts
+        ("teacher.steer_layer=2", ["teacher.steer_layer = 2 is out of range", "'tiny-llama' has blocks 0-1"]),
+        ("train.layers=[1, 9]", ["layers [9] are out of range"]),
+        ('train.target_modules=["c_attn"]', ["['c_attn'] are not modules of model 'tiny-llama'"]),
+        ('trait.candidates=["cat", "dog"]', ["candidates must include the target 'owl'"]),
+        ("students=[]", ["students is an empty list"]),
     ],
 )
 @pytest.mark.parametrize("command", ["validate", "run"])
