@@ -74,12 +74,17 @@ def hub_revision(spec: str) -> str | None:
         return snap.name
     if hub_offline():
         return None
-    try:
-        from huggingface_hub import model_info
+    if spec not in _ONLINE_REVISIONS:  # one question to the Hub per id per process, not one per stage key
+        try:
+            from huggingface_hub import model_info
 
-        return model_info(spec).sha
-    except Exception:  # noqa: BLE001 - no network, no such repo: the load will say which
-        return None
+            _ONLINE_REVISIONS[spec] = model_info(spec).sha
+        except Exception:  # noqa: BLE001 - no network, no such repo: the load will say which
+            _ONLINE_REVISIONS[spec] = None
+    return _ONLINE_REVISIONS[spec]
+
+
+_ONLINE_REVISIONS: dict[str, str | None] = {}
 
 
 def embedded_gguf(spec: str) -> Path:
