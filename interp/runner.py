@@ -39,7 +39,8 @@ def run_config(
     """Run an experiment file end to end; returns the run directory."""
     from interp.lm.models import configure_threads
     from interp.registry import seed_everything
-    from interp.store.stages import git_commit, package_versions, start_run, write_output
+    from interp.store.runfolder import start_run, write_output
+    from interp.store.stages import git_commit, package_versions
 
     path = Path(path)
     exp, cfg, run_dir = open_run(path, overrides, out_dir)

@@ -25,6 +25,7 @@ from interp.lm.align import aligned_positions, token_starts
 from interp.lm.delta import Delta, full_delta, lora_factors, parse_param_name
 from interp.lm.generate import encode_prompts
 from interp.lm.loss import Objective, Teacher
+from interp.lm.optim import make_optimizer
 from interp.lm.settings import Example, FinetuneConfig  # callers import both from here too
 
 logger = logging.getLogger("interp")
@@ -136,38 +137,6 @@ def _prepare(model: Any, settings: FinetuneConfig) -> tuple[Any, dict | None, to
     for n, p in model.named_parameters():
         p.requires_grad_(n in trained)
     return model, base_state, autocast
-
-
-class SignSGD(torch.optim.Optimizer):
-    """Signum (Bernstein et al. 2018): p -= lr * sign(m), m = momentum * m + (1 - momentum) * grad.
-
-    With momentum 0 it is plain SignSGD. Every coordinate moves by exactly lr (or 0)."""
-
-    def __init__(self, params: Any, lr: float, momentum: float = 0.9):
-        super().__init__(params, {"lr": lr, "momentum": momentum})
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["momentum"]:
-                    buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
-                    g = buf.mul_(group["momentum"]).add_(p.grad, alpha=1 - group["momentum"])
-                p.add_(torch.sign(g), alpha=-group["lr"])
-
-
-def make_optimizer(params: list[torch.Tensor], settings: FinetuneConfig) -> torch.optim.Optimizer:
-    """The optimiser `settings.optimizer` names (no weight decay: the delta is the object of study)."""
-    if settings.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum)
-    if settings.optimizer == "signsgd":
-        return SignSGD(params, lr=settings.lr, momentum=settings.momentum)
-    raise ValueError(f"unknown optimizer {settings.optimizer!r} (adamw | sgd | signsgd)")
 
 
 def _delta(model: Any, settings: FinetuneConfig, base_state: dict | None) -> Delta:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interp.store.stages import stale_outputs
+from interp.store.runfolder import stale_outputs
 
 # ---------------------------------------------------------------- loading
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from interp.config import ConfigError
-from interp.store.stages import RUN_OUTPUTS
+from interp.store.runfolder import RUN_OUTPUTS
 
 # The files that make a folder the record of a run, a stage or a sweep: never another command's output.
 RECORD_NAMES = frozenset({"config.toml", "manifest.json", "sweep.json", *RUN_OUTPUTS})

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from interp.store.stages import config_key, read_json, stable_hash
+from interp.store.runfolder import config_key
+from interp.store.stages import read_json, stable_hash
 from interp.sweep.spec import Sweep
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny_subliminal_config, write_config
 
-from interp.store.stages import config_key
+from interp.store.runfolder import config_key
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "INTERP_THREADS": "1"}

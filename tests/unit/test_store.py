@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 
 from interp.store.artifacts import load_run
-from interp.store.stages import (
-    RunDir,
-    config_key,
-    stale_outputs,
-    start_run,
-    write_atomic,
-    write_json,
-)
+from interp.store.runfolder import config_key, stale_outputs, start_run
+from interp.store.stages import RunDir, write_atomic, write_json
 
 
 def _finished(run: RunDir, name: str = "generate/trait", params: dict | None = None):

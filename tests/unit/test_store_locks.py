@@ -16,14 +16,8 @@ import pytest
 from interp.config import ConfigError
 from interp.store import locks
 from interp.store.locks import LockTimeout, lock_timeout
-from interp.store.stages import (
-    RunDir,
-    config_key,
-    start_run,
-    write_atomic,
-    write_json,
-    write_output,
-)
+from interp.store.runfolder import config_key, start_run, write_output
+from interp.store.stages import RunDir, write_atomic, write_json
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 CFG_A = 'name = "run"\nseed = 0\n'
@@ -32,7 +26,7 @@ CFG_B = 'name = "run"\nseed = 1\n'
 # One run of a config on a folder: start, work for `secs`, write its summary (as runner.run_config).
 _RUN = """
 import sys, time
-from interp.store.stages import config_key, start_run, write_output
+from interp.store.runfolder import config_key, start_run, write_output
 root, cfg, delay, secs = sys.argv[1], sys.argv[2].replace("|", "\\n"), float(sys.argv[3]), float(sys.argv[4])
 time.sleep(delay)
 key = start_run(root, cfg)

@@ -128,7 +128,7 @@ def test_distill_without_teacher_is_an_error():
 
 @pytest.mark.parametrize("name,cls", [("adamw", "AdamW"), ("sgd", "SGD"), ("signsgd", "SignSGD")])
 def test_the_optimizer_setting_picks_the_optimizer(name, cls):
-    from interp.lm.finetune import make_optimizer
+    from interp.lm.optim import make_optimizer
 
     p = [torch.nn.Parameter(torch.zeros(3))]
     opt = make_optimizer(p, FinetuneConfig(optimizer=name, momentum=0.5, lr=0.1))
