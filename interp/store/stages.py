@@ -6,6 +6,11 @@ that is renamed into place only after its manifest (parameters, seed, versions, 
 checksums) is written: a killed run leaves no half-finished stage that looks finished, and a
 rerun skips every stage whose folder exists.
 
+One idiom makes a stage: `RunDir.compute(name, params, write, inputs)` (or `compute_json` for
+one JSON object) does key, lock, verify, compute, manifest and rename. Only a batched pass that
+writes several planned stages at once (one generation for all teachers, stacked students:
+`interp.subliminal.jobs`) opens each stage's `Stage.running()` itself.
+
 The store cannot lie:
 - a key covers the stage's parameters, its inputs' keys, the store format, and the run's
   resolved device and dtype (`RunDir.device` / `RunDir.dtype`), so "auto" never hides a change;
