@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", default=None, help="PDF path (default reports/<name>.pdf)")
     rp.set_defaults(fn=_cmd_report)
 
-    v = sub.add_parser("validate", help="check config files without running anything")
+    v = sub.add_parser("validate", help="check config files, and their models' layers and modules (from the models' configs), without running anything")
     v.add_argument("configs", nargs="+")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     v.set_defaults(fn=_cmd_validate)

@@ -72,6 +72,28 @@ def _gguf_path(name: str, emb: Embedded) -> Path:
     return pkg / emb.gguf_file
 
 
+def embedded_gguf(spec: str) -> Path:
+    """An embedded model's GGUF file (Gemma's assembled copy in the cache once it exists)."""
+    assembled = cache_dir() / "gguf" / EMBEDDED[spec].gguf_file
+    if spec == "gemma3-270m" and assembled.is_file():  # the assembler re-hashes it at every call
+        return assembled
+    return _gguf_path(spec, EMBEDDED[spec])
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def gguf_sha256(spec: str) -> str:
+    """The sha256 of an embedded model's GGUF: remembered by path, size and mtime (in this
+    process, and across processes in the cache's file-hashes.json)."""
+    path = embedded_gguf(spec)
+    st = path.stat()
+    k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if k not in _SHA_MEMO:
+        _SHA_MEMO[k] = _cached_sha256([path])[path]
+    return _SHA_MEMO[k]
+
+
 def embedded_checkpoint(name: str) -> Path:
     """Path of the plain safetensors checkpoint for an embedded model, converting on first use."""
     from filelock import FileLock
@@ -91,7 +113,6 @@ def embedded_checkpoint(name: str) -> Path:
 def _convert_embedded(name: str, emb: Embedded, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from interp.lm.shape import gguf_sha256
     from interp.store.stages import checksums, file_sizes, write_json
 
     gguf = _gguf_path(name, emb)
@@ -168,7 +189,6 @@ def _cached_sha256(files: list[Path]) -> dict[Path, str]:
 def _gguf_changed(name: str, target: Path) -> str | None:
     """Why a conversion is not of the GGUF installed now (stage keys name that GGUF's sha256);
     a conversion that predates the record is taken as is."""
-    from interp.lm.shape import gguf_sha256
     from interp.store.stages import read_json
 
     made_from = read_json(target / "manifest.json").get("gguf_sha256")

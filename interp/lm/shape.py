@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from interp.lm.checkpoints import EMBEDDED, ModelError, _gguf_path, cache_dir
+from interp.lm.checkpoints import EMBEDDED, ModelError, cache_dir, embedded_gguf, gguf_sha256  # noqa: F401  (re-exported)
 
 TINY = ("tiny-llama", "tiny-gemma")
 
@@ -85,30 +85,6 @@ def hub_revision(spec: str) -> str | None:
 
 
 _ONLINE_REVISIONS: dict[str, str | None] = {}
-
-
-def embedded_gguf(spec: str) -> Path:
-    """An embedded model's GGUF file (Gemma's assembled copy in the cache once it exists)."""
-    assembled = cache_dir() / "gguf" / EMBEDDED[spec].gguf_file
-    if spec == "gemma3-270m" and assembled.is_file():  # the assembler re-hashes it at every call
-        return assembled
-    return _gguf_path(spec, EMBEDDED[spec])
-
-
-_SHA_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def gguf_sha256(spec: str) -> str:
-    """The sha256 of an embedded model's GGUF: remembered by path, size and mtime (in this
-    process, and across processes in the cache's file-hashes.json)."""
-    from interp.lm.checkpoints import _cached_sha256
-
-    path = embedded_gguf(spec)
-    st = path.stat()
-    k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if k not in _SHA_MEMO:
-        _SHA_MEMO[k] = _cached_sha256([path])[path]
-    return _SHA_MEMO[k]
 
 
 def _hf_config(spec: str, trust_remote_code: bool) -> Any:
