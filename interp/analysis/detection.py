@@ -19,7 +19,7 @@ from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc, off
 from interp.fmt import fmt, fmt_est
 from interp.lm.delta import Delta
-from interp.lm.models import Variant, completion_suffix, format_prompt, load_model
+from interp.lm.models import Variant, completion_suffix, describe, format_prompt, load_model
 from interp.lm.score import continuation_logprobs, row_examples
 from interp.mech import detection as dt
 from interp.mech.gradient import iter_imitation_gradients
@@ -110,7 +110,7 @@ def detection(ctx: AnalysisRun) -> dict[str, Any]:
     control_st = data_stage(ctx, "control")
     control_rows = _rows(control_st)
     control = [r["completion"] for r in control_rows]
-    params = {"model": ctx.teacher_spec, "data": ctx.art["data"], "trials": a.judge_trials, "rows": a.judge_rows,
+    params = {"model": describe(ctx.teacher_spec), "data": ctx.art["data"], "trials": a.judge_trials, "rows": a.judge_rows,
               "n_boot": a.n_boot, "seed": seed, "template": stable_hash(dt.JUDGE_TEMPLATE),
               "teachers": ctx.art["teachers"], "teacher_deltas": ctx.art.get("teacher_deltas", {})}  # fmt: skip
 

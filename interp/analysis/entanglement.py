@@ -18,7 +18,7 @@ import numpy as np
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc, off
 from interp.fmt import fmt, fmt_est
-from interp.lm.models import format_prompt, load_model
+from interp.lm.models import describe, format_prompt, load_model
 from interp.lm.score import continuation_logprobs
 from interp.mech import entanglement as en
 from interp.store.stages import read_jsonl, stable_hash
@@ -69,7 +69,7 @@ def entanglement(ctx: AnalysisRun) -> dict[str, Any]:
     a, spec = ctx.a, ctx.teacher_spec
     targets = ctx.config.trait.target_list()
     users = number_prompts(a.entangle_prompts, seed=ctx.cfg["seed"] + 3)  # not the data's prompts
-    params = {"model": spec, "targets": targets, "users": stable_hash(users), "k": a.entangle_top_k,
+    params = {"model": describe(spec), "targets": targets, "users": stable_hash(users), "k": a.entangle_top_k,
               "eval": ctx.config.eval.key(), "n_boot": a.n_boot, "seed": ctx.cfg["seed"],
               "data": ctx.art["data"], "template": en.NUMBER_LOVE}  # fmt: skip
 

@@ -22,7 +22,7 @@ import numpy as np
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc, off
 from interp.fmt import fmt, fmt_est
-from interp.lm.models import format_chat, load_model
+from interp.lm.models import describe, format_chat, load_model
 from interp.lm.score import continuation_logprobs, shared_prefix
 from interp.stats import bootstrap_ci
 from interp.store.stages import read_jsonl
@@ -65,7 +65,7 @@ def incontext(ctx: AnalysisRun, datasets: dict[str, list[dict]]) -> dict[str, An
     targets = cfg.trait.target_list()
     cands = cfg.trait.candidate_list()
     cols = [cands.index(t) for t in targets]
-    params = {"model": spec, "targets": targets, "ks": list(a.incontext_k), "eval": cfg.eval.key(),
+    params = {"model": describe(spec), "targets": targets, "ks": list(a.incontext_k), "eval": cfg.eval.key(),
               "data": ctx.art["data"], "n_boot": a.n_boot, "seed": ctx.cfg["seed"]}  # fmt: skip
 
     def make() -> dict[str, Any]:
