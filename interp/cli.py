@@ -143,7 +143,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from interp.lm.models import Variant, configure_threads
+    from interp.lm.models import Variant, configure_threads, trusting_remote_code
     from interp.mech.scan import scan_dataset
 
     if args.control:  # its AUROC is scikit-learn's
@@ -152,7 +152,9 @@ def _cmd_scan(args: argparse.Namespace) -> int:
         require("`interp scan --control`", "sklearn")
     configure_threads()
     teacher = Variant(args.teacher, system=args.system, delta_path=Path(args.delta) if args.delta else None)
-    res = scan_dataset(args.dataset, teacher, args.control, args.out, args.device, args.dtype, args.batch_size)
+    # a Hub teacher whose repository ships its own model code runs it only when asked
+    with trusting_remote_code([args.teacher] if args.trust_remote_code else []):
+        res = scan_dataset(args.dataset, teacher, args.control, args.out, args.device, args.dtype, args.batch_size)
     line = f"{res['n']} rows, mean log-likelihood ratio per token {res['mean_llr_per_token']:.4f}"
     if "auroc" in res:
         a = res["auroc"]
@@ -200,6 +202,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     token = HUB_IDS_UNCHECKED.set(True)  # a Hub id is a valid value even on an offline machine
     try:
         for path in args.configs:
+            if _is_sweep_file(path):  # a sweep: its base config under every point of its axes
+                from interp.sweep.spec import load_sweep
+
+                if args.set:
+                    raise ConfigError(f"{path}: --set applies to configs; a sweep file sets its axes itself")
+                sweep = load_sweep(path)
+                print(f"{path}: ok (sweep {sweep.name}, {len(sweep.points)} points)")
+                continue
             exp, cfg = load_experiment(path, args.set)
             print(f"{path}: ok ({exp.kind}, name {cfg.name})")
             for spec in getattr(cfg, "model_specs", list)():
@@ -209,6 +219,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     finally:
         HUB_IDS_UNCHECKED.reset(token)
     return 0
+
+
+def _is_sweep_file(path: str) -> bool:
+    """A sweep file names its base config (`base = ...`); a config never has that key."""
+    import tomllib
+
+    try:
+        return "base" in tomllib.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False  # the config reader says what is wrong with it
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
@@ -290,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--device", default="auto")
     sc.add_argument("--dtype", default="auto")
     sc.add_argument("--batch-size", type=_positive_int, default=16, metavar="N", help="rows per forward (default 16)")
+    sc.add_argument("--trust-remote-code", action="store_true",
+                    help="let a Hub teacher run the model code its repository ships (off by default)")  # fmt: skip
     sc.set_defaults(fn=_cmd_scan)
 
     rp = sub.add_parser("report", help="PDF report from finished runs (reports/<name>.pdf)")
@@ -297,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-o", "--output", default=None, help="PDF path (default reports/<name>.pdf)")
     rp.set_defaults(fn=_cmd_report)
 
-    v = sub.add_parser("validate", help="check config files, and their models' layers and modules (from the models' configs), without running anything")
+    v = sub.add_parser("validate", help="check config files (and sweep files, every point), and their models' layers and modules (from the models' configs), without running anything")
     v.add_argument("configs", nargs="+")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     v.set_defaults(fn=_cmd_validate)

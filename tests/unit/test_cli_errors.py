@@ -288,3 +288,25 @@ def test_help_documents_the_exit_codes(capsys):
 def test_an_argparse_error_is_one_line(capsys):
     err = _one_line(capsys, ["run"])
     assert err.startswith("interp run: error: the following arguments are required: config"), err
+
+
+def test_validate_checks_a_sweep_file_and_every_point(capsys):
+    root = Path(__file__).resolve().parents[2]
+    assert main(["validate", str(root / "sweeps" / "transmission-layers.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "ok (sweep" in out and "points)" in out
+
+
+def test_validate_refuses_a_sweep_with_a_bad_axis_value(tmp_path, capsys):
+    base = Path(__file__).resolve().parents[2] / "runs" / "transmission.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'base = "{base}"\n\n[axes]\n"data.temperature" = [0.5, -1.0]\n')
+    rc = main(["validate", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "temperature" in err, err
+
+
+def test_scan_offers_trust_remote_code_off_by_default(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["scan", "--help"])
+    assert e.value.code == 0 and "--trust-remote-code" in capsys.readouterr().out
