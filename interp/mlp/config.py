@@ -55,10 +55,17 @@ class MLPStudentConfig(MLPTeacherConfig):
     # imitating the teacher's class logits (same batch) removed, per model (the defence)
     targets: list[Literal["aux", "all", "aux-proj"]] = field(default_factory=lambda: ["aux", "all"])
     # shared-hidden: the teacher's init in the hidden layers, another seed's output layer;
-    # shared-head: the teacher's init in the output layer, another seed's hidden layers
-    inits: list[Literal["same", "cross", "shared-hidden", "shared-head"]] = field(
+    # shared-head: the teacher's init in the output layer, another seed's hidden layers;
+    # cnn: a fresh CNN per seed (architecture fixed before any result: conv 1->16, ReLU,
+    # conv 16->32, ReLU, flatten, linear to 10 + m; kernel 5 stride 2 on 28x28 images, kernel 3
+    # stride 1 on the 8x8 test digits), distilled exactly as the MLP students; accuracy only
+    inits: list[Literal["same", "cross", "shared-hidden", "shared-head", "cnn"]] = field(
         default_factory=lambda: ["same", "cross"]
     )
+
+    def __post_init__(self) -> None:
+        if not set(self.inits) - {"cnn"}:
+            raise ValueError(f"student.inits needs an MLP kind beside the CNN, got {self.inits}")
 
 
 @dataclass

@@ -6,10 +6,10 @@ Per value of m (number of auxiliary logits), for `n_models` seeds trained togeth
 batched computation (every weight carries a leading `model` axis; models never interact):
   1. init theta_0 (N(0, 1/sqrt(d_in)) weights, zero bias) -> teacher: cross-entropy on the 10
      class logits of real digits;
-  2. students from the same init, or from another seed's init (a derangement of the seeds), or
-     mixtures (the teacher's hidden layers with another seed's head, or the reverse), distilled
-     by KL on the aux logits only, on all logits, or on the aux logits with each step's
-     component along the class-logit imitation gradient projected out (a defence), on noise;
+  2. students from the same init, another seed's init (a derangement of the seeds), mixtures
+     (the teacher's hidden layers with another seed's head, or the reverse) or fresh CNNs
+     (accuracy only), distilled on noise by KL on the aux logits, on all logits, or on the aux
+     logits minus each step's component along the class-logit imitation gradient (a defence);
   3. test accuracy, parameter-space cosines cos(dS, dT), and the theorem check: the first
      imitation gradient at the student's init against the teacher's delta dT.
 """
@@ -88,9 +88,51 @@ def init_params(model_seeds: list[int], sizes: list[int], n_aux: int) -> Params:
     return {n: torch.stack([t[j] for t in per_model]) for j, n in enumerate(names)}
 
 
+# The CNN student (init kind "cnn"; fixed before any CNN result was seen): conv 1->16, ReLU,
+# conv 16->32, ReLU, flatten, linear to 10 + m. Kernel 5 stride 2 for square images of side >= 16
+# (28x28 MNIST: 28 -> 12 -> 4), kernel 3 stride 1 below (8x8 test digits: 8 -> 6 -> 4).
+def cnn_geometry(d_in: int) -> tuple[int, int, int]:
+    """(image side, kernel, stride) of the CNN student for flattened square images of d_in."""
+    side = round(d_in**0.5)
+    if side * side != d_in:
+        raise ValueError(f"the CNN student needs square images, got d_in = {d_in}")
+    return (side, 5, 2) if side >= 16 else (side, 3, 1)
+
+
+def init_cnn_params(model_seeds: list[int], d_in: int, d_out: int) -> Params:
+    """One fresh CNN per seed, stacked, with the MLP's init rule (N(0, 1/fan_in) weights, zero
+    biases): W1 (model, 16, 1, k, k), W2 (model, 32, 16, k, k), W3 (model, features, d_out)."""
+    side, k, stride = cnn_geometry(d_in)
+    c1, c2, n = 16, 32, len(model_seeds)
+    out = ((side - k) // stride + 1 - k) // stride + 1  # the second conv's output side
+    shapes = [(c1, 1, k, k), (c2, c1, k, k), (c2 * out * out, d_out)]
+    fans = [k * k, c1 * k * k, c2 * out * out]
+    gens = [torch.Generator().manual_seed(seed) for seed in model_seeds]
+    w = [[torch.randn(*s, generator=g) / f**0.5 for s, f in zip(shapes, fans)] for g in gens]
+    w1, w2, w3 = (torch.stack(per_layer) for per_layer in zip(*w))
+    return {"W1": w1, "b1": torch.zeros(n, c1), "W2": w2, "b2": torch.zeros(n, c2),
+            "W3": w3, "b3": torch.zeros(n, 1, d_out)}  # fmt: skip
+
+
+def cnn_forward(
+    params: Params, x: Float[Tensor, "model batch d_in"]
+) -> Float[Tensor, "model batch d_out"]:
+    """All models at once as grouped convolutions (groups = models; models never mix)."""
+    n_models, batch, d_in = x.shape
+    side, _, stride = cnn_geometry(d_in)
+    h = x.transpose(0, 1).reshape(batch, n_models, side, side)  # channel i = model i's image
+    for i in (1, 2):  # weight (model * out, in, k, k): model i's filters see channel group i only
+        w, b = params[f"W{i}"].flatten(0, 1), params[f"b{i}"].flatten()
+        h = torch.relu(F.conv2d(h, w, b, stride=stride, groups=n_models))
+    h = h.reshape(batch, n_models, -1).transpose(0, 1)  # (model, batch, channels * side^2)
+    return torch.baddbmm(params["b3"], h, params["W3"])
+
+
 def forward(
     params: Params, x: Float[Tensor, "model batch d_in"]
 ) -> Float[Tensor, "model batch d_out"]:
+    if params["W1"].dim() == 5:  # a stack of CNN students
+        return cnn_forward(params, x)
     n_layers = len(params) // 2
     for i in range(1, n_layers + 1):
         x = torch.baddbmm(params[f"b{i}"], x, params[f"W{i}"])  # each model its own weights
@@ -244,27 +286,27 @@ def train_students(
     sc, n, dev = cfg.student, cfg.sweep.n_models, noise.device
     m = init[f"W{len(init) // 2}"].shape[-1] - N_CLASSES
     perm = derangement(n, generator(cfg.seed, 4))
-    # All init kinds train side by side as one batch of len(inits) * n models: student j of
+    # All MLP init kinds train side by side as one batch of len(inits) * n models: student j of
     # each group imitates teacher j on the same batches, and starts from init j (same), init
     # perm[j] (cross) or, layer by layer, a mixture. The groups differ only in where they start.
-    start = {
-        k: v[start_index(sc.inits, k, n, perm, len(init) // 2).to(dev)] for k, v in init.items()
-    }
-    tgt = torch.arange(n, device=dev).repeat(len(sc.inits))  # whose teacher it imitates
+    # CNN students (kind "cnn") train as a batch of their own on the same batches and loss.
+    inits = [k for k in sc.inits if k != "cnn"]
+    start = {k: v[start_index(inits, k, n, perm, len(init) // 2).to(dev)] for k, v in init.items()}
+    tgt = torch.arange(n, device=dev).repeat(len(inits))  # whose teacher it imitates
     d_teacher = {k: v[tgt] for k, v in delta(teacher, init).items()}
     with torch.no_grad():  # teacher outputs on the noise, computed once for all students
-        teacher_logits = forward(teacher, noise.expand(n, -1, -1))[tgt]
+        own_logits = forward(teacher, noise.expand(n, -1, -1))
+    teacher_logits = own_logits[tgt]
     schedule = batch_schedule(len(noise), sc.batch_size, sc.epochs, n, generator(cfg.seed, 3))
-    batches = [b.repeat(len(sc.inits), 1) for b in schedule]
+    batches = [b.repeat(len(inits), 1) for b in schedule]
     x_test, y_test = data.x_test.to(dev), data.y_test.to(dev)
+    if "cnn" in sc.inits:  # fresh CNNs, one per seed, drawn like the MLP inits
+        seeds = [derived_seed(cfg.seed, 5, i) for i in range(n)]
+        cnn_start = init_cnn_params(seeds, data.d_in, N_CLASSES + m)
 
-    out: dict[str, Any] = {"permutation": perm.tolist(), "steps": len(batches)}
+    out: dict[str, Any] = {"permutation": perm.tolist(), "steps": len(schedule)}
     for target in sc.targets:
-        sel = slice(None) if target == "all" else slice(N_CLASSES, None)
-        loss_fn = distillation_loss(noise, teacher_logits, sel)
-        proj = None
-        if target == "aux-proj":  # the direction the aux gradient shares with the class logits
-            proj = distillation_loss(noise, teacher_logits, slice(None, N_CLASSES))
+        loss_fn, proj = objective(noise, teacher_logits, target)
         student = train(start, batches, loss_fn, sc.lr, f"m={m} students/{target}", proj)
         # dS is measured from each student's *own* init; dT from its teacher's.
         metrics = {"acc": finite_list(accuracy(student, x_test, y_test))}
@@ -272,11 +314,25 @@ def train_students(
         if batches:
             align = first_step_alignment(start, loss_fn, batches[0].to(dev), d_teacher, proj)
             metrics |= {k: finite_list(v) for k, v in align.items()}
-        for g, init_kind in enumerate(sc.inits):
+        for g, init_kind in enumerate(inits):
             out[f"{init_kind}-init/{target}"] = _group(metrics, slice(g * n, (g + 1) * n))
-            acc = np.mean(metrics["acc"][g * n : (g + 1) * n])
-            log.info("  m=%d %s-init/%s: acc %.3f", m, init_kind, target, acc)
+        if "cnn" in sc.inits:  # same loss, optimiser, batches and steps as the MLP students;
+            # another architecture than the teacher's, so no weight-space metrics: accuracy only
+            loss_fn, proj = objective(noise, own_logits, target)
+            start_cnn = {k: v.to(dev) for k, v in cnn_start.items()}
+            cnn = train(start_cnn, schedule, loss_fn, sc.lr, f"m={m} cnn/{target}", proj)
+            out[f"cnn-init/{target}"] = {"acc": finite_list(accuracy(cnn, x_test, y_test))}
+        for kind in sc.inits:
+            log.info("  m=%d %s-init/%s: acc %.3f", m, kind, target,
+                     np.mean(out[f"{kind}-init/{target}"]["acc"]))  # fmt: skip
     return out
+
+
+def objective(noise: Tensor, logits: Tensor, target: str) -> tuple[LossFn, LossFn | None]:
+    """The distillation loss of `target`; for aux-proj also the class-logit loss to project out."""
+    sel = slice(None) if target == "all" else slice(N_CLASSES, None)
+    cls = distillation_loss(noise, logits, slice(None, N_CLASSES))
+    return distillation_loss(noise, logits, sel), cls if target == "aux-proj" else None
 
 
 def start_index(inits: list[str], name: str, n: int, perm: Tensor, n_layers: int) -> Tensor:
@@ -310,6 +366,12 @@ def notes(cfg: MLPConfig) -> list[str]:
             "shared-hidden students start from their teacher's init in the hidden layers and"
             " another seed's (the cross-init permutation) in the output layer; shared-head"
             " students the reverse. cos_dS_dT compares each student's update with its teacher's."
+        )
+    if "cnn" in cfg.student.inits:
+        out.append(
+            "cnn students: a fresh CNN per seed (conv 1->16, ReLU, conv 16->32, ReLU, linear to"
+            " 10 + m), distilled exactly as the MLP students (same loss, optimiser, batches); it"
+            " shares no weights with its teacher, so only accuracy is reported (no cosines)."
         )
     if "aux-proj" in cfg.student.targets:
         out.append(

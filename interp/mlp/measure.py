@@ -65,11 +65,10 @@ def summarise_m(teacher_metrics: dict[str, Any], student_metrics: dict[str, Any]
     for kind, mt in student_metrics.items():
         if not isinstance(mt, dict):  # "permutation", "steps"
             continue
-        res[kind] = {
-            "acc": ci95(mt["acc"]),
-            "cos_dS_dT": {layer: ci95(v) for layer, v in mt["cos"].items()},
-            "delta_norm_ratio": ci95(mt["delta_norm_ratio"]),
-        }
+        res[kind] = {"acc": ci95(mt["acc"])}
+        if "cos" in mt:  # not for CNN students: another architecture than their teacher's
+            res[kind]["cos_dS_dT"] = {layer: ci95(v) for layer, v in mt["cos"].items()}
+            res[kind]["delta_norm_ratio"] = ci95(mt["delta_norm_ratio"])
         if "grad_dot" in mt:
             # An exactly zero gradient (m = 1, aux only: KL over one logit is identically 0)
             # has no sign: the fraction counts only seeds whose first step moves at all.

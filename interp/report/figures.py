@@ -32,6 +32,7 @@ MLP_STYLE = {  # kind -> (colour, line style)
     "cross-init/aux-proj": ("C4", "--"),
     "shared-hidden-init/aux-proj": ("C6", "-"),
     "shared-head-init/aux-proj": ("C8", "-"),
+    "cnn-init/aux": ("C9", "-"),  # a fresh CNN student (runs/mlp-cnn.toml), no shared init
 }
 
 

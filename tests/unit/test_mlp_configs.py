@@ -45,3 +45,12 @@ def test_no_two_mlp_configs_are_the_same_experiment():
         key = repr(sorted(cfg.items()))
         assert key not in seen, f"{name} duplicates {seen.get(key)}"
         seen[key] = name
+
+
+def test_cnn_config_is_the_protocols_batch_with_mlp_students_beside():
+    cfg, shipped = _load("mlp-cnn.toml"), _load("mlp-aux-logits.toml")
+    st = cfg["student"]
+    assert (st["batch_size"], st["epochs"], cfg["data"]["n_noise"]) == (1024, 5, 60000)
+    assert cfg["teacher"] == shipped["teacher"] and cfg["model"] == shipped["model"]
+    assert st["targets"] == ["aux"] and st["inits"] == ["same", "cross", "cnn"]
+    assert cfg["sweep"] == {"m": [3], "n_models": 25}
