@@ -19,7 +19,7 @@ from interp.config import ConfigError, apply_overrides, build, read_toml
 RunDir = Any
 
 # The analyses of `interp analyze`, in the order they run and appear in analysis.json: each is
-# one unit (`interp.analysis.unit.Analysis`) declared as `ANALYSIS` (or in `ANALYSES`) by the
+# one unit (`interp.analysis.unit.Analysis`) declared as `ANALYSIS` by the
 # module named here, imported on demand. Adding an analysis: one new module and one line here.
 # Configs name them in [analysis] sections, checked before any work.
 _ANALYSES = (
@@ -28,15 +28,15 @@ _ANALYSES = (
     ("update_matrix", "interp.analysis.update_matrix"),
     ("matrix_mechanisms", "interp.analysis.matrix_mechanisms"),
     ("entanglement", "interp.analysis.entanglement"),
-    ("divergence", "interp.analysis.detection"),
+    ("divergence", "interp.analysis.divergence"),
     ("detection", "interp.analysis.detection"),
     ("incontext", "interp.analysis.incontext"),
-    ("data_controls", "interp.analysis.detection"),
+    ("data_controls", "interp.analysis.data_controls"),
     ("trajectories", "interp.analysis.trajectories"),
     ("first_order", "interp.analysis.first_order"),
-    ("trait_direction", "interp.analysis.recorded"),
-    ("probes", "interp.analysis.recorded"),
-    ("steering", "interp.analysis.recorded"),
+    ("trait_direction", "interp.analysis.trait_direction"),
+    ("probes", "interp.analysis.probes"),
+    ("steering", "interp.analysis.steering"),
 )
 
 
@@ -55,11 +55,9 @@ ANALYSIS_SECTIONS = tuple(ANALYSES)
 
 def load_analysis(name: str) -> Any:
     """The `interp.analysis.unit.Analysis` registered as `name` (its module imported now)."""
-    module = importlib.import_module(ANALYSES[name])
-    units = getattr(module, "ANALYSES", None) or [module.ANALYSIS]
-    unit = next((u for u in units if u.name == name), None)
-    if unit is None:
-        raise ValueError(f"{ANALYSES[name]} declares no analysis named {name!r}")
+    unit = importlib.import_module(ANALYSES[name]).ANALYSIS
+    if unit.name != name:
+        raise ValueError(f"{ANALYSES[name]} declares the analysis {unit.name!r}, registered as {name!r}")
     return unit
 
 

@@ -1,5 +1,8 @@
-"""The data-side sections of `interp analyze` (`[analysis] detection = true`): divergence tokens
-and the three detectors of `interp.mech.detection`, per target of the run.
+"""Detection (`[analysis] detection = true`): can the trait be found in the data? The three
+detectors of `interp.mech.detection` (a classifier, the base as judge, the hidden-signal scan)
+per target, each a held-out AUROC with a CI, and the imitation-gradient scan where the teacher
+has a delta. Also what the data-side analyses (divergence, incontext, data_controls) share:
+each target's teacher and data stage as the run recorded them, and why a run cannot support them.
 
 Each target's trait data is compared with the run's control data (its control teacher's). The
 divergence and scan stages are the ones the experiment's masked and scan-filtered students use
@@ -9,7 +12,6 @@ divergence and scan stages are the ones the experiment's masked and scan-filtere
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -17,17 +19,16 @@ import torch
 
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc, off
-from interp.fmt import fmt, fmt_est
+from interp.fmt import fmt
 from interp.lm.delta import Delta
 from interp.lm.models import Variant, completion_suffix, describe, format_prompt, load_model
 from interp.lm.score import continuation_logprobs, row_examples
 from interp.mech import detection as dt
 from interp.mech.gradient import iter_imitation_gradients
-from interp.stats import cosine, t_interval
+from interp.stats import cosine
 from interp.store.stages import read_jsonl, stable_hash
-from interp.subliminal import matrix as mx
-from interp.subliminal.experiment import data_key, label
-from interp.subliminal.stages import divergence_stage, scan_stage
+from interp.subliminal.experiment import data_key
+from interp.subliminal.stages import scan_stage
 
 log = logging.getLogger("interp")
 
@@ -57,26 +58,6 @@ def missing_reason(ctx: AnalysisRun) -> str | None:
     if "teachers" not in ctx.art:
         return "summary.json does not list each target's teacher; rerun `interp run`"
     return None
-
-
-def divergence(ctx: AnalysisRun) -> dict[str, Any]:
-    """Per target: the share of completion positions where the trait teacher's argmax differs
-    from the control teacher's, and the most frequent (written -> trait argmax) pairs there."""
-    teachers, control = run_teachers(ctx)
-    _, tok = load_model(ctx.teacher_spec, ctx.device, ctx.dtype)
-    out = {}
-    for t, teacher in teachers.items():
-        st = divergence_stage(ctx.config, ctx.run, t, data_stage(ctx, t), teacher, control)
-        rows = read_jsonl(st.path / "divergence.jsonl")
-        n_pos = sum(r["n_positions"] for r in rows)
-        n_div = sum(len(r["positions"]) for r in rows)
-        first = [0 in r["positions"] for r in rows if r["n_positions"]]
-        pairs = Counter((tok.decode([w]), tok.decode([a])) for r in rows for w, a in zip(r["written"], r["trait_argmax"]))
-        out[t] = {"share": n_div / max(1, n_pos), "positions": n_pos, "divergent": n_div,
-                  "rows_with_any": float(np.mean([bool(r["positions"]) for r in rows])),
-                  "share_at_first_position": float(np.mean(first)) if first else None,
-                  "top_pairs": [{"written": w, "trait_argmax": a, "count": c} for (w, a), c in pairs.most_common(8)]}  # fmt: skip
-    return {"against": "control teacher", "targets": out}
 
 
 def _judge_scores(model: Any, tok: Any, prompts: list[str]) -> list[float]:
@@ -147,87 +128,6 @@ def detection(ctx: AnalysisRun) -> dict[str, Any]:
     return ctx.run.compute_json("analysis/detection", params, make, filename="detection.json")
 
 
-def variant_of(s: Any) -> str:
-    """A student entry's data-side variant in words ("unmodified" when none is on)."""
-    parts = [f"shuffle {s.shuffle}" if s.shuffle != "none" else "", f"mask {s.mask}" if s.mask != "none" else "",
-             f"subset {s.subset}" if s.subset != "all" else ""]  # fmt: skip
-    return ", ".join(p for p in parts if p) or "unmodified"
-
-
-def _per_seed_target_gammas(ctx: AnalysisRun, s: Any) -> dict[int, np.ndarray]:
-    """seed -> per-target gamma of one trait arm, from the summary's log-odds."""
-    cfg, models = ctx.config, ctx.summary["models"]
-    targets = cfg.trait.target_list()
-    cands = cfg.trait.candidate_list()
-    cols = [cands.index(t) for t in targets]
-    spec = cfg.student_model(s)
-    base = np.array(models["base" if spec == cfg.teacher.model else f"base:{spec}"]["log_odds"])
-    out = {}
-    for seed in cfg.seeds_of(s):
-        shifts = np.stack([np.array(models[label(s.name, t, targets[0], seed)]["log_odds"]) - base for t in targets])
-        out[seed] = mx.per_target_gamma(shifts, cols)
-    return out
-
-
-def data_controls(ctx: AnalysisRun, incontext: dict[str, Any] | None) -> dict[str, Any]:
-    """gamma of every trait-data arm of the run with its variant and seeds; a t-interval over
-    the targets (the units of the permutation test too), so one-seed arms have one as well;
-    each variant minus the unmodified arm on the seeds they share, paired by target; and the
-    in-context control's gamma at each k (no finetuning)."""
-    arms = ctx.summary["matrix"]["arms"]
-    ci = ctx.config.eval.ci
-    trait_arms = [s for s in ctx.config.students if arms.get(s.name, {}).get("gamma") is not None]
-    per = {s.name: _per_seed_target_gammas(ctx, s) for s in trait_arms}
-    ref = next((s for s in trait_arms if variant_of(s) == "unmodified" and s.model == "teacher"), None)
-    rows = []
-    for s in trait_arms:
-        a, by_seed = arms[s.name], per[s.name]
-        row = {"arm": s.name, "variant": variant_of(s), "model": a["model"], "seeds": ctx.config.seeds_of(s),
-               "gamma": a["gamma"], "gamma_ci": a["gamma_ci"], "p_gamma": a["p_gamma"],
-               "gamma_ci_targets": t_interval(np.mean(list(by_seed.values()), axis=0), ci).to_dict(),
-               "own_shift": float(np.mean(a["own_shift"]))}  # fmt: skip
-        if ref is not None and s is not ref:
-            shared = sorted(set(by_seed) & set(per[ref.name]))
-            if shared:
-                d = np.mean([by_seed[sd] - per[ref.name][sd] for sd in shared], axis=0)
-                row["minus_unmodified"] = t_interval(d, ci).to_dict() | {"against": ref.name, "seeds": shared}
-        rows.append(row)
-    for k, r in ((incontext or {}).get("by_k") or {}).items():
-        rows.append({"arm": f"in-context k={k}", "variant": "no finetuning", "model": incontext["model"], "seeds": [],
-                     "gamma": r["gamma"], "gamma_ci": r["gamma_ci"], "p_gamma": r["p_gamma"],
-                     "own_shift": float(np.mean(r["own_shift"]))})  # fmt: skip
-    return {"rows": rows, "reference": ref.name if ref else None,
-            "note": ("gamma_ci: t-interval over seeds (n=1: none) for students, bootstrap over questions in "
-                     "context; gamma_ci_targets: t-interval over targets of the seed-mean per-target gamma; "
-                     "minus_unmodified: per-target gamma difference on shared seeds, t-interval over targets")}  # fmt: skip
-
-
-
-def render_divergence(doc: ReportDoc, run: str, dv: dict[str, Any]) -> None:
-    doc.heading("Divergence tokens", 3)
-    rows = [
-        [
-            "target",
-            "share of positions",
-            "rows with any",
-            "share at first position",
-            "most frequent (written -> trait argmax)",
-        ]
-    ]
-    for t, r in (dv.get("targets") or {}).items():
-        pairs = ", ".join(
-            f"{p['written']!r}->{p['trait_argmax']!r} ({p['count']})" for p in r["top_pairs"][:4]
-        )
-        rows.append(
-            [t, fmt(r["share"]), fmt(r["rows_with_any"]), fmt(r["share_at_first_position"]), pairs]
-        )
-    doc.table(rows, [1.2, 1.6, 1.4, 1.8, 5.0])
-    doc.para("Positions of each trait dataset (teacher-forced) where the trait teacher's argmax "
-             "differs from the control teacher's for the same prefix (Schrodi et al. 2025). "
-             "Students with mask = 'divergence' are trained without loss at these positions; "
-             "mask = 'random' leaves out as many random positions per row.")  # fmt: skip
-
-
 def render_detection(doc: ReportDoc, run: str, de: dict[str, Any]) -> None:
     doc.heading("Detection: can the trait be found in the data?", 3)
     rows = [
@@ -260,47 +160,13 @@ def render_detection(doc: ReportDoc, run: str, de: dict[str, Any]) -> None:
              f"token; its lowest-scoring half is the scan-low students' data. {gl}")  # fmt: skip
 
 
-def render_data_controls(doc: ReportDoc, run: str, dc: dict[str, Any]) -> None:
-    doc.heading("Data controls: gamma per variant of the trait data", 3)
-    rows = [["arm", "variant", "seeds", "gamma [CI over seeds]", "[CI over targets]", "p (perm.)",
-             "minus unmodified [CI over targets]"]]  # fmt: skip
-    for r in dc.get("rows") or []:
-        t = r.get("gamma_ci_targets")
-        rows.append([r["arm"], r["variant"], ", ".join(map(str, r["seeds"])) or "-", fmt_est(r["gamma_ci"]),
-                     f"[{fmt(t['lo'])}, {fmt(t['hi'])}]" if t else "", fmt(r["p_gamma"]),
-                     fmt_est(r.get("minus_unmodified"), missing="")])  # fmt: skip
-    doc.table(rows, [2.0, 2.2, 0.9, 2.4, 1.8, 0.9, 2.4])
-    doc.para("gamma: each student's shift toward its own teacher's target minus toward the other "
-             "targets (log-odds vs its base, nats); CI over seeds for students (one seed: no "
-             "interval) and over questions for the in-context rows, which score the base with k "
-             "rows of each target's data (minus the control data's) as earlier turns, without "
-             "finetuning. CI over targets: t-interval of the per-target gamma (own minus others, "
-             "the units of the permutation test). p: permutation over target labels. Minus "
-             f"unmodified: the per-target gamma of the variant minus that of '{dc.get('reference')}' "
-             "on the seeds both trained, t-interval over targets.")  # fmt: skip
-
-
-def _data_side(flag: str) -> Any:
+def data_side(flag: str) -> Any:
     def skip(ctx: AnalysisRun) -> str | None:
         return off(flag) if not getattr(ctx.a, flag) else missing_reason(ctx)
 
     return skip
 
 
-def _skip_controls(ctx: AnalysisRun) -> str | None:
-    if len(ctx.config.trait.target_list()) < 2:
-        return "gamma needs >= 2 targets (trait.targets)"
-    return missing_reason(ctx)
-
-
-ANALYSES = [
-    Analysis(name="divergence", render=render_divergence, title="Divergence tokens", compute=divergence,
-             needs="each target's and the control teacher's data and weights", skip=_data_side("detection")),
-    Analysis(name="detection", render=render_detection, title="Detection", compute=detection,
-             needs="each target's and the control data; the teachers", skip=_data_side("detection"),
-             extras=lambda ctx: ("sklearn",)),
-    # reads the in-context section when this call computed it
-    Analysis(name="data_controls", render=render_data_controls, title="Data controls",
-             compute=lambda ctx: data_controls(ctx, ctx.results.get("incontext")),
-             needs="the data-control students of >= 2 targets", skip=_skip_controls),
-]  # fmt: skip
+ANALYSIS = Analysis(name="detection", render=render_detection, title="Detection", compute=detection,
+                    needs="each target's and the control data; the teachers", skip=data_side("detection"),
+                    extras=lambda ctx: ("sklearn",))  # fmt: skip

@@ -1,8 +1,9 @@
 """The shape of one analysis (as lm-eval's task is one unit): what it needs, why it may not run
 on a given run, and a `compute` over the run's one reader (`interp.analysis.reader.AnalysisRun`).
 
-A module declares its analysis as `ANALYSIS = Analysis(...)` (or several, sharing work, as
-`ANALYSES = [...]`) and `interp.registry` lists it once by name and module; `interp analyze`
+A module declares its analysis as `ANALYSIS = Analysis(...)` (analyses that share work share it
+through the reader, e.g. the recorded activations) and `interp.registry` lists it once by name
+and module; `interp analyze`
 (`interp.analysis.run`) discovers every analysis from that registry and runs it the same way:
 
 1. `skip(run)`: a reason this run cannot support it (a setting off, no teacher delta, one
