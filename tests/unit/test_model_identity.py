@@ -58,6 +58,10 @@ def test_the_gguf_header_reader_agrees_with_gguf():
 def test_an_embedded_model_is_keyed_by_its_ggufs_sha256(tmp_path, monkeypatch):
     path = _embedded_gguf()
     monkeypatch.setenv("INTERP_CACHE", str(tmp_path))  # the size+mtime hash index goes here
+    from interp.lm import checkpoints
+
+    # this process may have hashed it already (another test on this worker): forget that here
+    monkeypatch.setattr(checkpoints, "_SHA_MEMO", {})
     got = models.describe("smollm2-135m-instruct")
     assert got["gguf_sha256"] == sha256_file(path)
     assert str(path.resolve()) in (tmp_path / "file-hashes.json").read_text()
