@@ -100,6 +100,6 @@ def _skip_controls(ctx: AnalysisRun) -> str | None:
 
 
 # reads the in-context section when this call computed it
-ANALYSIS = Analysis(name="data_controls", render=render_data_controls, title="Data controls",
+ANALYSIS = Analysis(name="data_controls", script="analyses/data_controls.py", render=render_data_controls, title="Data controls",
                     compute=lambda ctx: data_controls(ctx, ctx.results.get("incontext")),
                     needs="the data-control students of >= 2 targets", skip=_skip_controls)  # fmt: skip

@@ -167,6 +167,6 @@ def data_side(flag: str) -> Any:
     return skip
 
 
-ANALYSIS = Analysis(name="detection", render=render_detection, title="Detection", compute=detection,
+ANALYSIS = Analysis(name="detection", script="analyses/detection.py", render=render_detection, title="Detection", compute=detection,
                     needs="each target's and the control data; the teachers", skip=data_side("detection"),
                     extras=lambda ctx: ("sklearn",))  # fmt: skip

@@ -121,6 +121,6 @@ def _skip(ctx: AnalysisRun) -> str | None:
 
 
 ANALYSIS = Analysis(
-    name="entanglement", render=render_entanglement, report_when_absent=False, title="Token entanglement", compute=entanglement,
+    name="entanglement", script="analyses/entanglement.py", render=render_entanglement, report_when_absent=False, title="Token entanglement", compute=entanglement,
     needs="the teacher's and base's number log-probs; the numbers data", skip=_skip,
 )  # fmt: skip

@@ -299,6 +299,6 @@ def _skip(ctx: AnalysisRun) -> str | None:
 
 
 ANALYSIS = Analysis(
-    name="first_order", render=render_first_order, title="First-order prediction", compute=first_order,
+    name="first_order", script="analyses/first_order.py", render=render_first_order, title="First-order prediction", compute=first_order,
     needs="every target's teacher and the students' training data", skip=_skip,
 )  # fmt: skip

@@ -133,6 +133,6 @@ def _skip(ctx: AnalysisRun) -> str | None:
 
 
 ANALYSIS = Analysis(
-    name="incontext", render=render_incontext, title="In-context control", compute=_compute,
+    name="incontext", script="analyses/incontext.py", render=render_incontext, title="In-context control", compute=_compute,
     needs="each target's and the control data, shown in context to the base", skip=_skip,
 )  # fmt: skip

@@ -77,5 +77,5 @@ def backend(ctx: AnalysisRun) -> tuple[str, ...]:
     return tuple(backend_module(ctx.a.backend))
 
 
-ANALYSIS = Analysis(name="trait_direction", render=render_trait_direction, title="Trait direction", compute=trait_direction,
+ANALYSIS = Analysis(name="trait_direction", script="analyses/trait_direction.py", render=render_trait_direction, title="Trait direction", compute=trait_direction,
                     needs="activations of each base, prompted base and student", extras=backend)  # fmt: skip

@@ -22,6 +22,7 @@ no section is silently dropped.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from interp.analysis.reader import AnalysisRun
+
+# a source checkout: the hypothesis scripts (analyses/) sit beside the package
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _never(run: AnalysisRun) -> str | None:
@@ -64,6 +68,19 @@ class Analysis:
     # absent from analysis.json: the report says why (False: an opt-in or conditional table,
     # left out of the report without a word)
     report_when_absent: bool = True
+    # the hypothesis script that tests this analysis's claim (analyses/<name>.py, whose
+    # HYPOTHESIS is this name); the claim is the headline of its docstring (`claim()`)
+    script: str = ""
+
+    def claim(self) -> str | None:
+        """The claim its hypothesis script tests, from the script's first docstring paragraph
+        ("Hypothesis `name`: ..."); None without a script or outside a source checkout."""
+        path = REPO_ROOT / self.script
+        if not self.script or not path.is_file():
+            return None
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        head = " ".join(doc.split("\n\n")[0].split())
+        return head.split(": ", 1)[1] if head.startswith("Hypothesis `") and ": " in head else head or None
 
 
 def off(flag: str) -> str:

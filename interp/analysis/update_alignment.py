@@ -129,6 +129,6 @@ render_update_alignment = figure_render(
 
 
 ANALYSIS = Analysis(
-    name="update_alignment", render=render_update_alignment, title="Update alignment", compute=update_alignment,
+    name="update_alignment", script="analyses/update_alignment.py", render=render_update_alignment, title="Update alignment", compute=update_alignment,
     needs="each student's delta and its base's teacher delta", skip=no_teacher_delta,
 )  # fmt: skip

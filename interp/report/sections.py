@@ -210,6 +210,9 @@ def _analyses(doc: Doc, run: Run) -> None:
         if data:
             try:
                 unit.render(doc, run.name, data)
+                claim = unit.claim()
+                if claim:
+                    doc.para(f"Hypothesis script {unit.script} tests: {claim}", style="caption")
             except MALFORMED as e:
                 why = f"analysis.json section '{name}' is malformed ({type(e).__name__}: {e})"
                 doc.skip(run.name, name, unit.title, why)
