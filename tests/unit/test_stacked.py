@@ -218,3 +218,23 @@ def test_bf16_linears_give_the_autocast_results_bit_for_bit(monkeypatch):
     for a, b in zip(with_cast, without):
         assert a.log["loss"] == b.log["loss"]
         assert all(torch.equal(a.delta.dense(n), b.delta.dense(n)) for n in a.delta.names())
+
+
+@pytest.mark.parametrize("scaling", [1.0, 2.0, 0.375])
+def test_each_block_gets_its_own_scaled_update(scaling):
+    """y = base(x) + scaling * x A_k^T B_k^T for the rows of block k (the scale is applied on the
+    r-wide product; the result is the update as peft writes it)."""
+    from interp.lm.stacked import StackedLoRA
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.nn.Linear(6, 5)
+    layer = StackedLoRA(base, torch.randn(3, 2, 6, generator=g), scaling)
+    with torch.no_grad():
+        layer.lora_B.copy_(torch.randn(3, 5, 2, generator=g))
+    x = torch.randn(3 * 4, 6, generator=g)
+    y = layer(x)
+    for k in range(3):
+        rows = x[4 * k : 4 * (k + 1)]
+        want = base(rows) + scaling * (rows @ layer.lora_A[k].T @ layer.lora_B[k].T)
+        torch.testing.assert_close(y[4 * k : 4 * (k + 1)], want, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(y[:4], base(x[:4]), atol=1e-3)  # the update is not zero
