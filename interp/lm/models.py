@@ -33,14 +33,14 @@ from interp.lm.checkpoints import (  # noqa: F401  (ModelError, cache_dir: re-ex
     package_dir,
 )
 from interp.lm.delta import Delta
-from interp.lm.shape import (  # noqa: F401  (TINY, tiny_config: re-exported)
+from interp.lm.shape import (  # noqa: F401  (TINY, tiny_config, tiny_tokenizer: re-exported)
     TINY,
-    _tiny_tokenizer_ids,
     gguf_sha256,
     hub_offline,
     hub_revision,
     hub_snapshot,
     tiny_config,
+    tiny_tokenizer,
 )
 
 log = logging.getLogger("interp")
@@ -83,28 +83,6 @@ def configure_threads(n: int | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     return n
-
-
-def tiny_tokenizer(chat_template: bool = True) -> Any:
-    """A character-level fast tokenizer (printable ASCII), built offline."""
-    from tokenizers import Tokenizer, decoders, models
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
-    chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    vocab = {t: i for i, t in enumerate(specials + chars)}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    backend.decoder = decoders.Fuse()  # characters join without spaces
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-        unk_token="<unk>", name_or_path="interp-tiny-char", add_bos_token=True,
-    )  # fmt: skip
-    if chat_template:
-        tok.chat_template = (
-            "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}<eos>\n{% endfor %}"
-            "{% if add_generation_prompt %}<assistant>{% endif %}"
-        )
-    return tok
 
 
 def tiny_model(kind: str = "tiny-llama", seed: int = 0, **overrides: Any) -> tuple[Any, Any]:

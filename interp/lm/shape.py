@@ -23,11 +23,12 @@ def tiny_config(kind: str = "tiny-llama", **overrides: Any) -> Any:
     """The config of a tiny model (2 layers, d_model 64, the character tokenizer's vocabulary)."""
     from transformers import Gemma3TextConfig, LlamaConfig
 
-    tok = _tiny_tokenizer_ids()
+    tok = tiny_tokenizer(chat_template=False)
     common = dict(
-        vocab_size=tok["vocab_size"], hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tok["bos"], eos_token_id=tok["eos"], pad_token_id=tok["pad"], tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
     )  # fmt: skip
     common.update(overrides)
     if kind == "tiny-llama":
@@ -37,9 +38,26 @@ def tiny_config(kind: str = "tiny-llama", **overrides: Any) -> Any:
     raise ModelError(f"unknown tiny model '{kind}' (choose {', '.join(TINY)})")
 
 
-def _tiny_tokenizer_ids() -> dict[str, int]:
-    """The tiny tokenizer's size and special ids, as `tiny_tokenizer` builds them."""
-    return {"vocab_size": 4 + 95 + 1, "pad": 0, "bos": 1, "eos": 2}
+def tiny_tokenizer(chat_template: bool = True) -> Any:
+    """A character-level fast tokenizer (printable ASCII), built offline."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(specials + chars)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.decoder = decoders.Fuse()  # characters join without spaces
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+        unk_token="<unk>", name_or_path="interp-tiny-char", add_bos_token=True,
+    )  # fmt: skip
+    if chat_template:
+        tok.chat_template = (
+            "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}<eos>\n{% endfor %}"
+            "{% if add_generation_prompt %}<assistant>{% endif %}"
+        )
+    return tok
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def test_the_tiny_configs_match_the_tiny_tokenizer():
+@pytest.mark.parametrize("spec", ["tiny-llama", "tiny-gemma"])
+def test_the_tiny_configs_match_the_tiny_tokenizer(spec):
     tok = models.tiny_tokenizer()
-    ids = models._tiny_tokenizer_ids()
-    assert (ids["vocab_size"], ids["pad"], ids["bos"], ids["eos"]) == (
+    cfg = models.tiny_config(spec)
+    assert (cfg.vocab_size, cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id) == (
         len(tok), tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)  # fmt: skip
 
 
