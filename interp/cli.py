@@ -126,7 +126,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from interp.analysis.run import analyze_run, print_analysis
-    from interp.lm.models import configure_threads, trusting_remote_code
+    from interp.lm.models import configure_threads
     from interp.store.verified import verify_run
 
     for run in args.runs:  # every run's files against their manifests, before any work
@@ -135,8 +135,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     configure_threads()
     only = [x.strip() for x in args.only.split(",") if x.strip()] if args.only else None
     for run in args.runs:
-        with trusting_remote_code(_trusted_specs(Path(run))):
-            res = analyze_run(run, only=only)
+        res = analyze_run(run, only=only)
         print(print_analysis(res))
         print(f"\nanalysis: {Path(run) / 'analysis.json'}")
     return 0
@@ -177,22 +176,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     report_main(args.runs, args.output)
     return 0
-
-
-def _trusted_specs(run: Path) -> list[str]:
-    """The models of a finished run that its config lets run their own code (`[model] trust_remote_code`)."""
-    import tomllib
-
-    try:
-        cfg = tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []  # the reader says what is wrong with it
-    policy, teacher = cfg.get("model"), cfg.get("teacher")
-    if not isinstance(policy, dict) or policy.get("trust_remote_code") is not True:
-        return []
-    teacher = teacher.get("model") if isinstance(teacher, dict) else None
-    students = [s.get("model") for s in cfg.get("students") or [] if isinstance(s, dict)]
-    return [m for m in (teacher, *students) if isinstance(m, str) and m != "teacher"]
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

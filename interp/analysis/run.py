@@ -22,6 +22,7 @@ from interp.analysis.reader import AnalysisRun, load_summary
 from interp.config import ConfigError, build
 from interp.extras import backend_module, missing
 from interp.fmt import fmt, fmt_est, format_table
+from interp.lm.models import trusting_remote_code
 from interp.registry import ANALYSIS_SECTIONS, load_analysis
 from interp.store.stages import write_json
 from interp.subliminal.config import AnalysisConfig
@@ -91,15 +92,16 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
                               "teacher_mode": ctx.art.get("teacher_mode"), "missing": {}}  # fmt: skip
     want = (lambda name: True) if not only else (lambda name: name in only)  # noqa: E731
     no_package: dict[str, list[str]] = {}  # why -> the analyses an absent package skipped (one line each)
-    for name in SECTIONS:
-        if want(name):
-            section, why, package = run_analysis(ctx, name)
-            if section is not None:
-                result[name] = ctx.results[name] = section
-            else:
-                result["missing"][name] = why
-                if package:
-                    no_package.setdefault(why, []).append(name)
+    with trusting_remote_code(ctx.config.trusted_specs()):  # none unless [model] trust_remote_code
+        for name in SECTIONS:
+            if want(name):
+                section, why, package = run_analysis(ctx, name)
+                if section is not None:
+                    result[name] = ctx.results[name] = section
+                else:
+                    result["missing"][name] = why
+                    if package:
+                        no_package.setdefault(why, []).append(name)
     for why, names in no_package.items():
         log.warning("analysis: %s skipped: %s", ", ".join(names), why)
     previous = _previous(run_root, result["config_key"]) if only else {}
