@@ -47,18 +47,18 @@ class AnalysisRun:
     """What every analysis needs: the run, its config, its artifacts.
 
     `config` is the typed config the experiment used; `cfg` the same as written (raw TOML
-    values: stage keys hash them as they are); `a` the analysis settings; `art` the summary's
+    values: stage keys hash them as they are); `a` the analysis settings (the run's [analysis] unless given); `art` the summary's
     artifact paths (relative to `root`); `run` the run folder's stage store; `results` the
     sections computed so far in this `interp analyze` call."""
 
-    def __init__(self, run_root: Path, acfg: AnalysisConfig):
+    def __init__(self, run_root: Path, acfg: AnalysisConfig | None = None):
         self.root = run_root
         self.summary, self.cfg = load_summary(run_root)
-        self.a = acfg
         self.art: dict[str, Any] = self.summary["artifacts"]
         self.device, self.dtype = self.cfg["device"], self.cfg["dtype"]
         self.run = RunDir(run_root, self.cfg["seed"], *resolved_names(self.device, self.dtype))
         self.config: SubliminalConfig = build(SubliminalConfig, self.cfg, source=str(run_root / "config.toml"))
+        self.a = acfg if acfg is not None else self.config.analysis  # the run's own [analysis] by default
         self.teacher_spec = self.config.teacher.model
         self.students: dict[str, dict[str, Any]] = {s["name"]: s for s in self.cfg["students"]}
         self._student_cfg = {s.name: s for s in self.config.students}

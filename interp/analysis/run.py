@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from interp.analysis.reader import AnalysisRun, load_summary
-from interp.config import ConfigError, build
+from interp.analysis.reader import AnalysisRun
+from interp.config import ConfigError
 from interp.extras import backend_module, missing
 from interp.fmt import fmt, fmt_est, format_table
 from interp.lm.models import trusting_remote_code
@@ -74,19 +74,13 @@ def analyze_run(run_root: str | Path, acfg: AnalysisConfig | None = None, only: 
     bad = sorted(set(only or ()) - set(SECTIONS))
     if bad:
         raise ConfigError(f"--only: unknown section(s) {', '.join(bad)} (known: {', '.join(SECTIONS)})")
+    ctx = AnalysisRun(run_root, acfg)  # without acfg: the run's own [analysis]
     if acfg is None:
-        summary_cfg = load_summary(run_root)[1]
-        acfg = build(
-            AnalysisConfig,
-            summary_cfg.get("analysis", {}),
-            source=str(run_root / "config.toml"),
-            prefix="analysis",
-        )
+        acfg = ctx.a
         only = only or acfg.sections
         bad = sorted(set(only or ()) - set(SECTIONS))
         if bad:
             raise ConfigError(f"analysis.sections: unknown section(s) {', '.join(bad)} (known: {', '.join(SECTIONS)})")
-    ctx = AnalysisRun(run_root, acfg)
     result: dict[str, Any] = {"experiment": "subliminal-analysis", "name": ctx.summary["name"],
                               "config_key": ctx.summary.get("config_key"),
                               "teacher_mode": ctx.art.get("teacher_mode"), "missing": {}}  # fmt: skip
