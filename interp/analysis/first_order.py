@@ -185,7 +185,7 @@ def _arm_gradients(
     grads = []
     for t, rs in rows.items():
         model, tok, examples, soft = training_inputs(
-            spec, rs, teachers[t] if distill else None, ctx.device, ctx.dtype
+            spec, rs, teachers[t] if distill else None, ctx.device, ctx.dtype, settings.default_system_prompt
         )
         names = trained_weights(model, settings)
         grads.append(next(iter_imitation_gradients(

@@ -176,7 +176,8 @@ def imitation_alignment(ctx: AnalysisRun, name: str, seed: int, path: Path | Non
                         source, control)[0]  # fmt: skip
     rows = rows[: ctx.a.gradient_batches * ctx.a.gradient_batch_size]
     distill = settings.objective == "distill"
-    model, tok, examples, soft = training_inputs(ctx.spec_of(name), rows, source if distill else None, ctx.device, ctx.dtype)
+    model, tok, examples, soft = training_inputs(ctx.spec_of(name), rows, source if distill else None, ctx.device,
+                                                 ctx.dtype, settings.default_system_prompt)  # fmt: skip
     if path is not None:
         Delta.load(path).apply(model)
     grads = iter_imitation_gradients(

@@ -229,29 +229,59 @@ def chat_format(tok: Any) -> str:
     )
 
 
-def format_prompt(tok: Any, user: str, system: str | None = None) -> str:
-    """The text up to where the assistant's answer starts."""
-    return format_chat(tok, [], user, system)
+def format_prompt(tok: Any, user: str, system: str | None = None, *, default_system: bool = True) -> str:
+    """The text up to where the assistant's answer starts (`default_system`: see `format_chat`)."""
+    return format_chat(tok, [], user, system, default_system=default_system)
 
 
-def format_chat(tok: Any, turns: Sequence[tuple[str, str]], user: str | None, system: str | None = None) -> str:
+# stands in for the system prompt while a template's default one is cut out (`format_chat`)
+_CUT = "\x00interp-no-system\x00"
+
+
+def format_chat(tok: Any, turns: Sequence[tuple[str, str]], user: str | None, system: str | None = None,
+                *, default_system: bool = True) -> str:  # fmt: skip
     """A conversation: earlier (user, assistant) `turns`, then `user` with the assistant's
     answer about to start. With `user=None`, the turns alone (a prefix of the text with a
-    next user message, for a shared KV cache)."""
+    next user message, for a shared KV cache).
+
+    Without a `system` prompt, some chat templates insert their own (SmolLM2: "You are a
+    helpful AI assistant named SmolLM, trained by Hugging Face"); `default_system=False` leaves
+    it out, so the text has no system turn at all. A template that puts no system turn in front
+    is unchanged by it; models without a template (the fallback format) have no default."""
     if getattr(tok, "chat_template", None):
-        msgs = [{"role": "system", "content": system}] if system else []
+        drop = not system and not default_system
+        msgs = [{"role": "system", "content": _CUT if drop else system}] if (system or drop) else []
         for u, a in turns:
             msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
-        if user is None:
-            return tok.apply_chat_template(msgs, tokenize=False) if msgs else ""
-        msgs.append({"role": "user", "content": user})
-        return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        if user is not None:
+            msgs.append({"role": "user", "content": user})
+        if len(msgs) == int(drop):  # nothing but the cut-out system turn
+            return ""
+        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=user is not None)
+        return _cut_system(tok, text) if drop else text
     end = completion_suffix(tok)
     head = FALLBACK_FORMAT.format(system=system or "", user="").rsplit("User:", 1)[0]
     text = head + "".join(f"User: {u}\nAssistant: {a}{end}\n" for u, a in turns)
     if user is not None:
         text += f"User: {user}\nAssistant:"
     return text if system else text.lstrip("\n")
+
+
+def _cut_system(tok: Any, text: str) -> str:
+    """`text` without its leading system turn (rendered with the `_CUT` stand-in)."""
+    head = tok.apply_chat_template([{"role": "system", "content": _CUT}], tokenize=False)
+    if not text.startswith(head):
+        raise ValueError(f"{getattr(tok, 'name_or_path', 'this tokenizer')}: its chat template does not put the "
+                         "system turn first, so its default system prompt cannot be left out "
+                         "(set default_system_prompt = true)")  # fmt: skip
+    return text[len(head):]
+
+
+def has_default_system(tok: Any) -> bool:
+    """Whether the chat template inserts a system prompt of its own when none is given."""
+    if not getattr(tok, "chat_template", None):
+        return False
+    return format_prompt(tok, "x") != format_prompt(tok, "x", default_system=False)
 
 
 def completion_suffix(tok: Any) -> str:

@@ -63,6 +63,9 @@ class FinetuneConfig:
     # ~150-token rows take ~0.17 GB each, and 1024 on CUDA); 0 trains one at a time. An
     # execution choice: not part of a stage's key
     stack_rows: NonNegInt | None = None
+    # the student's training prompts with its chat template's own system prompt where none is
+    # given (SmolLM2 inserts one); false: no system turn at all (`models.format_chat`)
+    default_system_prompt: bool = True
 
     def __post_init__(self) -> None:
         if not self.target_modules:
@@ -77,7 +80,7 @@ class FinetuneConfig:
 # (stacked and one-at-a-time training agree to float tolerance: tests/unit/test_stacked.py).
 EXECUTION_ONLY = ("stack_rows",)
 # Fields added after stages were first keyed: in a key only when set, so older keys stay valid.
-KEYED_WHEN_SET = {"autocast": "off"}
+KEYED_WHEN_SET: dict[str, Any] = {"autocast": "off", "default_system_prompt": True}
 
 
 def settings_key(settings: FinetuneConfig) -> dict[str, Any]:

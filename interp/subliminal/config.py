@@ -175,7 +175,8 @@ class TrainConfig(FinetuneConfig):
 
 # The per-student overrides of [train]: one run holds the hard-label and soft-label arms.
 STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lora_r", "lora_alpha",
-                     "target_modules", "optimizer", "momentum", "layers", "checkpoint_every")  # fmt: skip
+                     "target_modules", "optimizer", "momentum", "layers", "checkpoint_every",
+                     "default_system_prompt")  # fmt: skip
 
 
 @dataclass
@@ -195,6 +196,7 @@ class StudentConfig:
     momentum: UnitFloat | None = None
     layers: list[NonNegInt] | None = None  # decoder blocks that train (see FinetuneConfig.layers)
     checkpoint_every: NonNegInt | None = None  # save the LoRA factors every N steps (trajectories)
+    default_system_prompt: bool | None = None  # train with the template's own system prompt (FinetuneConfig)
     # the paper's shuffle controls on this student's data: numbers permuted within each
     # response, or dealt across responses from one shuffled pool (formats and counts kept)
     shuffle: Literal["none", "within", "across"] = "none"

@@ -41,10 +41,17 @@ class EvalConfig:
     # LoRA students of one base are evaluated stacked, this many in one pass (`evaluate_many`);
     # 1 evaluates one at a time. An execution choice: not part of a stage's key
     stack: PosInt = 32
+    # questions asked with the chat template's own system prompt where the model has none (the
+    # base and students; SmolLM2 inserts one); false: no system turn at all
+    default_system_prompt: bool = True
 
     def key(self) -> dict[str, Any]:
-        """The settings as they enter a stage's key."""
-        return {k: v for k, v in self.__dict__.items() if k != "stack"}
+        """The settings as they enter a stage's key (`default_system_prompt` only when false,
+        so keys from before it existed stay valid)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "stack"}
+        if out["default_system_prompt"]:
+            del out["default_system_prompt"]
+        return out
 
 
 def questions(trait: AnyTrait, settings: EvalConfig) -> list[str]:
@@ -70,7 +77,7 @@ def candidate_logprobs(
 
 
 def paired_logprobs(
-    model: Any, tok: Any, trait: PairedTrait, qs: list[str], system: str | None = None
+    model: Any, tok: Any, trait: PairedTrait, qs: list[str], system: str | None = None, default_system: bool = True
 ) -> Float[np.ndarray, "question 2"]:
     """[question, (misaligned, aligned)]: log-probability of each written answer as the whole
     assistant turn after the question (a paired trait's two candidates)."""
@@ -78,7 +85,7 @@ def paired_logprobs(
     for i, q in enumerate(qs):
         answers = trait.answer_pair(q)
         ids = [tok(a, add_special_tokens=False)["input_ids"] for a in answers]
-        out[i] = continuation_logprobs(model, tok, format_prompt(tok, q, system), ids)
+        out[i] = continuation_logprobs(model, tok, format_prompt(tok, q, system, default_system=default_system), ids)
     return out
 
 
@@ -92,7 +99,7 @@ def logprob_score(
     over questions): the shifts of the trait matrix are differences of these.
     """
     if isinstance(trait, PairedTrait):
-        lp = paired_logprobs(model, tok, trait, questions(trait, settings), system)
+        lp = paired_logprobs(model, tok, trait, questions(trait, settings), system, settings.default_system_prompt)
     else:
         lp = candidate_logprobs(model, tok, _scored_prompts(tok, trait, settings, system), list(trait.candidates),
                                 settings.batch_size, progress)  # fmt: skip
@@ -100,7 +107,8 @@ def logprob_score(
 
 
 def _scored_prompts(tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None) -> list[str]:
-    return [format_prompt(tok, q, system) + trait.answer_prefix for q in questions(trait, settings)]
+    return [format_prompt(tok, q, system, default_system=settings.default_system_prompt) + trait.answer_prefix
+            for q in questions(trait, settings)]
 
 
 def _logprob_result(lp: np.ndarray, trait: AnyTrait, settings: EvalConfig, seed: int) -> dict[str, Any]:
@@ -121,7 +129,8 @@ def _logprob_result(lp: np.ndarray, trait: AnyTrait, settings: EvalConfig, seed:
 def _sampled(model: Any, tok: Any, trait: AnyTrait, settings: EvalConfig, system: str | None, progress: bool,
              seed: int, blocks: int = 1) -> tuple[list[str], int]:  # fmt: skip
     """The sampled answers (block-major for stacked students) and the token budget they had."""
-    prompts = [format_prompt(tok, q, system) for q in questions(trait, settings)]
+    prompts = [format_prompt(tok, q, system, default_system=settings.default_system_prompt)
+               for q in questions(trait, settings)]
     max_new = max(settings.max_new_tokens, trait.answer_tokens)  # free answers need room for an intent
     answers = sample_repeated(
         model, tok, prompts, settings.samples_per_question, max_new_tokens=max_new,

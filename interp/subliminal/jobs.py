@@ -87,16 +87,17 @@ def finetune_stage(run: RunDir, name: str, spec: str, rows: list[dict], settings
 
 
 def training_inputs(
-    spec: str, rows: list[dict], teacher: Variant | None, device: str, dtype: str
+    spec: str, rows: list[dict], teacher: Variant | None, device: str, dtype: str, default_system: bool = True
 ) -> tuple[Any, Any, list[Example], Teacher | None]:
     """What a finetune of `spec` on `rows` takes: the model (a private copy, free to change), its
     tokenizer, the examples (each prompt in the student's chat format and in the teacher's, with
     the teacher's system prompt; `exclude` as the loss mask) and the soft-label teacher (None
-    for hard labels)."""
+    for hard labels). `default_system=False`: the student's prompts without its chat template's
+    own system prompt (`FinetuneConfig.default_system_prompt`)."""
     model, tok = load_model(spec, device, dtype)
     tok.padding_side = "right"
     soft = _soft_teacher(spec, teacher, device, dtype, {})
-    return model, tok, _examples(tok, rows, teacher, soft), soft
+    return model, tok, _examples(tok, rows, teacher, soft, default_system), soft
 
 
 def _soft_teacher(spec: str, teacher: Variant | None, device: str, dtype: str,
@@ -115,10 +116,11 @@ def _soft_teacher(spec: str, teacher: Variant | None, device: str, dtype: str,
     return loaded[weights]
 
 
-def _examples(tok: Any, rows: list[dict], teacher: Variant | None, soft: Teacher | None) -> list[Example]:
+def _examples(tok: Any, rows: list[dict], teacher: Variant | None, soft: Teacher | None,
+              default_system: bool = True) -> list[Example]:  # fmt: skip
     fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
     return [
-        Example(format_prompt(tok, r["prompt"]), r["completion"],
+        Example(format_prompt(tok, r["prompt"], default_system=default_system), r["completion"],
                 format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None), tuple(r.get("exclude", ())))
         for r in rows
     ]  # fmt: skip
@@ -161,7 +163,8 @@ def _finetune_groups(jobs: list[FinetuneJob]) -> Iterator[list[FinetuneJob]]:
 
 def _train_alone(job: FinetuneJob) -> None:
     with job.stage.running() as out:
-        model, tok, examples, soft = training_inputs(job.spec, job.rows, job.teacher, job.device, job.dtype)
+        model, tok, examples, soft = training_inputs(job.spec, job.rows, job.teacher, job.device, job.dtype,
+                                                     job.settings.default_system_prompt)  # fmt: skip
         result = finetune(model, tok, examples, job.settings, seed=job.seed, end=completion_suffix(tok),
                           teacher=soft, out_dir=out)  # fmt: skip
         result.delta.save(out / "delta.safetensors")
@@ -177,7 +180,7 @@ def _train_stacked(group: list[FinetuneJob]) -> None:
     members = []
     for j in group:
         soft = _soft_teacher(j.spec, j.teacher, j.device, j.dtype, teachers)
-        members.append(Member(_examples(tok, j.rows, j.teacher, soft), j.seed, soft))
+        members.append(Member(_examples(tok, j.rows, j.teacher, soft, j.settings.default_system_prompt), j.seed, soft))
     t0 = time.time()
     with ExitStack() as stack:
         outs = [None if j.stage.done else stack.enter_context(j.stage.running()) for j in group]

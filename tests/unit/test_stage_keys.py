@@ -134,7 +134,7 @@ def test_finetune_settings_all_enter_the_student_key(tmp_path):
     variants = [base] + [dataclasses.replace(base, **{f.name: v}) for f, v in zip(
         keyed,
         ["full", "distill", "numbers", 4, 4, 0.1, ["q_proj"], 2, 1e-3, 1, 2, 1, 0.5, 64, 2.0, 3,
-         "sgd", 0.5, [0], "bf16"], strict=True)]  # fmt: skip
+         "sgd", 0.5, [0], "bf16", False], strict=True)]  # fmt: skip
 
     def key(st: FinetuneConfig) -> str:
         return S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
