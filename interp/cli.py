@@ -169,7 +169,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     require("`interp report`", "reportlab")
     from interp.report.build import report_main
     from interp.store.verified import verify_run
+    from interp.sweep import is_sweep_folder, report_sweep
 
+    sweeps = [r for r in args.runs if is_sweep_folder(r)]
+    if sweeps:  # a sweep folder: its own PDF (the studies it holds), from its points' summaries
+        if len(args.runs) > 1:
+            raise ConfigError(f"interp report: {sweeps[0]} is a sweep folder; give it alone")
+        for p in sorted((Path(sweeps[0]) / "points").glob("*/summary.json")):
+            verify_run(p.parent)
+        print(report_sweep(sweeps[0], args.output))
+        return 0
     for run in args.runs:  # a folder that is not there: report_main's own line
         if Path(run).is_dir():
             verify_run(run)
@@ -298,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(fn=_cmd_scan)
 
     rp = sub.add_parser("report", help="PDF report from finished runs (reports/<name>.pdf)")
-    rp.add_argument("runs", nargs="+", help="one or more run folders (several: a combined report)")
+    rp.add_argument("runs", nargs="+", help="one or more run folders (several: a combined report), or one sweep folder (its sweep.pdf)")
     rp.add_argument("-o", "--output", default=None, help="PDF path (default reports/<name>.pdf)")
     rp.set_defaults(fn=_cmd_report)
 

@@ -72,6 +72,7 @@ FIGURE_IDS = (
     "trajectories",
     "mlp_accuracy",
     "mlp_cosine",
+    "lora_rank",
 )
 
 # Built-in kinds are imported on demand so `import interp` stays light.

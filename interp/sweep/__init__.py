@@ -28,7 +28,7 @@ from interp.sweep.spec import Point, Resources, Sweep, load_sweep
 from interp.sweep.tasks import Task, build_graph, run_is_current
 
 __all__ = ["ENGINES", "Point", "Resources", "Sweep", "SweepTaskError", "Task", "aggregate", "build_graph", "load_sweep",
-           "plan", "run_sweep", "sweep_root"]  # fmt: skip
+           "plan", "report_sweep", "run_sweep", "sweep_root"]  # fmt: skip
 
 log = logging.getLogger("interp")
 
@@ -40,6 +40,26 @@ class SweepTaskError(RuntimeError):
 
 def sweep_root(sweep: Sweep, out_dir: str | Path | None = None) -> Path:
     return (Path(out_dir) if out_dir else sweep.path.parent) / sweep.name
+
+
+def is_sweep_folder(path: str | Path) -> bool:
+    """A folder `interp sweep` wrote (its sweep.json names the sweep file)."""
+    return (Path(path) / "sweep.json").is_file()
+
+
+def report_sweep(folder: str | Path, out: str | Path | None = None) -> Path:
+    """`interp report SWEEP_FOLDER`: the sweep's PDF again, from its points' stored summaries
+    (the sweep file named in its sweep.json, read anew), the run record of the last sweep kept."""
+    folder = Path(folder)
+    old = read_json(folder / "sweep.json")
+    if not old.get("file"):
+        raise ConfigError(f"{folder / 'sweep.json'}: field 'file' is missing (written before sweeps recorded their file): "
+                          f"run `interp sweep` on the sweep file again")  # fmt: skip
+    sweep = load_sweep(old["file"])
+    result = aggregate(sweep, folder)
+    result["run"] = old.get("run", {})
+    out_pdf = Path(out) if out else folder / "sweep.pdf"
+    return sweep_pdf(result, out_pdf, sweep, folder)
 
 
 def plan(sweep: Sweep, out_dir: str | Path | None = None, engine: str = "local") -> list[dict[str, Any]]:
@@ -133,7 +153,7 @@ def run_sweep(
     write_json(root / "sweep.json", result)
     why = missing("reportlab")
     if why is None:
-        sweep_pdf(result, root / "sweep.pdf")
+        sweep_pdf(result, root / "sweep.pdf", sweep, root)
     else:
         log.warning("sweep.pdf skipped: %s", why)
     print(format_table(result["table"]))

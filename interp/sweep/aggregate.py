@@ -22,7 +22,7 @@ from interp.stats import t_interval
 from interp.store.artifacts import load_run
 from interp.store.stages import write_atomic
 from interp.subliminal import matrix as mx
-from interp.sweep.spec import Sweep, toml_value
+from interp.sweep.spec import Sweep, axis_keys, toml_value
 
 TARGET_AXES = ("trait.target", "trait.targets")  # the latter with one target per value
 
@@ -113,13 +113,15 @@ def aggregate(sweep: Sweep, root: Path) -> dict[str, Any]:
         else:
             summaries[p.name] = run.summary
     rows = [r for p in sweep.points if p.name in summaries for r in point_rows(p.name, p.values, summaries[p.name])]
-    return {"sweep": sweep.name, "base": str(sweep.base), "axes": sweep.axes, "fixed": sweep.fixed,
+    return {"sweep": sweep.name, "file": str(sweep.path), "base": str(sweep.base), "axes": sweep.axes, "fixed": sweep.fixed,
+            "keys": [k for a in sweep.axes for k in axis_keys(a)],
             "points": {p.name: p.values for p in sweep.points}, "missing": missing, "table": rows,
             "target_matrices": target_matrices(sweep, summaries, _ci_level(sweep))}  # fmt: skip
 
 
-def sweep_pdf(result: dict[str, Any], out_pdf: Path) -> Path:
-    """The sweep's PDF: what was swept, how it ran, the table and the target matrices."""
+def sweep_pdf(result: dict[str, Any], out_pdf: Path, sweep: Sweep | None = None, root: Path | None = None) -> Path:
+    """The sweep's PDF: what was swept, how it ran, the table and the target matrices; with the
+    `sweep` and its folder, the sections of the studies it is (`lora_artifact`)."""
     import tempfile
 
     from reportlab.lib.pagesizes import A4
@@ -146,7 +148,7 @@ def sweep_pdf(result: dict[str, Any], out_pdf: Path) -> Path:
                      f"computed, {run.get('stages_shared')} stages shared by several points, "
                      f"{run.get('wall_s')} s.")  # fmt: skip
         doc.heading("Per point", 1)
-        axes = list(result["axes"])
+        axes = result.get("keys") or list(result["axes"])
         head = ["point", *axes, "student", "trait rate [CI]", "p(target) [CI]", "gamma", "p"]
         body = [[r["point"], *[r[a] for a in axes], r["student"], r["trait_rate_ci"], r["p_target_ci"],
                  fmt(r["gamma"]) if r["gamma"] is not None else "", fmt(r["p_gamma"]) if r["p_gamma"] is not None else ""]
@@ -162,6 +164,14 @@ def sweep_pdf(result: dict[str, Any], out_pdf: Path) -> Path:
             doc.table([["student", "gamma", "95% CI over targets", "p"], *[
                 [n, fmt(a["gamma"]), f"[{fmt(a['gamma_ci']['lo'])}, {fmt(a['gamma_ci']['hi'])}]", fmt(a["p_gamma"])]
                 for n, a in m["arms"].items()]])  # fmt: skip
+        if sweep is not None and root is not None:
+            from interp.sweep import lora_artifact
+
+            if lora_artifact.applies(sweep):
+                try:
+                    lora_artifact.pdf_section(doc, sweep, Path(root))
+                except Exception as e:  # noqa: BLE001 - a study that cannot be read costs its section, not the PDF
+                    doc.para(f"The LoRA-artefact section could not be built: {type(e).__name__}: {e}")
         buf = io.BytesIO()
         pdf = SimpleDocTemplate(buf, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
                                 bottomMargin=MARGIN, title=f"interp sweep {result['sweep']}", author="interp")  # fmt: skip

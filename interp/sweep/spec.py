@@ -17,8 +17,10 @@
     partition = "gpu"
     timeout_min = 120
 
-Any config field can be an axis (a dotted key, as `interp run --set`). The points are named
-p000, p001, ... in grid order; each is a whole run config, validated here by the experiment's
+Any config field can be an axis (a dotted key, as `interp run --set`). Fields that must move
+together form one zipped axis: their keys joined by commas, one list of values per entry
+(`"train.lora_r,train.lora_alpha" = [[1, 1], [8, 8]]`; or a grid whose lr range differs per
+method). The points are named p000, p001, ... in grid order; each is a whole run config, validated here by the experiment's
 own schema, so a bad axis value is one line naming the sweep file, the axis and the value.
 """
 
@@ -67,6 +69,17 @@ class Point:
 
     def label(self) -> str:
         return ", ".join(f"{k}={toml_value(v)}" for k, v in self.values.items())
+
+
+def axis_keys(axis: str) -> list[str]:
+    """The dotted keys of one axis: one, or several zipped (`"a.b,c.d"`)."""
+    return [k.strip() for k in axis.split(",")]
+
+
+def axis_entries(axis: str, value: Any) -> dict[str, Any]:
+    """One value of an axis as dotted key -> value (a zipped axis's value is one per key)."""
+    keys = axis_keys(axis)
+    return dict(zip(keys, value)) if len(keys) > 1 else {keys[0]: value}
 
 
 @dataclass(frozen=True)
@@ -128,8 +141,15 @@ def load_sweep(path: str | Path) -> Sweep:
     for k, vals in axes.items():
         if not isinstance(vals, list) or not vals:
             raise _fail(path, f"field 'axes.\"{k}\"' has value {vals!r}; expected a non-empty list of values")
-        if k == "name":
+        keys = axis_keys(k)
+        if "name" in keys:
             raise _fail(path, "field 'axes.\"name\"': a point's name is set by the sweep")
+        if len(set(keys)) != len(keys) or not all(keys):
+            raise _fail(path, f"field 'axes.\"{k}\"': a zipped axis names each key once, joined by commas")
+        wrong = next((v for v in vals if len(keys) > 1 and (not isinstance(v, list) or len(v) != len(keys))), None)
+        if wrong is not None:
+            raise _fail(path, f"field 'axes.\"{k}\"' has value {wrong!r}; a zipped axis takes lists of "
+                              f"{len(keys)} values, one per key")
         if len({toml_value(v) for v in vals}) != len(vals):
             raise _fail(path, f"field 'axes.\"{k}\"' has value {vals!r}: a value is repeated")
     res = raw.get("resources", {})
@@ -147,9 +167,14 @@ def load_sweep(path: str | Path) -> Sweep:
             raise _fail(path, f"field 'slurm.{k}' is unknown; allowed: {', '.join(_SLURM)}")
         if isinstance(v, bool) or not isinstance(v, _SLURM[k]):
             raise _fail(path, f"field 'slurm.{k}' has value {v!r} of the wrong type")
+    seen = [key for k in axes for key in axis_keys(k)]
+    twice = next((key for key in seen if seen.count(key) > 1), None)
+    if twice is not None:
+        raise _fail(path, f"field 'axes': key {twice!r} is in two axes")
     sweep = Sweep(path, name, base, fixed, axes, Resources(float(cpus), float(gpus)), slurm)
     for i, combo in enumerate(itertools.product(*axes.values())):
-        point = Point(f"p{i:03d}", dict(zip(axes, combo)))
+        point = Point(f"p{i:03d}", {key: v for axis, value in zip(axes, combo)
+                                    for key, v in axis_entries(axis, value).items()})
         try:
             sweep.configs[point.name] = load_experiment(base, point.overrides(fixed))
         except ConfigError as e:
