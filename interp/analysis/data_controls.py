@@ -17,12 +17,50 @@ from interp.stats import t_interval
 from interp.subliminal import matrix as mx
 from interp.subliminal.experiment import label
 
+N_SHOWN = 3  # rows shown at each end of the scan's ranking, per target
+SHOWN_CHARS = 90  # a shown prompt or completion is cut to this many characters
+
 
 def variant_of(s: Any) -> str:
     """A student entry's data-side variant in words ("unmodified" when none is on)."""
+    frac = f" {s.subset_fraction:g}" if s.subset_fraction is not None else ""
     parts = [f"shuffle {s.shuffle}" if s.shuffle != "none" else "", f"mask {s.mask}" if s.mask != "none" else "",
-             f"subset {s.subset}" if s.subset != "all" else ""]  # fmt: skip
+             f"subset {s.subset}{frac}" if s.subset != "all" else ""]  # fmt: skip
     return ", ".join(p for p in parts if p) or "unmodified"
+
+
+def _cut(x: str, n: int = SHOWN_CHARS) -> str:
+    x = " ".join(x.split())
+    return x if len(x) <= n else x[: n - 3] + "..."
+
+
+def scan_ends(rows: list[dict], scores: list[float], n: int = N_SHOWN) -> dict[str, list[dict[str, Any]]]:
+    """The `n` highest and lowest scoring rows (ties by index, as the subsets break them), each
+    with its index, score and prompt and completion cut to `SHOWN_CHARS`."""
+    def show(sign: int) -> list[dict[str, Any]]:
+        idx = sorted(range(len(scores)), key=lambda i: (sign * scores[i], i))[:n]
+        return [{"index": i, "llr_per_token": float(scores[i]), "prompt": _cut(rows[i]["prompt"]),
+                 "completion": _cut(rows[i]["completion"])} for i in idx]  # fmt: skip
+
+    return {"top": show(-1), "bottom": show(1)}
+
+
+def _scanned_rows(ctx: AnalysisRun, arms: list[Any]) -> dict[str, Any] | None:
+    """Per target, the rows at either end of the scan that picks the scan-subset students'
+    data; None when no arm trains on such a subset."""
+    if not any(s.subset.startswith("scan-") for s in arms):
+        return None
+    from interp.analysis.detection import data_stage, run_teachers
+    from interp.store.stages import read_jsonl
+    from interp.subliminal.stages import scan_stage
+
+    teachers, _ = run_teachers(ctx)
+    out = {}
+    for t, teacher in teachers.items():
+        data = data_stage(ctx, t)
+        scores = [r["llr_per_token"] for r in read_jsonl(scan_stage(ctx.config, ctx.run, t, "trait", data, teacher).path / "scores.jsonl")]
+        out[t] = scan_ends(read_jsonl(data.path / "dataset.jsonl"), scores) | {"n": len(scores)}
+    return out
 
 
 def _per_seed_target_gammas(ctx: AnalysisRun, s: Any) -> dict[int, np.ndarray]:
@@ -67,7 +105,7 @@ def data_controls(ctx: AnalysisRun, incontext: dict[str, Any] | None) -> dict[st
         rows.append({"arm": f"in-context k={k}", "variant": "no finetuning", "model": incontext["model"], "seeds": [],
                      "gamma": r["gamma"], "gamma_ci": r["gamma_ci"], "p_gamma": r["p_gamma"],
                      "own_shift": float(np.mean(r["own_shift"]))})  # fmt: skip
-    return {"rows": rows, "reference": ref.name if ref else None,
+    return {"rows": rows, "reference": ref.name if ref else None, "scan_ends": _scanned_rows(ctx, trait_arms),
             "note": ("gamma_ci: t-interval over seeds (n=1: none) for students, bootstrap over questions in "
                      "context; gamma_ci_targets: t-interval over targets of the seed-mean per-target gamma; "
                      "minus_unmodified: per-target gamma difference on shared seeds, t-interval over targets")}  # fmt: skip
@@ -91,6 +129,22 @@ def render_data_controls(doc: ReportDoc, run: str, dc: dict[str, Any]) -> None:
              "the units of the permutation test). p: permutation over target labels. Minus "
              f"unmodified: the per-target gamma of the variant minus that of '{dc.get('reference')}' "
              "on the seeds both trained, t-interval over targets.")  # fmt: skip
+    if dc.get("scan_ends"):
+        render_scan_ends(doc, dc["scan_ends"])
+
+
+def render_scan_ends(doc: ReportDoc, ends: dict[str, Any]) -> None:
+    """The rows the scan ranks first and last per target: what the scan-top and scan-bottom
+    students train on."""
+    rows = [["target", "end", "row", "LLR / token", "prompt", "completion"]]
+    for t, e in ends.items():
+        for end in ("top", "bottom"):
+            rows += [[t, end, str(r["index"]), fmt(r["llr_per_token"]), r["prompt"], r["completion"]] for r in e[end]]
+    doc.table(rows, [0.8, 0.7, 0.5, 0.9, 3.6, 3.6])
+    doc.para(f"The {N_SHOWN} rows of each target's data that carry its teacher most and least by the "
+             "hidden-signal scan (log p_teacher - log p_base of the completion, per token; the score "
+             "the scan-top, scan-bottom and scan-low students' subsets are cut by), of "
+             + ", ".join(f"{e['n']} ({t})" for t, e in ends.items()) + f" rows; text cut to {SHOWN_CHARS} characters.")  # fmt: skip
 
 
 def _skip_controls(ctx: AnalysisRun) -> str | None:

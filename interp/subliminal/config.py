@@ -19,6 +19,7 @@ from interp.config import (
 )
 from interp.lm.finetune import FinetuneConfig
 from interp.lm.models import ModelError, check_spec
+from interp.subliminal.data_controls import subset_size
 from interp.subliminal.evaluate import EvalConfig
 from interp.subliminal.traits import DEFAULT_CANDIDATES, AnyTrait, make_trait
 
@@ -205,8 +206,11 @@ class StudentConfig:
     # prefix; "random" leaves out as many positions per row, drawn at random (its control)
     mask: Literal["none", "divergence", "random"] = "none"
     # which rows train: all; the half the hidden-signal scan scores lowest (teacher-vs-base
-    # log-likelihood ratio per token, the filtering defence); or a random half (its control)
-    subset: Literal["all", "scan-low", "random-half"] = "all"
+    # log-likelihood ratio per token, the filtering defence); or a random half (its control).
+    # Per-example attribution: the top or bottom `subset_fraction` of the rows by that score,
+    # or a random fraction (its control); scan-low = scan-bottom and random-half = random at one half
+    subset: Literal["all", "scan-low", "random-half", "scan-top", "scan-bottom", "random"] = "all"
+    subset_fraction: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] | None = None  # None: one half
     seeds: list[Seed] | None = None  # None: [train]'s (e.g. one seed for a costly control arm)
 
     def __post_init__(self) -> None:
@@ -217,6 +221,9 @@ class StudentConfig:
         needs_trait = [k for k, v in (("mask", self.mask != "none"), ("subset", self.subset != "all")) if v]
         if needs_trait and self.data != "trait":
             raise ValueError(f"students: '{self.name}' sets {needs_trait[0]}, which applies to trait data only (data = 'trait')")
+        if self.subset_fraction is not None and self.subset in ("all", "scan-low", "random-half"):
+            raise ValueError(f"students: '{self.name}' subset_fraction = {self.subset_fraction} needs subset = 'scan-top', "
+                             f"'scan-bottom' or 'random' (subset = '{self.subset}' keeps all rows or one half)")
         if self.mask != "none" and self.model != "teacher":
             raise ValueError(
                 f"students: '{self.name}' mask = '{self.mask}' needs the teacher's tokenizer (model = 'teacher'): "
@@ -353,6 +360,10 @@ class SubliminalConfig:
                     f"students: '{s.name}' sets {what}, which needs number data (data.kind = '{self.data.kind}'); "
                     + ("a cross-tokenizer student of code or cot data takes objective = 'sft'" if cross else "leave it out")
                 )
+            try:  # at most data.n_keep rows: a fraction that keeps none of those is refused now
+                subset_size(self.data.n_keep, s.subset_fraction)
+            except ValueError as e:
+                raise ValueError(f"students: '{s.name}' {e} (data.n_keep)") from e
             if st.objective == "distill" and s.data == "control" and self.teacher.control == "none":
                 log.warning(
                     "student '%s': distilling the prompt-free base on its own samples is a no-op "

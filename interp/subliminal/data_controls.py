@@ -1,6 +1,7 @@
 """Controls on the teacher's data that keep its surface and move its content: the paper's
 shuffle controls (numbers permuted within a response, or across responses), loss masks over
-divergence tokens (or as many random positions), and halves of the data chosen by a score."""
+divergence tokens (or as many random positions), and subsets of the rows chosen by a score
+(the top, the bottom or a random fraction: per-example attribution)."""
 
 from __future__ import annotations
 
@@ -58,14 +59,40 @@ def random_positions_like(chosen: list[list[int]], n_positions: list[int], seed:
     return [sorted(rng.sample(range(n), len(c))) for c, n in zip(chosen, n_positions, strict=True)]
 
 
-def half_by_score(scores: list[float], how: str, seed: int) -> list[int]:
-    """Row indices of half the rows (rounded down, at least one), in data order: the lowest
-    scoring (`how="scan-low"`, ties broken by index) or a random half (`"random-half"`)."""
-    k = max(1, len(scores) // 2)
-    if how == "scan-low":
-        chosen = sorted(range(len(scores)), key=lambda i: (scores[i], i))[:k]
-    elif how == "random-half":
-        chosen = random.Random(seed).sample(range(len(scores)), k)
+# subset name -> which rows it keeps; "scan-low" and "random-half" are the half-size originals
+SUBSETS = {"scan-low": "bottom", "scan-bottom": "bottom", "scan-top": "top", "random-half": "random", "random": "random"}
+
+
+def subset_size(n: int, fraction: float | None) -> int:
+    """How many of `n` rows a subset keeps: floor(fraction * n); None: half (rounded down, at
+    least one). A fraction outside (0, 1) or one that keeps no row is an error naming it."""
+    if fraction is None:
+        return max(1, n // 2)
+    if not 0 < fraction < 1:
+        raise ValueError(f"subset_fraction = {fraction!r} must be in (0, 1)")
+    k = int(fraction * n + 1e-9)  # 0.1 * 30 is 3.0000000000000004, 0.29 * 100 is 28.999999999999996
+    if k < 1:
+        raise ValueError(f"subset_fraction = {fraction!r} keeps no row of {n}; it needs >= {1 / max(n, 1):.3g}")
+    return k
+
+
+def rows_by_score(scores: list[float], how: str, seed: int, fraction: float | None = None) -> list[int]:
+    """Row indices of `subset_size(len(scores), fraction)` rows, in data order: the highest
+    scoring (`how="scan-top"`), the lowest (`"scan-bottom"`, `"scan-low"`), ties broken by
+    index either way, or a random set (`"random"`, `"random-half"`, deterministic per seed)."""
+    if how not in SUBSETS:
+        raise ValueError(f"how must be one of {', '.join(map(repr, SUBSETS))}, got {how!r}")
+    n = len(scores)
+    k = subset_size(n, fraction)
+    if SUBSETS[how] == "top":
+        chosen = sorted(range(n), key=lambda i: (-scores[i], i))[:k]
+    elif SUBSETS[how] == "bottom":
+        chosen = sorted(range(n), key=lambda i: (scores[i], i))[:k]
     else:
-        raise ValueError(f"how must be 'scan-low' or 'random-half', got {how!r}")
+        chosen = random.Random(seed).sample(range(n), k)
     return sorted(chosen)
+
+
+def half_by_score(scores: list[float], how: str, seed: int) -> list[int]:
+    """Half the rows (rounded down, at least one): `rows_by_score` with no fraction."""
+    return rows_by_score(scores, how, seed)

@@ -29,8 +29,8 @@ from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
 from interp.subliminal.data_controls import (
     divergent_positions,
-    half_by_score,
     random_positions_like,
+    rows_by_score,
     shuffle_numbers,
 )
 from interp.subliminal.data_kinds import dataset_shape, filter_rows, prompt_rows, trait_words
@@ -214,7 +214,8 @@ def student_rows(
     """The rows a student trains on, what enters its key beyond the data stage's (keyed only
     when on, so older keys stay valid), and the stages they were derived from:
     - a shuffle control permutes the numbers (seeded by the run and student seed);
-    - a subset keeps half the rows: those the scan scores lowest, or a random half;
+    - a subset keeps a fraction of the rows (default half): those the scan scores highest or
+      lowest, or a random set;
     - a mask leaves out each row's divergence positions, or as many random ones (`exclude`)."""
     rows = read_jsonl(data.path / "dataset.jsonl")
     extra: dict[str, Any] = {}
@@ -231,12 +232,17 @@ def student_rows(
             positions = random_positions_like(positions, [d["n_positions"] for d in div], seed=row_seed)
         rows, extra["mask"] = [{**r, "exclude": p} for r, p in zip(rows, positions)], s.mask
     if s.subset != "all":
-        scores = None
-        if s.subset == "scan-low":
+        scores = [0.0] * len(rows)
+        if s.subset.startswith("scan-"):
             inputs["scan"] = scan_stage(cfg, run, target, "trait", data, teacher)
             scores = [r["llr_per_token"] for r in read_jsonl(inputs["scan"].path / "scores.jsonl")]
-        keep = half_by_score(scores or [0.0] * len(rows), s.subset, seed=row_seed)
+        try:
+            keep = rows_by_score(scores, s.subset, seed=row_seed, fraction=s.subset_fraction)
+        except ValueError as e:  # a fraction that keeps no row of a short dataset
+            raise ConfigError(f"students: '{s.name}' {e} ({target}'s data)") from e
         rows, extra["subset"] = [rows[i] for i in keep], s.subset
+        if s.subset_fraction not in (None, 0.5):  # keyed only off the half, so older keys stay valid
+            extra["subset_fraction"] = s.subset_fraction
     return rows, extra or None, inputs
 
 
