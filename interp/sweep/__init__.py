@@ -24,7 +24,7 @@ from interp.fmt import format_table
 from interp.store.stages import read_json, write_json
 from interp.sweep.aggregate import aggregate, sweep_pdf
 from interp.sweep.engines import ENGINES, run_local, run_ray, run_slurm
-from interp.sweep.spec import Point, Resources, Sweep, load_sweep
+from interp.sweep.spec import Point, Resources, Sweep, load_sweep, sweep_root
 from interp.sweep.tasks import Task, build_graph, run_is_current
 
 __all__ = ["ENGINES", "Point", "Resources", "Sweep", "SweepTaskError", "Task", "aggregate", "build_graph", "load_sweep",
@@ -36,10 +36,6 @@ log = logging.getLogger("interp")
 class SweepTaskError(RuntimeError):
     """A task of the sweep failed (its worker died, or its run raised): one line naming it;
     every stage that finished is kept, so rerunning the sweep resumes there."""
-
-
-def sweep_root(sweep: Sweep, out_dir: str | Path | None = None) -> Path:
-    return (Path(out_dir) if out_dir else sweep.path.parent) / sweep.name
 
 
 def is_sweep_folder(path: str | Path) -> bool:

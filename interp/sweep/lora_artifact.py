@@ -382,7 +382,7 @@ def main(argv: list[str]) -> int:
     import sys
 
     from interp.hypothesis import pop_option
-    from interp.sweep import load_sweep, sweep_root
+    from interp.sweep.spec import load_sweep, sweep_root
 
     out_dir, argv = pop_option(list(argv), "--out-dir", None)
     if len(argv) != 2 or argv[0] not in ("pick", "verdicts"):

@@ -15,7 +15,7 @@ def run_sweep_script(hypothesis: str, test: Callable[[Any, Path], Verdict], argv
     """`run_script` for claims over a whole sweep: argv is a sweep file (and `--out-dir D`, the
     parent of its folder, as `interp sweep` takes it); every finished point's stage files are
     checked against their manifests first. Always exits 0, the verdict last."""
-    from interp.sweep import load_sweep, sweep_root
+    from interp.sweep.spec import load_sweep, sweep_root
 
     out_dir, argv = pop_option(argv, "--out-dir", None)
     try:

@@ -108,6 +108,11 @@ class Sweep:
         return dumps_toml(to_dict(self.configs[point][1]))
 
 
+def sweep_root(sweep: Sweep, out_dir: str | Path | None = None) -> Path:
+    """The sweep's folder: `<out_dir or the sweep file's folder>/<name>`."""
+    return (Path(out_dir) if out_dir else sweep.path.parent) / sweep.name
+
+
 def _fail(path: Path, msg: str) -> ConfigError:
     return ConfigError(f"{path}: {msg}")
 
