@@ -52,9 +52,14 @@ def planted_run(tmp_path_factory):
         {"name": "same-init", "model": "teacher", "data": "trait"},
         {"name": "cross-model", "model": "tiny-gemma", "data": "trait", "distill_vocab": "numbers"},
         {"name": "full", "model": "teacher", "data": "trait", "method": "full", "lr": 1e-3},
+        # the extremes of the LoRA-rank grid and SGD (issue 29): a null there must not be the pipeline's
+        {"name": "rank1", "model": "teacher", "data": "trait", "lora_r": 1, "lora_alpha": 1},
+        {"name": "rank128", "model": "teacher", "data": "trait", "lora_r": 128, "lora_alpha": 128, "lr": 3e-3},
+        {"name": "sgd", "model": "teacher", "data": "trait", "optimizer": "sgd", "lr": 1.0},
     ]
     cfg["analysis"] = {"backend": "hf", "n_prompts": 4, "n_number_prompts": 2, "n_answer_rows": 24,
-                       "gradient_batches": 1, "n_boot": 50, "subspace_rank": 0}  # fmt: skip
+                       "gradient_batches": 1, "n_boot": 50, "subspace_rank": 0,
+                       "arms": ["same-init", "cross-model", "full"]}  # fmt: skip
     mp = pytest.MonkeyPatch()
     mp.setattr(stages, "sample", answers_naming_the_target)
     try:
@@ -88,6 +93,15 @@ def test_same_init_students_acquire_their_own_teachers_target(planted_run):
     # 5 targets: 120 relabellings, so the permutation p can reach 1/120
     assert arm["gamma"] > 0.05 and arm["p_gamma"] < 0.05, arm
     assert arm["gamma_ci"]["n"] == 2
+
+
+@pytest.mark.parametrize("arm_name", ["rank1", "rank128", "sgd"])
+def test_rank_extremes_and_sgd_students_acquire_it_too(planted_run, arm_name):
+    """LoRA rank 1 and rank 128 (alpha = rank) and SGD with momentum carry the planted target
+    through the same pipeline: a null for them in the LoRA-artefact grid is not the plumbing's."""
+    arms = json.loads((planted_run / "summary.json").read_text())["matrix"]["arms"]
+    arm = arms[arm_name]
+    assert arm["gamma"] > 0.05 and arm["p_gamma"] < 0.05, arm
 
 
 def test_cross_model_students_do_not(planted_run):
