@@ -26,6 +26,7 @@ _ANALYSES = (
     ("update_alignment", "interp.analysis.update_alignment"),
     ("gradient_alignment", "interp.analysis.gradient_alignment"),
     ("update_matrix", "interp.analysis.update_matrix"),
+    ("weight_split", "interp.analysis.weight_split"),
     ("matrix_mechanisms", "interp.analysis.matrix_mechanisms"),
     ("entanglement", "interp.analysis.entanglement"),
     ("divergence", "interp.analysis.divergence"),

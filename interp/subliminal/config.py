@@ -274,6 +274,9 @@ class AnalysisConfig:
     # one imitation gradient per target on this many of its training rows
     first_order: bool = False
     first_order_rows: PosInt = 16
+    # each trait student's update split along its finetuned teacher's top-`subspace_rank` singular
+    # subspace, each part scored alone (interp.analysis.weight_split; ~6 scorings per student)
+    weight_split: bool = False
     gradient_batches: PosInt = 4
     gradient_batch_size: PosInt = 8
     subspace_rank: NonNegInt = 8  # 0 skips principal angles
