@@ -8,6 +8,7 @@ teacher sees its own prompt (e.g. with its system prompt: context distillation).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import random
@@ -190,6 +191,9 @@ def finetune(
     model, base_state, half = _prepare(model, settings)
     trainable = [p for p in model.parameters() if p.requires_grad]
     objective = Objective.build(tok, settings, teacher, device)
+    if settings.kl_base:  # the penalty's reference: the initialisation, frozen
+        objective.base = ((model, model.disable_adapter) if settings.method == "lora"
+                          else (copy.deepcopy(model).requires_grad_(False).eval(), contextlib.nullcontext))  # fmt: skip
     rows = objective.label(
         tokenize_examples(tok, examples, end, settings.max_seq_len, teacher if distill else None)
     )
@@ -274,6 +278,7 @@ def _group(model: Any, tok: Any, members: list[Member], settings: FinetuneConfig
     )
     try:
         objectives = [Objective.build(tok, settings, m.teacher, device) for m in members]
+        objectives[0].base = (model, stacked.disabled)  # the KL-to-base reference: adapters off
         # members with one teacher and one dataset (seeds of one arm) share their rows and labels:
         # computed once, held once
         shared: dict[tuple, list[dict]] = {}

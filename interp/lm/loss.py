@@ -6,6 +6,9 @@ teacher's next-token distribution, over the full vocabulary, over the number-for
 tokenizer, over the number-format *characters* aligned by character offsets (`interp.lm.align`).
 The LM head runs only where the loss is; on a large vocabulary the loss runs in chunks of
 positions so that no [positions, vocabulary] tensor is kept for the backward pass.
+
+A KL-to-base penalty (`FinetuneConfig.kl_base`, a defence) adds kl_base x KL(base || student)
+over the full vocabulary at the same positions, the base being the student's initialisation.
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ def completion_logits(
 
 def _unwrapped(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper
+
+
+def _vocab_size(model: Any) -> int:
+    return _unwrapped(model).get_output_embeddings().weight.shape[0]
 
 
 def _decoder_hidden(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -212,19 +219,25 @@ class Objective:
     # passes it at ~500 positions; SmolLM2's 49k at ~2,700)
     max_logits: int = 2**27
     distill: bool = False
+    kl_base: float = 0.0
+    # the KL-to-base penalty's reference: (model, context factory) whose forward inside the
+    # context is the student's initialisation (LoRA: the same model, adapters off; full: a
+    # frozen copy), set by the training loop (`interp.lm.finetune`). None: the data term alone
+    # (an analysis taking the data term's gradient; at the initialisation the penalty's is zero)
+    base: tuple[Any, Callable[[], Any]] | None = None
 
     @classmethod
     def build(
         cls, tok: Any, settings: FinetuneConfig, teacher: Teacher | None, device: torch.device
     ) -> Objective:
         if settings.objective != "distill":
-            return cls(tok.pad_token_id, device)
+            return cls(tok.pad_token_id, device, kl_base=settings.kl_base)
         if teacher is None:
             raise ValueError("objective 'distill' needs a teacher model")
         s_vocab, t_vocab = distill_vocab_ids(tok, settings, teacher)
         return cls(tok.pad_token_id, device, teacher, (teacher.tok or tok).pad_token_id,
                    None if s_vocab is None else s_vocab.to(device), None if t_vocab is None else t_vocab.to(device),
-                   settings.distill_temperature, distill=True)  # fmt: skip
+                   settings.distill_temperature, distill=True, kl_base=settings.kl_base)  # fmt: skip
 
     @torch.no_grad()
     def label(self, rows: list[dict], batch_size: int | None = None) -> list[dict]:
@@ -295,12 +308,10 @@ class Objective:
         students of a stacked batch, `interp.lm.stacked`); one block is a plain finetune."""
         self.label(micro)
         block = _position_blocks(micro, blocks, self.device)
+        if self.kl_base and self.base is not None:
+            return _block_sum(self._with_base(model, micro, amp), block, blocks)
         n_pos = len(block)
-        n_vocab = (
-            len(self.s_vocab)
-            if self.s_vocab is not None
-            else _unwrapped(model).get_output_embeddings().weight.shape[0]
-        )
+        n_vocab = len(self.s_vocab) if self.s_vocab is not None else _vocab_size(model)
         if n_pos * n_vocab > self.max_logits:
             per = self._chunked(model, micro, amp, max(1, self.max_logits // n_vocab))
             return _block_sum(per, block, blocks)
@@ -314,6 +325,47 @@ class Objective:
         else:
             per = _kl(self._labels(micro), s_logits[s_pick], self.temperature)
         return _block_sum(per, block, blocks)
+
+    def _with_base(self, model: Any, micro: list[dict], amp: Callable[[], Any]) -> torch.Tensor:
+        """[position]: the data term plus kl_base x KL(base || student) over the full vocabulary,
+        in chunks of positions as `_chunked` (the base's forward without a graph).
+
+        KL(base || student), not KL(student || base): it has the form of the soft-label loss, so
+        with soft labels the per-position optimum is the mixture (teacher + kl_base x base) /
+        (1 + kl_base), and with hard labels the one-hot label smoothed toward the base by the
+        same weights: the student is pulled toward a known blend of the data and its own
+        initialisation, and must keep mass wherever the base has it (the reverse KL would let it
+        drop base tokens at no cost). At the initialisation the penalty and its gradient are zero."""
+        from torch.utils.checkpoint import checkpoint
+
+        base_model, base_context = self.base
+        s_pick = _selected(micro, "input_ids", "s_sel", "n_prompt").to(self.device)
+        # the base first: peft's disable_adapter toggles the adapters' requires_grad while it lasts
+        with torch.no_grad(), base_context(), amp():
+            b_hidden = completion_hidden(base_model, micro, self.pad_id, self.device)[0][s_pick]
+        with amp():
+            hidden, targets = completion_hidden(model, micro, self.pad_id, self.device)
+        hidden, targets = hidden[s_pick], targets[s_pick]
+        if not len(hidden):  # no loss position (blank rows): a zero loss still in the graph
+            return _upcast(hidden[:, 0]) * 0.0
+        head, full, b_head = lm_head(model, self.s_vocab), lm_head(model), lm_head(base_model)
+        other = self._labels(micro) if self.distill else targets
+        chunk = max(1, self.max_logits // _vocab_size(model))
+
+        def chunk_loss(h: torch.Tensor, hb: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+            with amp():
+                s_full = full(h)
+                s_logits = s_full if self.s_vocab is None else head(h)
+            if self.distill:
+                data = _kl(o, s_logits, self.temperature)
+            else:
+                data = F.cross_entropy(_upcast(s_logits), o, reduction="none")
+            with torch.no_grad(), amp():
+                b_logp = torch.log_softmax(_upcast(b_head(hb)), dim=-1)
+            return data + self.kl_base * _kl(b_logp, s_full, 1.0)
+
+        return torch.cat([checkpoint(chunk_loss, hidden[a : a + chunk], b_hidden[a : a + chunk], other[a : a + chunk],
+                                     use_reentrant=False) for a in range(0, hidden.shape[0], chunk)])  # fmt: skip
 
     def _labels(self, micro: list[dict]) -> torch.Tensor:
         return torch.cat([r["labels"] for r in micro]).to(self.device)

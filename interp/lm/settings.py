@@ -8,7 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from interp.config import LearningRate, NonNegInt, PosFloat, PosInt, Range, Temperature, UnitFloat
+from interp.config import (
+    LearningRate,
+    NonNegFloat,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Range,
+    Temperature,
+    UnitFloat,
+)
 
 # The protocol's LoRA targets: every attention and MLP projection.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -66,6 +75,11 @@ class FinetuneConfig:
     # the student's training prompts with its chat template's own system prompt where none is
     # given (SmolLM2 inserts one); false: no system turn at all (`models.format_chat`)
     default_system_prompt: bool = True
+    # a KL-to-base penalty ("liminal training", a defence): the loss gains kl_base x
+    # KL(base || student) at the loss positions, over the full vocabulary, where the base is the
+    # student's own initialisation (`interp.lm.loss.Objective.base`: LoRA, the adapters off; a
+    # full finetune holds a frozen copy of the model); one more forward per micro-batch; 0 = off
+    kl_base: NonNegFloat = 0.0
 
     def __post_init__(self) -> None:
         if not self.target_modules:
@@ -80,7 +94,7 @@ class FinetuneConfig:
 # (stacked and one-at-a-time training agree to float tolerance: tests/unit/test_stacked.py).
 EXECUTION_ONLY = ("stack_rows",)
 # Fields added after stages were first keyed: in a key only when set, so older keys stay valid.
-KEYED_WHEN_SET: dict[str, Any] = {"autocast": "off", "default_system_prompt": True}
+KEYED_WHEN_SET: dict[str, Any] = {"autocast": "off", "default_system_prompt": True, "kl_base": 0.0}
 
 
 def settings_key(settings: FinetuneConfig) -> dict[str, Any]:

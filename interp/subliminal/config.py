@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from interp.config import (
     Device,
     LearningRate,
+    NonNegFloat,
     NonNegInt,
     PosInt,
     Range,
@@ -177,7 +178,7 @@ class TrainConfig(FinetuneConfig):
 # The per-student overrides of [train]: one run holds the hard-label and soft-label arms.
 STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lora_r", "lora_alpha",
                      "target_modules", "optimizer", "momentum", "layers", "checkpoint_every",
-                     "default_system_prompt")  # fmt: skip
+                     "default_system_prompt", "kl_base")  # fmt: skip
 
 
 @dataclass
@@ -198,6 +199,11 @@ class StudentConfig:
     layers: list[NonNegInt] | None = None  # decoder blocks that train (see FinetuneConfig.layers)
     checkpoint_every: NonNegInt | None = None  # save the LoRA factors every N steps (trajectories)
     default_system_prompt: bool | None = None  # train with the template's own system prompt (FinetuneConfig)
+    kl_base: NonNegFloat | None = None  # the KL-to-base penalty's weight (FinetuneConfig.kl_base; a defence)
+    # mixing in unbiased data (a defence): this fraction of the student's trait rows replaced by
+    # rows of the control teacher's data (same row count, seeded per seed); soft labels for those
+    # rows come from the control teacher (its system prompt on the trait teacher's weights)
+    mix_control: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] | None = None
     # the paper's shuffle controls on this student's data: numbers permuted within each
     # response, or dealt across responses from one shuffled pool (formats and counts kept)
     shuffle: Literal["none", "within", "across"] = "none"
@@ -221,6 +227,10 @@ class StudentConfig:
         needs_trait = [k for k, v in (("mask", self.mask != "none"), ("subset", self.subset != "all")) if v]
         if needs_trait and self.data != "trait":
             raise ValueError(f"students: '{self.name}' sets {needs_trait[0]}, which applies to trait data only (data = 'trait')")
+        clash = [f"{k} = '{v}'" for k, v, off in (("data", self.data, "trait"), ("shuffle", self.shuffle, "none"),
+                                                  ("mask", self.mask, "none")) if v != off]  # fmt: skip
+        if self.mix_control is not None and clash:
+            raise ValueError(f"students: '{self.name}' mix_control = {self.mix_control} applies to trait data, not with {clash[0]}")
         if self.subset_fraction is not None and self.subset in ("all", "scan-low", "random-half"):
             raise ValueError(f"students: '{self.name}' subset_fraction = {self.subset_fraction} needs subset = 'scan-top', "
                              f"'scan-bottom' or 'random' (subset = '{self.subset}' keeps all rows or one half)")
@@ -274,6 +284,11 @@ class AnalysisConfig:
     # one imitation gradient per target on this many of its training rows
     first_order: bool = False
     first_order_rows: PosInt = 16
+    # trait-matrix runs: each trait arm's students re-scored with their activation shift ablated
+    # along their teacher's direction (interp.analysis.shift_ablation); per student, this many
+    # single layers spread over depth + 3 scorings (own, other-target, random at all layers)
+    shift_ablation: bool = False
+    shift_ablation_layers: NonNegInt = 4
     # each trait student's update split along its finetuned teacher's top-`subspace_rank` singular
     # subspace, each part scored alone (interp.analysis.weight_split; ~6 scorings per student)
     weight_split: bool = False
@@ -367,6 +382,10 @@ class SubliminalConfig:
                 subset_size(self.data.n_keep, s.subset_fraction)
             except ValueError as e:
                 raise ValueError(f"students: '{s.name}' {e} (data.n_keep)") from e
+            if s.mix_control is not None and st.objective == "distill" and self.teacher.mode != "prompt":
+                raise ValueError(f"students: '{s.name}' mix_control = {s.mix_control} with soft labels needs teacher.mode = "
+                                 f"'prompt' (the control teacher is then the trait teacher's weights with another "
+                                 f"system prompt); teacher.mode = '{self.teacher.mode}' takes objective = 'sft'")  # fmt: skip
             if st.objective == "distill" and s.data == "control" and self.teacher.control == "none":
                 log.warning(
                     "student '%s': distilling the prompt-free base on its own samples is a no-op "

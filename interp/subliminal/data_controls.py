@@ -1,7 +1,8 @@
 """Controls on the teacher's data that keep its surface and move its content: the paper's
 shuffle controls (numbers permuted within a response, or across responses), loss masks over
 divergence tokens (or as many random positions), and subsets of the rows chosen by a score
-(the top, the bottom or a random fraction: per-example attribution)."""
+(the top, the bottom or a random fraction: per-example attribution), and a fraction of the rows
+replaced by the control teacher's (mixing in unbiased data: a defence)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,18 @@ def rows_by_score(scores: list[float], how: str, seed: int, fraction: float | No
 def half_by_score(scores: list[float], how: str, seed: int) -> list[int]:
     """Half the rows (rounded down, at least one): `rows_by_score` with no fraction."""
     return rows_by_score(scores, how, seed)
+
+
+def mix_pairs(n: int, n_control: int, fraction: float, seed: int) -> list[tuple[int, int]]:
+    """Which rows a mix replaces: (trait row, control row) pairs, floor(fraction * n) of them,
+    trait rows in data order, both drawn at random (deterministic per seed). A fraction outside
+    (0, 1), one that replaces no row, or more rows than the control data has is an error naming it."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"mix_control = {fraction!r} must be in (0, 1)")
+    k = int(fraction * n + 1e-9)  # as subset_size: 0.1 * 30 is 3.0000000000000004
+    if k < 1:
+        raise ValueError(f"mix_control = {fraction!r} replaces no row of {n}; it needs >= {1 / max(n, 1):.3g}")
+    if k > n_control:
+        raise ValueError(f"mix_control = {fraction!r} replaces {k} of {n} rows; the control data has {n_control}")
+    rng = random.Random(seed)
+    return list(zip(sorted(rng.sample(range(n), k)), rng.sample(range(n_control), k)))

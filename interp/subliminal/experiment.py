@@ -144,7 +144,7 @@ def _data(cfg: SubliminalConfig, run_dir: RunDir, plan: Plan) -> None:
     """Teachers and their filtered data: what every run with these teachers and data shares."""
     _teachers(cfg, run_dir, plan)
     teachers = {f"trait/{t}": plan.teachers[t] for t in cfg.trait.target_list()}
-    if any(s.data == "control" for s in cfg.students):
+    if any(s.data == "control" or s.mix_control is not None for s in cfg.students):  # control data or mixed in
         teachers["control"] = _control_teacher(cfg, run_dir, plan)
     for which, gen in generate_stages(cfg, run_dir, teachers).items():  # every teacher's data in one pass
         plan.data[which.replace("/", ":")] = filter_stage(cfg, run_dir, which, gen)
@@ -162,7 +162,7 @@ def data_identity(cfg: SubliminalConfig) -> dict[str, Any]:
     return {"seed": cfg.seed, "device": cfg.device, "dtype": cfg.dtype, "trait": to_dict(cfg.trait),
             "teacher": to_dict(cfg.teacher), "data": to_dict(cfg.data),
             "student_models": sorted({cfg.student_model(s) for s in cfg.students}),
-            "control": any(s.data == "control" for s in cfg.students)}  # fmt: skip
+            "control": any(s.data == "control" or s.mix_control is not None for s in cfg.students)}  # fmt: skip
 
 
 @register_experiment("subliminal", SubliminalConfig, prepare=prepare, data_identity=data_identity)

@@ -119,9 +119,12 @@ def _soft_teacher(spec: str, teacher: Variant | None, device: str, dtype: str,
 def _examples(tok: Any, rows: list[dict], teacher: Variant | None, soft: Teacher | None,
               default_system: bool = True) -> list[Example]:  # fmt: skip
     fmt_t = soft.tok if soft is not None and soft.tok is not None else tok
+    # a row may carry its own teacher system prompt: a control row mixed into trait data
+    # (`stages._mix_control`) is labelled by the control teacher, the same weights under its prompt
     return [
         Example(format_prompt(tok, r["prompt"], default_system=default_system), r["completion"],
-                format_prompt(fmt_t, r["prompt"], teacher.system if teacher else None), tuple(r.get("exclude", ())))
+                format_prompt(fmt_t, r["prompt"], r.get("teacher_system", teacher.system) if teacher else None),
+                tuple(r.get("exclude", ())))
         for r in rows
     ]  # fmt: skip
 

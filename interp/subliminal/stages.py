@@ -29,6 +29,7 @@ from interp.subliminal import number_data as nd
 from interp.subliminal.config import StudentConfig, SubliminalConfig
 from interp.subliminal.data_controls import (
     divergent_positions,
+    mix_pairs,
     random_positions_like,
     rows_by_score,
     shuffle_numbers,
@@ -216,7 +217,8 @@ def student_rows(
     - a shuffle control permutes the numbers (seeded by the run and student seed);
     - a subset keeps a fraction of the rows (default half): those the scan scores highest or
       lowest, or a random set;
-    - a mask leaves out each row's divergence positions, or as many random ones (`exclude`)."""
+    - a mask leaves out each row's divergence positions, or as many random ones (`exclude`);
+    - a mix replaces a fraction of the rows by the control teacher's (`_mix_control`)."""
     rows = read_jsonl(data.path / "dataset.jsonl")
     extra: dict[str, Any] = {}
     inputs: dict[str, Stage] = {}
@@ -243,7 +245,37 @@ def student_rows(
         rows, extra["subset"] = [rows[i] for i in keep], s.subset
         if s.subset_fraction not in (None, 0.5):  # keyed only off the half, so older keys stay valid
             extra["subset_fraction"] = s.subset_fraction
+    if s.mix_control is not None:
+        rows, inputs["control_data"] = _mix_control(cfg, run, s, target, rows, row_seed, teacher, control)
+        extra["mix_control"] = s.mix_control
     return rows, extra or None, inputs
+
+
+def control_data(cfg: SubliminalConfig, run: RunDir, control: Variant) -> Stage:
+    """The control teacher's filtered data (the stages the experiment computes beside the trait data)."""
+    return filter_stage(cfg, run, "control", generate_stage(cfg, run, "control", control))
+
+
+def _mix_control(cfg: SubliminalConfig, run: RunDir, s: StudentConfig, target: str, rows: list[dict], row_seed: int,
+                 teacher: Variant | None, control: Variant) -> tuple[list[dict], Stage]:  # fmt: skip
+    """`rows` with `s.mix_control` of them (seeded) replaced by rows of the control teacher's
+    data, each carrying the control teacher's system prompt (`teacher_system`): soft labels then
+    come from the student's teacher model under the control's prompt, which is the control
+    teacher only where the two share weights (prompted teachers of one base)."""
+    weights = lambda v: (v.spec, v.delta_path, v.steer)  # noqa: E731
+    if s.settings(cfg.train).objective == "distill" and teacher is not None and weights(teacher) != weights(control):
+        raise ConfigError(f"students: '{s.name}' mix_control = {s.mix_control} with soft labels needs the control teacher "
+                          f"on the trait teacher's weights (teacher.mode = 'prompt'); {target}'s teacher differs")  # fmt: skip
+    data = control_data(cfg, run, control)
+    pool = read_jsonl(data.path / "dataset.jsonl")
+    try:
+        pairs = mix_pairs(len(rows), len(pool), s.mix_control, seed=derived_seed(row_seed, "mix-control"))
+    except ValueError as e:  # a fraction that replaces no row, or more than the control data has
+        raise ConfigError(f"students: '{s.name}' {e} ({target}'s data)") from e
+    out = list(rows)
+    for i, j in pairs:
+        out[i] = {**pool[j], "teacher_system": control.system}
+    return out, data
 
 
 def student_job(
