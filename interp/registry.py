@@ -28,6 +28,7 @@ _ANALYSES = (
     ("update_matrix", "interp.analysis.update_matrix"),
     ("weight_split", "interp.analysis.weight_split"),
     ("matrix_mechanisms", "interp.analysis.matrix_mechanisms"),
+    ("shift_ablation", "interp.analysis.shift_ablation"),
     ("entanglement", "interp.analysis.entanglement"),
     ("divergence", "interp.analysis.divergence"),
     ("detection", "interp.analysis.detection"),
