@@ -82,20 +82,11 @@ def pop_option(argv: list[str], flag: str, default: str | None = None) -> tuple[
     return (argv[i + 1] if i + 1 < len(argv) else ""), argv[:i] + argv[i + 2 :]
 
 
-def run_script(hypothesis: str, test: Callable[[list[Run]], Verdict], argv: list[str]) -> int:
-    """Entry point of every script: load runs, test, print the verdict last; always exit 0.
-
-    Any failure (no run given, unreadable artifacts, an unexpected schema) becomes a
-    "not testable" verdict with its reason, so a batch over many runs never stops halfway."""
+def verdict_of(hypothesis: str, test: Callable[[], Verdict]) -> int:
+    """Run `test`, print its reason and verdict line last (any failure: "not testable" with
+    why, so a batch over many runs never stops halfway); returns 0."""
     try:
-        if not argv:
-            raise LookupError("no run directory given")
-        runs = [load_run(a) for a in argv]
-        for r in runs:
-            if not r.root.is_dir():
-                raise LookupError(f"{r.root} is not a directory")
-            verify_run(r.root)  # its stage files against their manifests, before any is read
-        verdict = test(runs)
+        verdict = test()
     except Exception as e:  # noqa: BLE001 - reported as the verdict's reason, by design
         verdict = Verdict(hypothesis, "not testable", reason=f"{type(e).__name__}: {e}")
     if verdict.reason:
@@ -103,3 +94,22 @@ def run_script(hypothesis: str, test: Callable[[list[Run]], Verdict], argv: list
     sys.stdout.flush()
     print(verdict.line())
     return 0
+
+
+def run_script(hypothesis: str, test: Callable[[list[Run]], Verdict], argv: list[str]) -> int:
+    """Entry point of every script: load runs, test, print the verdict last; always exit 0.
+
+    Any failure (no run given, unreadable artifacts, an unexpected schema) becomes a
+    "not testable" verdict with its reason, so a batch over many runs never stops halfway."""
+
+    def checked() -> Verdict:
+        if not argv:
+            raise LookupError("no run directory given")
+        runs = [load_run(a) for a in argv]
+        for r in runs:
+            if not r.root.is_dir():
+                raise LookupError(f"{r.root} is not a directory")
+            verify_run(r.root)  # its stage files against their manifests, before any is read
+        return test(runs)
+
+    return verdict_of(hypothesis, checked)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from interp.hypothesis import Verdict, pop_option
+from interp.hypothesis import Verdict, pop_option, verdict_of
 from interp.store.verified import verify_run
 
 
@@ -18,7 +17,8 @@ def run_sweep_script(hypothesis: str, test: Callable[[Any, Path], Verdict], argv
     from interp.sweep.spec import load_sweep, sweep_root
 
     out_dir, argv = pop_option(argv, "--out-dir", None)
-    try:
+
+    def checked() -> Verdict:
         if len(argv) != 1:
             raise LookupError("give exactly one sweep file (and optionally --out-dir DIR)")
         sweep = load_sweep(argv[0])
@@ -28,11 +28,6 @@ def run_sweep_script(hypothesis: str, test: Callable[[Any, Path], Verdict], argv
         for p in sweep.points:
             if (root / "points" / p.name / "summary.json").is_file():
                 verify_run(root / "points" / p.name)
-        verdict = test(sweep, root)
-    except Exception as e:  # noqa: BLE001 - reported as the verdict's reason, by design
-        verdict = Verdict(hypothesis, "not testable", reason=f"{type(e).__name__}: {e}")
-    if verdict.reason:
-        print(f"reason: {verdict.reason}")
-    sys.stdout.flush()
-    print(verdict.line())
-    return 0
+        return test(sweep, root)
+
+    return verdict_of(hypothesis, checked)
