@@ -64,12 +64,16 @@ def test_claims_need_their_cells_and_one_learning_rate_a_recipe():
         la.full_ft_chance([REF, cell("f1", "full", lr=1e-5), cell("f2", "full", lr=3e-5)])
 
 
-def test_pick_lr_keeps_the_largest_gamma_and_lists_every_value_tried():
+def test_pick_lr_keeps_the_largest_detected_gamma_and_lists_every_value_tried():
     cs = [cell("a", lr=3e-4, gamma=0.01), cell("b", lr=1e-3, gamma=0.03), cell("c", lr=3e-3, gamma=0.02),
-          cell("d", "full", lr=1e-5, gamma=0.001), cell("e", "full", lr=1e-4, gamma=0.004)]  # fmt: skip
+          cell("x", lr=1e-2, gamma=0.5, p=0.16),  # large but not detected (a blown-up student): not kept
+          cell("d", "full", lr=1e-5, gamma=0.001), cell("e", "full", lr=1e-4, gamma=0.004),
+          cell("f", "lora", rank=1, lr=1e-3, gamma=0.002, p=0.3), cell("g", "lora", rank=1, lr=3e-3, gamma=0.001, p=0.2)]  # fmt: skip
     rows = {r["recipe"]: r for r in la.pick_lr(cs)}
     lora = rows["LoRA r8, AdamW, soft-full"]
-    assert lora["chosen"] == 1e-3 and not lora["at_edge"]
-    assert [t[0] for t in lora["tried"]] == [3e-4, 1e-3, 3e-3] and [t[1] for t in lora["tried"]] == [0.01, 0.03, 0.02]
+    assert lora["chosen"] == 1e-3 and not lora["at_edge"] and lora["detected"] and lora["largest_gamma"] == 1e-2
+    assert [t[0] for t in lora["tried"]] == [3e-4, 1e-3, 3e-3, 1e-2] and [t[1] for t in lora["tried"]] == [0.01, 0.03, 0.02, 0.5]
     full = rows["full finetuning, AdamW, soft-full"]
     assert full["chosen"] == 1e-4 and full["at_edge"]  # the best at the end of the grid: say so
+    r1 = rows["LoRA r1, AdamW, soft-full"]  # nothing detected: the largest gamma, flagged
+    assert r1["chosen"] == 1e-3 and not r1["detected"]
