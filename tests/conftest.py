@@ -43,6 +43,9 @@ LONG_FIRST = [
     "integration/test_data_variants.py",
     "integration/test_analyze_run.py",
     "integration/test_analyses_scripts.py",
+    "integration/test_lora_sweep.py",
+    "integration/test_weight_split.py",
+    "integration/test_shift_ablation_run.py",
 ]
 
 
