@@ -234,9 +234,11 @@ def _band_verdict(hyp: str, c: Cell, lo_band: float, hi_band: float, reason: str
 
 def _chance(hyp: str, c: Cell, ref: Cell, what: str) -> Verdict:
     m = MARGIN * abs(ref.gamma)
+    above = c.lo is not None and c.lo > 0  # inside the band, yet not zero: say so beside the verdict
     return _band_verdict(hyp, c, -m, m, f"{what} ({c.point}, lr {c.lr:g}): gamma {c.gamma:.4f}, interval over "
                                         f"{c.interval}; chance band +-{m:.4f} = {MARGIN:.0%} of the reference's "
-                                        f"{ref.gamma:.4f} ({ref.point})")  # fmt: skip
+                                        f"{ref.gamma:.4f} ({ref.point})"
+                                        + ("; its interval excludes 0: small, but above zero" if above else ""))  # fmt: skip
 
 
 def full_ft_chance(cs: list[Cell]) -> Verdict:
