@@ -15,22 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from interp.sweep import lora_artifact as study
-from interp.sweep.scripts import run_sweep_script
+from interp.sweep.lora_artifact import claim_main
 
 HYPOTHESIS = "lora_artifact_sgd"
 
-
-def test(sweep, root):  # noqa: ANN001, ANN201 - a Sweep and its folder
-    cells, missing = study.cells(sweep, root)
-    if missing:
-        print("points without a result: " + "; ".join(f"{p} ({why})" for p, why in missing.items()))
-    return study.sgd_blocks(cells)
-
-
-def main(argv: list[str]) -> int:
-    return run_sweep_script(HYPOTHESIS, test, argv)
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(claim_main(HYPOTHESIS, sys.argv[1:]))

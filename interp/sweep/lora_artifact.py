@@ -320,6 +320,21 @@ def verdicts(cs: list[Cell]) -> list[tuple[str, Verdict]]:
     return out
 
 
+def claim_main(hypothesis: str, argv: list[str]) -> int:
+    """The body of each claim's script (analyses/lora_*.py): its VERDICT over a sweep file."""
+    from interp.sweep.scripts import run_sweep_script
+
+    fn = next(f for h, f in CLAIMS.values() if h == hypothesis)
+
+    def test(sweep: Sweep, root: Path) -> Verdict:
+        cs, missing = cells(sweep, root)
+        if missing:
+            print("points without a result: " + "; ".join(f"{p} ({why})" for p, why in missing.items()))
+        return fn(cs)
+
+    return run_sweep_script(hypothesis, test, argv)
+
+
 def _f(x: float | None) -> str:
     return "nan" if x is None else f"{x:.4f}"
 
