@@ -83,9 +83,13 @@ class Cell:
             bits.append("scored without default system prompt")
         return ", ".join(bits)
 
+    def is_plain(self) -> bool:
+        """AdamW on every block and module, default prompts: the cells a rank curve compares."""
+        return (self.optimizer == "adamw" and self.layers is None and self.modules == "all"
+                and self.train_system and self.eval_system)  # fmt: skip
+
     def is_reference(self) -> bool:
-        return (self.method == "lora" and self.rank == REFERENCE_RANK and self.optimizer == "adamw"
-                and self.layers is None and self.modules == "all" and self.train_system and self.eval_system)  # fmt: skip
+        return self.method == "lora" and self.rank == REFERENCE_RANK and self.is_plain()
 
 
 def applies(sweep: Sweep) -> bool:
@@ -260,8 +264,7 @@ def sgd_blocks(cs: list[Cell]) -> Verdict:
 def rank_flat(cs: list[Cell]) -> Verdict:
     """"the rank curve is flat once lr is tuned": every LoRA rank's gamma within +-MARGIN of rank 8's."""
     ref = reference(cs)
-    ranks = sorted((c for c in cs if c.method == "lora" and c.optimizer == "adamw" and c.objective == "soft-full"
-                    and c.layers is None and c.modules == "all" and c.train_system and c.eval_system
+    ranks = sorted((c for c in cs if c.method == "lora" and c.is_plain() and c.objective == "soft-full"
                     and c.rank != REFERENCE_RANK), key=lambda c: c.rank)  # fmt: skip
     if not ranks:
         raise LookupError("no LoRA rank other than the reference")
@@ -349,8 +352,7 @@ def gamma_vs_rank(cs: list[Cell], path: Path) -> Path:
 
     from interp.plots import save
 
-    keep = [c for c in cs if c.optimizer == "adamw" and c.layers is None and c.modules == "all"
-            and c.train_system and c.eval_system and c.gamma is not None]  # fmt: skip
+    keep = [c for c in cs if c.is_plain() and c.gamma is not None]
     ranks = sorted({c.rank for c in keep if c.rank is not None})
     full_x = (max(ranks) * 4) if ranks else 1
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
