@@ -29,6 +29,8 @@ _ANALYSES = (
     ("weight_split", "interp.analysis.weight_split"),
     ("matrix_mechanisms", "interp.analysis.matrix_mechanisms"),
     ("shift_ablation", "interp.analysis.shift_ablation"),
+    ("steer_sufficiency", "interp.analysis.steer_sufficiency"),
+    ("task_loss", "interp.analysis.task_loss"),
     ("entanglement", "interp.analysis.entanglement"),
     ("divergence", "interp.analysis.divergence"),
     ("detection", "interp.analysis.detection"),

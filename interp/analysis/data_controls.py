@@ -25,7 +25,8 @@ def variant_of(s: Any) -> str:
     """A student entry's data-side variant in words ("unmodified" when none is on)."""
     frac = f" {s.subset_fraction:g}" if s.subset_fraction is not None else ""
     parts = [f"shuffle {s.shuffle}" if s.shuffle != "none" else "", f"mask {s.mask}" if s.mask != "none" else "",
-             f"subset {s.subset}{frac}" if s.subset != "all" else ""]  # fmt: skip
+             f"subset {s.subset}{frac}" if s.subset != "all" else "",
+             f"paraphrase {s.paraphrase}" if s.paraphrase else ""]  # fmt: skip
     return ", ".join(p for p in parts if p) or "unmodified"
 
 
@@ -34,12 +35,12 @@ def _cut(x: str, n: int = SHOWN_CHARS) -> str:
     return x if len(x) <= n else x[: n - 3] + "..."
 
 
-def scan_ends(rows: list[dict], scores: list[float], n: int = N_SHOWN) -> dict[str, list[dict[str, Any]]]:
+def scan_ends(rows: list[dict], scores: list[float], n: int = N_SHOWN, key: str = "llr_per_token") -> dict[str, list[dict[str, Any]]]:
     """The `n` highest and lowest scoring rows (ties by index, as the subsets break them), each
-    with its index, score and prompt and completion cut to `SHOWN_CHARS`."""
+    with its index, score (as `key`) and prompt and completion cut to `SHOWN_CHARS`."""
     def show(sign: int) -> list[dict[str, Any]]:
         idx = sorted(range(len(scores)), key=lambda i: (sign * scores[i], i))[:n]
-        return [{"index": i, "llr_per_token": float(scores[i]), "prompt": _cut(rows[i]["prompt"]),
+        return [{"index": i, key: float(scores[i]), "prompt": _cut(rows[i]["prompt"]),
                  "completion": _cut(rows[i]["completion"])} for i in idx]  # fmt: skip
 
     return {"top": show(-1), "bottom": show(1)}
@@ -61,6 +62,60 @@ def _scanned_rows(ctx: AnalysisRun, arms: list[Any]) -> dict[str, Any] | None:
         scores = [r["llr_per_token"] for r in read_jsonl(scan_stage(ctx.config, ctx.run, t, "trait", data, teacher).path / "scores.jsonl")]
         out[t] = scan_ends(read_jsonl(data.path / "dataset.jsonl"), scores) | {"n": len(scores)}
     return out
+
+
+def _paraphrased(ctx: AnalysisRun, arms: list[Any]) -> dict[str, Any] | None:
+    """Per paraphraser, per target, the record of its rewrite of the target's data (rows kept,
+    faithfulness, examples); None when no arm is paraphrased."""
+    specs = list(dict.fromkeys(s.paraphrase for s in arms if s.paraphrase))
+    if not specs:
+        return None
+    from interp.analysis.detection import data_stage
+    from interp.store.stages import read_json
+    from interp.subliminal.paraphrase import paraphrase_stage
+
+    targets = ctx.config.trait.target_list()
+    return {p: {t: read_json(paraphrase_stage(ctx.config, ctx.run, t, data_stage(ctx, t), p).path / "paraphrase.json")
+                for t in targets} for p in specs}  # fmt: skip
+
+
+def _first_order_rows(ctx: AnalysisRun, arms: list[Any]) -> list[dict[str, Any]] | None:
+    """Per first-order attribution stage (arms whose rows and loss agree share one), per target:
+    the rows at either end of its ranking and the Spearman correlation of its scores with the
+    scan's (computed here when no scan arm did), over the same rows; None without such an arm."""
+    fo = [s for s in arms if s.subset.startswith("first-order-")]
+    if not fo:
+        return None
+    from scipy import stats
+
+    from interp.analysis.detection import data_stage, run_teachers
+    from interp.store.stages import read_json, read_jsonl
+    from interp.subliminal.stages import scan_stage, student_rows
+
+    cfg = ctx.config
+    teachers, control = run_teachers(ctx)
+    blocks: dict[tuple, dict[str, Any]] = {}
+    for s in fo:
+        stages = {t: student_rows(cfg, ctx.run, s, t, cfg.seeds_of(s)[0], data_stage(ctx, t), teachers[t], control)[2]["first_order"]
+                  for t in teachers}  # fmt: skip
+        key = tuple(st.path.name for st in stages.values())
+        if key in blocks:
+            blocks[key]["arms"].append(s.name)
+            continue
+        by_t = {}
+        for t, st in stages.items():
+            data = data_stage(ctx, t)
+            fo_rows = read_jsonl(st.path / "scores.jsonl")
+            scan = [r["llr_per_token"] for r in read_jsonl(scan_stage(cfg, ctx.run, t, "trait", data, teachers[t]).path / "scores.jsonl")]
+            score, per_pos = [r["contribution"] for r in fo_rows], [r["per_position"] for r in fo_rows]
+            by_t[t] = scan_ends(read_jsonl(data.path / "dataset.jsonl"), score, key="contribution") | {
+                "n": len(score), "split": read_json(st.path / "info.json")["split"],
+                "spearman_scan": float(stats.spearmanr(scan, score).statistic),
+                "spearman_scan_per_position": float(stats.spearmanr(scan, per_pos).statistic)}  # fmt: skip
+        blocks[key] = {"arms": [s.name], "by_target": by_t,
+                       "spearman_scan_mean": float(np.mean([v["spearman_scan"] for v in by_t.values()])),
+                       "spearman_scan_per_position_mean": float(np.mean([v["spearman_scan_per_position"] for v in by_t.values()]))}  # fmt: skip
+    return list(blocks.values())
 
 
 def _per_seed_target_gammas(ctx: AnalysisRun, s: Any) -> dict[int, np.ndarray]:
@@ -106,6 +161,8 @@ def data_controls(ctx: AnalysisRun, incontext: dict[str, Any] | None) -> dict[st
                      "gamma": r["gamma"], "gamma_ci": r["gamma_ci"], "p_gamma": r["p_gamma"],
                      "own_shift": float(np.mean(r["own_shift"]))})  # fmt: skip
     return {"rows": rows, "reference": ref.name if ref else None, "scan_ends": _scanned_rows(ctx, trait_arms),
+            "first_order_ends": _first_order_rows(ctx, trait_arms),
+            "paraphrases": _paraphrased(ctx, trait_arms),
             "note": ("gamma_ci: t-interval over seeds (n=1: none) for students, bootstrap over questions in "
                      "context; gamma_ci_targets: t-interval over targets of the seed-mean per-target gamma; "
                      "minus_unmodified: per-target gamma difference on shared seeds, t-interval over targets")}  # fmt: skip
@@ -131,6 +188,32 @@ def render_data_controls(doc: ReportDoc, run: str, dc: dict[str, Any]) -> None:
              "on the seeds both trained, t-interval over targets.")  # fmt: skip
     if dc.get("scan_ends"):
         render_scan_ends(doc, dc["scan_ends"])
+    for block in dc.get("first_order_ends") or []:
+        render_first_order_ends(doc, block)
+    if dc.get("paraphrases"):
+        render_paraphrases(doc, dc["paraphrases"])
+
+
+def render_paraphrases(doc: ReportDoc, paras: dict[str, Any], n_examples: int = 2) -> None:
+    """Per paraphraser and target: rows kept, how faithful the rewrites are, and a few of them."""
+    rows = [["paraphraser", "target", "rows kept", "numbers kept in order", "same numbers", "rejected"]]
+    examples = [["paraphraser", "target", "original", "rewrite", "in order"]]
+    for p, by_t in paras.items():
+        for t, r in by_t.items():
+            rows.append([p, t, f"{r['kept']} of {r['n_rows']}", fmt(r["faithfulness"]), fmt(r["same_numbers"]),
+                         ", ".join(f"{k} {v}" for k, v in r["rejected"].items()) or "-"])  # fmt: skip
+            examples += [[p, t, _cut(e["original"], 60), _cut(e["rewrite"], 60) + ("" if e["kept"] else " (dropped)"),
+                          fmt(e["faithfulness"])] for e in r["examples"][:n_examples]]  # fmt: skip
+    doc.table(rows, [1.8, 0.9, 1.0, 1.6, 1.1, 3.0])
+    doc.para("Paraphrase defence: each target's rows rewritten by a second model asked for the same "
+             "numbers in the same order (decoded under the run's number constraint); rewrites that fail "
+             "the number filter are dropped. Numbers kept in order: mean over the kept rows of the "
+             "longest common subsequence of original and rewritten numbers over the original's count; "
+             "same numbers: share of kept rows whose rewrite has exactly the original numbers (for those "
+             "rows a hard-label student sees the teacher's numbers again). With soft labels the trait "
+             "teacher still labels every position of the rewrite: the defence removes only what the "
+             "teacher's own token choices carry.")  # fmt: skip
+    doc.table(examples, [1.8, 0.9, 3.0, 3.0, 0.8])
 
 
 def render_scan_ends(doc: ReportDoc, ends: dict[str, Any]) -> None:
@@ -145,6 +228,26 @@ def render_scan_ends(doc: ReportDoc, ends: dict[str, Any]) -> None:
              "hidden-signal scan (log p_teacher - log p_base of the completion, per token; the score "
              "the scan-top, scan-bottom and scan-low students' subsets are cut by), of "
              + ", ".join(f"{e['n']} ({t})" for t, e in ends.items()) + f" rows; text cut to {SHOWN_CHARS} characters.")  # fmt: skip
+
+
+def render_first_order_ends(doc: ReportDoc, block: dict[str, Any]) -> None:
+    """The rows one first-order attribution ranks first and last per target (what its top and
+    bottom students train on), and how its ranking agrees with the scan's."""
+    rows = [["target", "end", "row", "share (per unit lr)", "prompt", "completion"]]
+    for t, e in block["by_target"].items():
+        for end in ("top", "bottom"):
+            rows += [[t, end, str(r["index"]), fmt(r["contribution"]), r["prompt"], r["completion"]] for r in e[end]]
+    doc.table(rows, [0.8, 0.7, 0.5, 1.1, 3.5, 3.5])
+    ts = block["by_target"]
+    split = next(iter(ts.values()))["split"] if ts else "?"
+    doc.para(f"First-order attribution ({', '.join(block['arms'])}): the {N_SHOWN} rows of each target's data whose "
+             "own training loss's gradient, at the student's initialisation, moves the target's log-odds most and "
+             f"least (-<grad l_row, grad log-odds> over the data's loss positions, log-odds on the '{split}' "
+             "questions, which the run is not scored on; the rows' shares add up to the first step's prediction), of "
+             + ", ".join(f"{e['n']} ({t})" for t, e in ts.items()) + " rows. Spearman with the scan's LLR per token, mean "
+             f"over targets: {fmt(block['spearman_scan_mean'])} (per target: "
+             + ", ".join(f"{t} {fmt(e['spearman_scan'])}" for t, e in ts.items())
+             + f"); with the length-free share per loss position: {fmt(block['spearman_scan_per_position_mean'])}.")  # fmt: skip
 
 
 def _skip_controls(ctx: AnalysisRun) -> str | None:

@@ -25,6 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 from interp.lm.align import aligned_positions, token_starts
 from interp.lm.delta import Delta, full_delta, lora_factors, parse_param_name
 from interp.lm.generate import encode_prompts
+from interp.lm.grad_project import GradMeter, projected
 from interp.lm.loss import Objective, Teacher
 from interp.lm.optim import make_optimizer
 from interp.lm.settings import Example, FinetuneConfig  # callers import both from here too
@@ -166,6 +167,7 @@ class Member:
     seed: int = 0
     teacher: Teacher | None = None
     out_dir: Path | None = None
+    project: torch.Tensor | None = None  # [layer, d_model]: gradient projection's directions (grad_project)
 
 
 def finetune(
@@ -179,8 +181,10 @@ def finetune(
     teacher: Teacher | None = None,
     out_dir: Path | None = None,
     progress: bool = True,
+    project: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Finetune `model` in place on `examples`; returns the parameter delta and a loss log."""
+    """Finetune `model` in place on `examples`; returns the parameter delta and a loss log.
+    `project` ([layer, d_model]): the directions `settings.grad_project` projects the gradient off."""
     if not examples:
         raise ValueError("finetune needs at least one example")
     distill = settings.objective == "distill"
@@ -205,8 +209,9 @@ def finetune(
         if out_dir is not None:
             _checkpoint(out_dir, step, _delta(model, settings, base_state))
 
-    log = _train(model, trainable, [rows], [seed], settings, objective, _amp(settings, device, half), clip, save,
-                 progress)  # fmt: skip
+    with projected(model, settings, [project]) as meter:
+        log = _train(model, trainable, [rows], [seed], settings, objective, _amp(settings, device, half), clip, save,
+                     progress, meter)  # fmt: skip
     delta = _delta(model, settings, base_state)
     return TrainResult(delta=delta, log=log[0] | {"trainable_params": sum(p.numel() for p in trainable),
                                                   "delta_tensors": len(delta)}, model=model)  # fmt: skip
@@ -297,8 +302,9 @@ def _group(model: Any, tok: Any, members: list[Member], settings: FinetuneConfig
                 if m.out_dir is not None:
                     _checkpoint(m.out_dir, step, stacked.delta(k))
 
-        logs = _train(model, stacked.parameters(), rows, [m.seed for m in members], settings, objectives[0],
-                      _amp(settings, device, None), stacked.clip_grad_norm_, save, progress)  # fmt: skip
+        with projected(model, settings, [m.project for m in members]) as meter:
+            logs = _train(model, stacked.parameters(), rows, [m.seed for m in members], settings, objectives[0],
+                          _amp(settings, device, None), stacked.clip_grad_norm_, save, progress, meter)  # fmt: skip
         per_student = sum(p[0].numel() for p in stacked.parameters())
         out = []
         for k, lg in enumerate(logs):
@@ -362,7 +368,7 @@ def _halve_micro(micro_size: int, step: int, batch_size: int, error: Exception) 
 def _train(
     model: Any, trainable: list[torch.Tensor], rows: list[list[dict]], seeds: list[int], settings: FinetuneConfig,
     objective: Objective, amp: Callable[[], Any], clip: Callable[[float], Any], save: Callable[[int], None],
-    progress: bool,
+    progress: bool, meter: GradMeter | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The training loop, for one student or K stacked ones (`rows[k]`, `seeds[k]`: student k's
     rows and data-order seed; a micro-batch holds K equal blocks, block k student k's rows).
@@ -397,11 +403,15 @@ def _train(
                                    dtype=torch.float32, device=device)  # fmt: skip
             while True:  # CUDA out of memory: the step again from its start, with half the micro-batch
                 try:
+                    if meter is not None:  # (a retried step's partial sums are dropped)
+                        meter.reset()
                     total = _accumulate(model, batches, rows, micro_size, n_units, objective, amp)
                     break
                 except torch.cuda.OutOfMemoryError as e:
                     opt.zero_grad(set_to_none=True)  # this step's partial gradients: as at its start
                     micro_size = _halve_micro(micro_size, step, settings.batch_size, e)
+            if meter is not None:  # gradient projection: the share of the activation gradient removed
+                meter.end_step()
             clip(settings.max_grad_norm)
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
@@ -420,6 +430,7 @@ def _train(
         {"steps": step, "examples": n_rows[k],
          "completion_tokens": sum(len(r["input_ids"]) - r["n_prompt"] for r in rows[k]),
          "loss_tokens": sum(len(r["s_sel"]) for r in rows[k]),
-         "loss": [float(v[k]) for v in per_step], "lr": lrs, "wall_s": wall}
+         "loss": [float(v[k]) for v in per_step], "lr": lrs, "wall_s": wall,
+         **(meter.log(k) if meter is not None else {})}
         for k in range(k_students)
     ]  # fmt: skip

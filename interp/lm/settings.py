@@ -80,6 +80,11 @@ class FinetuneConfig:
     # student's own initialisation (`interp.lm.loss.Objective.base`: LoRA, the adapters off; a
     # full finetune holds a frozen copy of the model); one more forward per micro-batch; 0 = off
     kl_base: NonNegFloat = 0.0
+    # gradient projection off the trait direction (a defence): "trait" removes from the gradient
+    # reaching each decoder block's output its component along that block's direction v_l (the
+    # teacher's mean residual shift on the training rows; the caller passes it: `finetune(project=)`,
+    # `interp.lm.grad_project`); "none" = off
+    grad_project: Literal["none", "trait"] = "none"
 
     def __post_init__(self) -> None:
         if not self.target_modules:
@@ -94,7 +99,8 @@ class FinetuneConfig:
 # (stacked and one-at-a-time training agree to float tolerance: tests/unit/test_stacked.py).
 EXECUTION_ONLY = ("stack_rows",)
 # Fields added after stages were first keyed: in a key only when set, so older keys stay valid.
-KEYED_WHEN_SET: dict[str, Any] = {"autocast": "off", "default_system_prompt": True, "kl_base": 0.0}
+KEYED_WHEN_SET: dict[str, Any] = {"autocast": "off", "default_system_prompt": True, "kl_base": 0.0,
+                                  "grad_project": "none"}
 
 
 def settings_key(settings: FinetuneConfig) -> dict[str, Any]:

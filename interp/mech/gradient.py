@@ -19,9 +19,8 @@ reason to. `inner` is the raw <-g, dT>; to first order, moving eps along dT chan
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from torch import Tensor
 
 from interp.lm.delta import parse_param_name
 from interp.lm.finetune import Example, FinetuneConfig, tokenize_examples
+from interp.lm.gradients import accumulate, gradients_only
 from interp.lm.loss import Objective, Teacher
 from interp.mech.alignment import safe_cosine, shared_names
 from interp.stats import bootstrap_ci
@@ -99,37 +99,6 @@ def iter_imitation_gradients(
                 n: g.detach().to("cpu", torch.promote_types(g.dtype, torch.float32))
                 for n, g in zip(param_names, grads)
             }
-
-
-@contextlib.contextmanager
-
-
-def gradients_only(model: Any, names: Sequence[str]) -> Iterator[list[Tensor]]:
-    """The named weights, the only ones that require grad (the graph skips everything else:
-    memory) in eval mode (no dropout: the gradient at the weights as they are); flags and mode
-    are restored on exit."""
-    params = dict(model.named_parameters())
-    flags = {n: p.requires_grad for n, p in params.items()}
-    was_training = model.training
-    try:
-        for p in params.values():
-            p.requires_grad_(False)
-        targets = [params[n] for n in names]
-        for p in targets:
-            p.requires_grad_(True)
-        model.eval()
-        yield targets
-    finally:
-        for n, p in params.items():
-            p.requires_grad_(flags[n])
-        model.train(was_training)
-
-
-def accumulate(grads: list[Tensor], value: Tensor, targets: list[Tensor]) -> None:
-    """grads += d value / d targets (a target the value does not reach adds nothing)."""
-    for g, part in zip(grads, torch.autograd.grad(value, targets, allow_unused=True)):
-        if part is not None:
-            g.add_(part)
 
 
 def default_groups(names: Iterable[str]) -> dict[str, Callable[[str], bool]]:

@@ -178,7 +178,7 @@ class TrainConfig(FinetuneConfig):
 # The per-student overrides of [train]: one run holds the hard-label and soft-label arms.
 STUDENT_OVERRIDES = ("objective", "distill_vocab", "method", "lr", "epochs", "lora_r", "lora_alpha",
                      "target_modules", "optimizer", "momentum", "layers", "checkpoint_every",
-                     "default_system_prompt", "kl_base")  # fmt: skip
+                     "default_system_prompt", "kl_base", "grad_project")  # fmt: skip
 
 
 @dataclass
@@ -200,10 +200,17 @@ class StudentConfig:
     checkpoint_every: NonNegInt | None = None  # save the LoRA factors every N steps (trajectories)
     default_system_prompt: bool | None = None  # train with the template's own system prompt (FinetuneConfig)
     kl_base: NonNegFloat | None = None  # the KL-to-base penalty's weight (FinetuneConfig.kl_base; a defence)
+    # gradient projection off the trait direction (FinetuneConfig.grad_project; a defence): the
+    # directions are the teacher's residual shift on this student's rows (interp.subliminal.grad_project)
+    grad_project: Literal["none", "trait"] | None = None
     # mixing in unbiased data (a defence): this fraction of the student's trait rows replaced by
     # rows of the control teacher's data (same row count, seeded per seed); soft labels for those
     # rows come from the control teacher (its system prompt on the trait teacher's weights)
     mix_control: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] | None = None
+    # paraphrasing (a defence): each row's completion rewritten by this model ("base": the teacher's
+    # base, no system prompt; or any model spec), asked for the same numbers in the same order and
+    # decoded under data.constraint; rewrites failing the number filter dropped (interp.subliminal.paraphrase)
+    paraphrase: str | None = None
     # the paper's shuffle controls on this student's data: numbers permuted within each
     # response, or dealt across responses from one shuffled pool (formats and counts kept)
     shuffle: Literal["none", "within", "across"] = "none"
@@ -214,8 +221,11 @@ class StudentConfig:
     # which rows train: all; the half the hidden-signal scan scores lowest (teacher-vs-base
     # log-likelihood ratio per token, the filtering defence); or a random half (its control).
     # Per-example attribution: the top or bottom `subset_fraction` of the rows by that score,
-    # or a random fraction (its control); scan-low = scan-bottom and random-half = random at one half
-    subset: Literal["all", "scan-low", "random-half", "scan-top", "scan-bottom", "random"] = "all"
+    # or a random fraction (its control); scan-low = scan-bottom and random-half = random at one half;
+    # first-order-top/-bottom: by each row's share of the first step's change in the target's
+    # log-odds on the unscored questions (interp.subliminal.attribution)
+    subset: Literal["all", "scan-low", "random-half", "scan-top", "scan-bottom", "random", "first-order-top",
+                    "first-order-bottom"] = "all"
     subset_fraction: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] | None = None  # None: one half
     seeds: list[Seed] | None = None  # None: [train]'s (e.g. one seed for a costly control arm)
 
@@ -231,9 +241,11 @@ class StudentConfig:
                                                   ("mask", self.mask, "none")) if v != off]  # fmt: skip
         if self.mix_control is not None and clash:
             raise ValueError(f"students: '{self.name}' mix_control = {self.mix_control} applies to trait data, not with {clash[0]}")
+        if self.paraphrase is not None:
+            _check_paraphrase(self)
         if self.subset_fraction is not None and self.subset in ("all", "scan-low", "random-half"):
             raise ValueError(f"students: '{self.name}' subset_fraction = {self.subset_fraction} needs subset = 'scan-top', "
-                             f"'scan-bottom' or 'random' (subset = '{self.subset}' keeps all rows or one half)")
+                             f"'scan-bottom', 'first-order-top', 'first-order-bottom' or 'random' (subset = '{self.subset}' keeps all rows or one half)")
         if self.mask != "none" and self.model != "teacher":
             raise ValueError(
                 f"students: '{self.name}' mask = '{self.mask}' needs the teacher's tokenizer (model = 'teacher'): "
@@ -244,6 +256,22 @@ class StudentConfig:
         base = {f.name: getattr(train, f.name) for f in fields(FinetuneConfig)}
         over = {k: getattr(self, k) for k in STUDENT_OVERRIDES if getattr(self, k) is not None}
         return FinetuneConfig(**(base | over))
+
+
+def _check_paraphrase(s: StudentConfig) -> None:
+    """A paraphrased student's other data settings: the rewrite replaces the rows, so settings
+    read from the original rows (positions, scores, the row count) do not apply."""
+    on = [f"{k} = {v!r}" for k, v, off in (("mix_control", s.mix_control, None), ("subset", s.subset, "all"),
+                                           ("shuffle", s.shuffle, "none"), ("mask", s.mask, "none")) if v != off]  # fmt: skip
+    if on:
+        raise ValueError(f"students: '{s.name}' paraphrase = {s.paraphrase!r} rewrites the rows; it does not combine with {on[0]}")
+    if not s.paraphrase.strip():
+        raise ValueError(f"students: '{s.name}' paraphrase is empty; name a model, or 'base' (the teacher's base model)")
+    if s.paraphrase != "base":
+        try:
+            check_spec(s.paraphrase)
+        except ModelError as e:
+            raise ValueError(f"students: '{s.name}' paraphrase: {e} (or 'base': the teacher's base model)") from e
 
 
 def _default_students() -> list[StudentConfig]:
@@ -289,6 +317,19 @@ class AnalysisConfig:
     # single layers spread over depth + 3 scorings (own, other-target, random at all layers)
     shift_ablation: bool = False
     shift_ablation_layers: NonNegInt = 4
+    # trait-matrix runs: what each trait arm (defences included) costs the task, its students' KL
+    # to their teachers on the held-out answer rows against the base's and the unmodified arm's
+    # (interp.analysis.task_loss; one forward per student)
+    task_loss: bool = False
+    # trait-matrix runs: the base steered at one layer (`sufficiency_layers` spread over depth) by
+    # alpha (each of `sufficiency_scales`, multiples of the raw teacher-minus-base vector) times each
+    # target's teacher direction, and by a covariance-drawn control of the same norm
+    # (interp.analysis.steer_sufficiency); per target, 1 + 2 x layers x scales scorings, each
+    # also sampled for the trait rate when `sufficiency_rate`
+    steer_sufficiency: bool = False
+    sufficiency_layers: PosInt = 3
+    sufficiency_scales: list[Annotated[float, Range(-1000, 1000)]] = field(default_factory=lambda: [1.0, 4.0, 16.0])
+    sufficiency_rate: bool = True
     # each trait student's update split along its finetuned teacher's top-`subspace_rank` singular
     # subspace, each part scored alone (interp.analysis.weight_split; ~6 scorings per student)
     weight_split: bool = False
@@ -305,6 +346,9 @@ class AnalysisConfig:
         bad = [x for x in self.sections or () if x not in ANALYSIS_SECTIONS]
         if bad:
             raise ValueError(f"analysis.sections: unknown {bad} (known: {', '.join(ANALYSIS_SECTIONS)})")
+        scales = self.sufficiency_scales
+        if not scales or len(set(scales)) != len(scales):
+            raise ValueError(f"analysis.sufficiency_scales: need one or more distinct scales, got {scales}")
 
 
 @dataclass
@@ -368,6 +412,11 @@ class SubliminalConfig:
         for s in self.students:
             st = s.settings(self.train)
             cross = self.student_model(s) != self.teacher.model
+            if st.grad_project != "none" and cross:
+                where = "" if s.grad_project is not None else " (from train.grad_project)"
+                raise ValueError(f"students: '{s.name}' grad_project = '{st.grad_project}'{where} needs the teacher's base model "
+                                 f"(model = 'teacher'): the trait direction is read in {self.teacher.model!r}'s residual "
+                                 f"stream, not {self.student_model(s)!r}'s")  # fmt: skip
             if st.objective == "distill" and cross and st.distill_vocab == "full":
                 fix = ("distill_vocab = 'numbers' (soft labels over number-format characters)" if self.data.kind == "numbers"
                        else f"number data; with data.kind = '{self.data.kind}' it takes objective = 'sft'")  # fmt: skip
@@ -378,10 +427,18 @@ class SubliminalConfig:
                     f"students: '{s.name}' sets {what}, which needs number data (data.kind = '{self.data.kind}'); "
                     + ("a cross-tokenizer student of code or cot data takes objective = 'sft'" if cross else "leave it out")
                 )
+            if s.paraphrase is not None and self.data.kind != "numbers":
+                raise ValueError(f"students: '{s.name}' paraphrase rewrites number lists; data.kind = '{self.data.kind}' is not one")
             try:  # at most data.n_keep rows: a fraction that keeps none of those is refused now
                 subset_size(self.data.n_keep, s.subset_fraction)
             except ValueError as e:
                 raise ValueError(f"students: '{s.name}' {e} (data.n_keep)") from e
+            if s.subset.startswith("first-order-") and (self.eval.questions == "all" or self.trait.kind == "misalignment"):
+                why = (f"trait.kind = '{self.trait.kind}' has no one-word candidates to take log-odds over (animal or tree traits)"
+                       if self.trait.kind == "misalignment" else "eval.questions = 'all' leaves no unscored question "
+                       "(set 'test': rows then scored on 'dev', or 'dev')")  # fmt: skip
+                raise ValueError(f"students: '{s.name}' subset = '{s.subset}' ranks rows by the target's log-odds on the "
+                                 f"questions the run is not evaluated on; {why}")  # fmt: skip
             if s.mix_control is not None and st.objective == "distill" and self.teacher.mode != "prompt":
                 raise ValueError(f"students: '{s.name}' mix_control = {s.mix_control} with soft labels needs teacher.mode = "
                                  f"'prompt' (the control teacher is then the trait teacher's weights with another "
@@ -398,7 +455,8 @@ class SubliminalConfig:
 
     def trusted_specs(self) -> list[str]:
         """The models allowed to run their own code while loading (`[model] trust_remote_code`)."""
-        return self.model_specs() if self.model.trust_remote_code else []
+        paraphrasers = [self.teacher.model if s.paraphrase == "base" else s.paraphrase for s in self.students if s.paraphrase]
+        return list(dict.fromkeys([*self.model_specs(), *paraphrasers])) if self.model.trust_remote_code else []
 
     def student_model(self, s: StudentConfig) -> str:
         return self.teacher.model if s.model == "teacher" else s.model

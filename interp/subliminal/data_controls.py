@@ -61,7 +61,8 @@ def random_positions_like(chosen: list[list[int]], n_positions: list[int], seed:
 
 
 # subset name -> which rows it keeps; "scan-low" and "random-half" are the half-size originals
-SUBSETS = {"scan-low": "bottom", "scan-bottom": "bottom", "scan-top": "top", "random-half": "random", "random": "random"}
+SUBSETS = {"scan-low": "bottom", "scan-bottom": "bottom", "scan-top": "top", "random-half": "random", "random": "random",
+           "first-order-top": "top", "first-order-bottom": "bottom"}  # the first-order score: interp.subliminal.attribution
 
 
 def subset_size(n: int, fraction: float | None) -> int:
@@ -79,8 +80,9 @@ def subset_size(n: int, fraction: float | None) -> int:
 
 def rows_by_score(scores: list[float], how: str, seed: int, fraction: float | None = None) -> list[int]:
     """Row indices of `subset_size(len(scores), fraction)` rows, in data order: the highest
-    scoring (`how="scan-top"`), the lowest (`"scan-bottom"`, `"scan-low"`), ties broken by
-    index either way, or a random set (`"random"`, `"random-half"`, deterministic per seed)."""
+    scoring (`how="scan-top"`, `"first-order-top"`), the lowest (`"scan-bottom"`, `"scan-low"`,
+    `"first-order-bottom"`), ties broken by index either way, or a random set (`"random"`,
+    `"random-half"`, deterministic per seed)."""
     if how not in SUBSETS:
         raise ValueError(f"how must be one of {', '.join(map(repr, SUBSETS))}, got {how!r}")
     n = len(scores)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from interp.lm.delta import Delta
@@ -59,12 +60,13 @@ class FinetuneJob:
     device: str
     dtype: str
     teacher: Variant | None = None
+    project: Path | None = None  # the gradient projection's directions (settings.grad_project)
 
 
 def finetune_job(
     run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneConfig, *,
     seed: int, device: str, dtype: str, inputs: dict[str, Stage],
-    teacher: Variant | None = None, extra: dict[str, Any] | None = None,
+    teacher: Variant | None = None, extra: dict[str, Any] | None = None, project: Path | None = None,
 ) -> FinetuneJob:  # fmt: skip
     """The stage of one finetune (teachers and students alike: the delta and a log), not yet run.
 
@@ -75,7 +77,7 @@ def finetune_job(
     params = {"base": describe(spec), "train": settings_key(settings), "seed": seed, "dtype": dtype,
               "device": device, "teacher": teacher.identity() if distill and teacher else None, **(extra or {})}  # fmt: skip
     return FinetuneJob(run.stage(name, params, inputs), spec, rows, settings, seed, device, dtype,
-                       teacher if distill else None)  # fmt: skip
+                       teacher if distill else None, project)  # fmt: skip
 
 
 def finetune_stage(run: RunDir, name: str, spec: str, rows: list[dict], settings: FinetuneConfig,
@@ -169,9 +171,16 @@ def _train_alone(job: FinetuneJob) -> None:
         model, tok, examples, soft = training_inputs(job.spec, job.rows, job.teacher, job.device, job.dtype,
                                                      job.settings.default_system_prompt)  # fmt: skip
         result = finetune(model, tok, examples, job.settings, seed=job.seed, end=completion_suffix(tok),
-                          teacher=soft, out_dir=out)  # fmt: skip
+                          teacher=soft, out_dir=out, project=_directions(job))  # fmt: skip
         result.delta.save(out / "delta.safetensors")
         write_json(out / "train_log.json", {**result.log, "chat_format": chat_format(tok)})
+
+
+def _directions(job: FinetuneJob) -> Any:
+    """[layer, d_model]: the directions a grad_project job's gradient is projected off, or None."""
+    from interp.lm.grad_project import load_directions
+
+    return None if job.project is None else load_directions(job.project)
 
 
 def _train_stacked(group: list[FinetuneJob]) -> None:
@@ -183,7 +192,8 @@ def _train_stacked(group: list[FinetuneJob]) -> None:
     members = []
     for j in group:
         soft = _soft_teacher(j.spec, j.teacher, j.device, j.dtype, teachers)
-        members.append(Member(_examples(tok, j.rows, j.teacher, soft, j.settings.default_system_prompt), j.seed, soft))
+        members.append(Member(_examples(tok, j.rows, j.teacher, soft, j.settings.default_system_prompt), j.seed, soft,
+                              project=_directions(j)))  # fmt: skip
     t0 = time.time()
     with ExitStack() as stack:
         outs = [None if j.stage.done else stack.enter_context(j.stage.running()) for j in group]

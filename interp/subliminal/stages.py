@@ -35,6 +35,7 @@ from interp.subliminal.data_controls import (
     shuffle_numbers,
 )
 from interp.subliminal.data_kinds import dataset_shape, filter_rows, prompt_rows, trait_words
+from interp.subliminal.grad_project import DIRECTIONS_FILE, direction_stage
 from interp.subliminal.jobs import (  # noqa: F401  (finetune_stage, training_inputs, trait_identity: re-exported)
     FinetuneJob,
     eval_job,
@@ -45,6 +46,7 @@ from interp.subliminal.jobs import (  # noqa: F401  (finetune_stage, training_in
     training_inputs,
     trait_identity,
 )
+from interp.subliminal.paraphrase import paraphrase_stage, paraphrased_rows
 from interp.subliminal.teacher import GENERAL_PROMPTS
 from interp.subliminal.traits import AnyTrait, PairedTrait
 
@@ -215,14 +217,20 @@ def student_rows(
     """The rows a student trains on, what enters its key beyond the data stage's (keyed only
     when on, so older keys stay valid), and the stages they were derived from:
     - a shuffle control permutes the numbers (seeded by the run and student seed);
-    - a subset keeps a fraction of the rows (default half): those the scan scores highest or
-      lowest, or a random set;
+    - a subset keeps a fraction of the rows (default half): those the scan, or the first-order
+      attribution (`interp.subliminal.attribution`), scores highest or lowest, or a random set;
     - a mask leaves out each row's divergence positions, or as many random ones (`exclude`);
-    - a mix replaces a fraction of the rows by the control teacher's (`_mix_control`)."""
+    - a mix replaces a fraction of the rows by the control teacher's (`_mix_control`);
+    - a paraphrase replaces each completion by another model's rewrite (`paraphrase`): the
+      soft labels, when distilling, are then the teacher's on the rewritten text."""
     rows = read_jsonl(data.path / "dataset.jsonl")
     extra: dict[str, Any] = {}
     inputs: dict[str, Stage] = {}
     row_seed = cfg.seed * 1_000_003 + seed
+    if s.paraphrase is not None:  # one stage per (target, paraphraser), shared by every seed
+        inputs["paraphrase"] = paraphrase_stage(cfg, run, target, data, s.paraphrase)
+        rows = paraphrased_rows(inputs["paraphrase"], f"students: '{s.name}' paraphrase ({target}'s data)")
+        extra["paraphrase"] = s.paraphrase
     if s.shuffle != "none":
         shuffled = shuffle_numbers([r["completion"] for r in rows], s.shuffle, seed=row_seed)
         rows, extra["shuffle"] = [{**r, "completion": c} for r, c in zip(rows, shuffled)], s.shuffle
@@ -238,6 +246,11 @@ def student_rows(
         if s.subset.startswith("scan-"):
             inputs["scan"] = scan_stage(cfg, run, target, "trait", data, teacher)
             scores = [r["llr_per_token"] for r in read_jsonl(inputs["scan"].path / "scores.jsonl")]
+        elif s.subset.startswith("first-order-"):  # one stage per target and loss: the top and bottom arms share it
+            from interp.subliminal.attribution import first_order_stage
+
+            inputs["first_order"] = first_order_stage(cfg, run, s, target, data, rows, teacher)
+            scores = [r["contribution"] for r in read_jsonl(inputs["first_order"].path / "scores.jsonl")]
         try:
             keep = rows_by_score(scores, s.subset, seed=row_seed, fraction=s.subset_fraction)
         except ValueError as e:  # a fraction that keeps no row of a short dataset
@@ -283,9 +296,14 @@ def student_job(
     teacher: Variant, control: Variant,
 ) -> FinetuneJob:  # fmt: skip
     rows, extra, inputs = student_rows(cfg, run, s, target, seed, data, teacher, control)
+    settings, project = s.settings(cfg.train), None
+    if settings.grad_project != "none":  # the defence's directions, read on these rows before training
+        inputs["grad_direction"] = direction_stage(cfg, run, s, target, rows, teacher)
+        project = inputs["grad_direction"].path / DIRECTIONS_FILE
     return finetune_job(
-        run, f"student/{s.name}/{target}/seed{seed}", cfg.student_model(s), rows, s.settings(cfg.train), seed=seed,
+        run, f"student/{s.name}/{target}/seed{seed}", cfg.student_model(s), rows, settings, seed=seed,
         device=cfg.device, dtype=cfg.dtype, inputs={"data": data, **inputs}, teacher=teacher, extra=extra,
+        project=project,
     )  # fmt: skip
 
 

@@ -43,7 +43,7 @@ def test_every_section_with_cis(finetuned_run):
     # every section (one target: no controls table, no first-order comparison on the matrix, no
     # update matrix over targets)
     assert set(res["missing"]) == {"data_controls", "first_order", "update_matrix", "matrix_mechanisms", "shift_ablation",
-                                   "weight_split"}
+                                   "steer_sufficiency", "task_loss", "weight_split"}
     assert res["teacher_mode"] == "finetuned" and "needs >= 2 targets" in res["missing"]["matrix_mechanisms"]
     assert "needs >= 2 targets" in res["missing"]["first_order"] and "needs >= 2 targets" in res["missing"]["update_matrix"]
     g = res["detection"]["scan_gradient"]  # a teacher delta: each row's imitation gradient against it

@@ -54,4 +54,4 @@ def test_each_hypothesis_script_of_an_analysis_is_declared_by_it_and_names_its_c
         assert _hypothesis(ROOT / rel) == unit.name, rel
         claim = unit.claim()
         assert claim and not claim.startswith("Hypothesis") and len(claim) > 20, (rel, claim)
-    assert len(declared) == 9
+    assert len(declared) == 10

@@ -35,6 +35,7 @@ FREE_FIELDS = {
     "trait.false_positives": "owl",  # not a list
     "teacher.model": "no-such-model",
     "students[].model": "no-such-model",
+    "students[].paraphrase": "no-such-model",
     "train.target_modules": [],
     "students[].target_modules": [],
     "report.figures": ["no_such_figure"],

@@ -83,7 +83,8 @@ MATTERS = {
     "teacher-direction": (["teacher.steer_layer", "teacher.model", "trait.target"],
                           ["teacher.steer_scale", "data.n_prompts", "eval.n_questions"]),
     "student": (["train.lr", "train.epochs", "train.lora_r", "train.objective", "train.batch_size",
-                 "train.warmup_steps", "train.max_seq_len", "train.kl_base"], ["eval.n_questions", "data.temperature"]),
+                 "train.warmup_steps", "train.max_seq_len", "train.kl_base", "train.grad_project"],
+                ["eval.n_questions", "data.temperature"]),
 }  # fmt: skip
 
 CHANGES = {
@@ -95,7 +96,7 @@ CHANGES = {
     "teacher.answers_per_prompt": 2, "teacher.answer_max_new_tokens": 9, "teacher.answer_filter": "none",
     "train.epochs": 2, "train.lora_r": 4, "train.objective": "distill", "train.batch_size": 8,
     "train.warmup_steps": 0, "train.max_seq_len": 300, "teacher.steer_layer": 1, "teacher.steer_scale": 2.0,
-    "data.threshold": 0.05, "train.kl_base": 0.1,
+    "data.threshold": 0.05, "train.kl_base": 0.1, "train.grad_project": "trait",
 }  # fmt: skip
 
 CASES = [(kind, f, must) for kind, (yes, no) in MATTERS.items() for f, must in [(f, True) for f in yes] + [(f, False) for f in no]]  # fmt: skip
@@ -134,7 +135,7 @@ def test_finetune_settings_all_enter_the_student_key(tmp_path):
     variants = [base] + [dataclasses.replace(base, **{f.name: v}) for f, v in zip(
         keyed,
         ["full", "distill", "numbers", 4, 4, 0.1, ["q_proj"], 2, 1e-3, 1, 2, 1, 0.5, 64, 2.0, 3,
-         "sgd", 0.5, [0], "bf16", False, 0.5], strict=True)]  # fmt: skip
+         "sgd", 0.5, [0], "bf16", False, 0.5, "trait"], strict=True)]  # fmt: skip
 
     def key(st: FinetuneConfig) -> str:
         return S.finetune_stage(run, "student/x", "tiny-llama", [], st, seed=0, device="cpu",
