@@ -6,7 +6,6 @@ base's KL than the unmodified ones, and the penalised arm is compared with the u
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
