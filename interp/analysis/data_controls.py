@@ -22,11 +22,15 @@ SHOWN_CHARS = 90  # a shown prompt or completion is cut to this many characters
 
 
 def variant_of(s: Any) -> str:
-    """A student entry's data-side variant in words ("unmodified" when none is on)."""
+    """A student entry's variant of the data or of its training in words ("unmodified" when none
+    is on): what sets it apart from the plain same-init arm, the reference."""
     frac = f" {s.subset_fraction:g}" if s.subset_fraction is not None else ""
     parts = [f"shuffle {s.shuffle}" if s.shuffle != "none" else "", f"mask {s.mask}" if s.mask != "none" else "",
              f"subset {s.subset}{frac}" if s.subset != "all" else "",
-             f"paraphrase {s.paraphrase}" if s.paraphrase else ""]  # fmt: skip
+             f"paraphrase {s.paraphrase}" if s.paraphrase else "",
+             f"mix control {s.mix_control:g}" if s.mix_control is not None else "",
+             f"kl_base {s.kl_base:g}" if s.kl_base else "",
+             f"grad_project {s.grad_project}" if s.grad_project not in (None, "none") else ""]  # fmt: skip
     return ", ".join(p for p in parts if p) or "unmodified"
 
 
@@ -149,7 +153,8 @@ def data_controls(ctx: AnalysisRun, incontext: dict[str, Any] | None) -> dict[st
         row = {"arm": s.name, "variant": variant_of(s), "model": a["model"], "seeds": ctx.config.seeds_of(s),
                "gamma": a["gamma"], "gamma_ci": a["gamma_ci"], "p_gamma": a["p_gamma"],
                "gamma_ci_targets": t_interval(np.mean(list(by_seed.values()), axis=0), ci).to_dict(),
-               "own_shift": float(np.mean(a["own_shift"]))}  # fmt: skip
+               "own_shift": float(np.mean(a["own_shift"])),
+               "gamma_per_seed_target": {str(sd): g.round(6).tolist() for sd, g in by_seed.items()}}  # fmt: skip
         if ref is not None and s is not ref:
             shared = sorted(set(by_seed) & set(per[ref.name]))
             if shared:

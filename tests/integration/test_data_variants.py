@@ -180,6 +180,34 @@ def test_the_hypothesis_scripts_print_what_the_artifacts_give(variant_run, scrip
     assert m["result"] == result, out
 
 
+@pytest.mark.parametrize("side", ["more", "less"])
+def test_the_data_controls_script_sets_two_arms_against_each_other(variant_run, side):
+    """`--arm A --against B --direction more|less`: A's per-target gamma minus B's on their shared
+    seeds, t over targets, decided on the side asked for (the top-k vs random-k claims)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(root / "analyses" / "data_controls.py"), str(variant_run), "--arm",
+                          "scan-low", "--against", "random-half", "--direction", side],
+                         capture_output=True, text=True, timeout=120, cwd=root).stdout  # fmt: skip
+    m = re.search(r"^VERDICT hypothesis=data_controls result=(?P<result>[a-z ]+) statistic=gamma_difference:\S+ "
+                  r"effect=(?P<effect>\S+) ci=\[(?P<lo>\S+), (?P<hi>\S+)\]", out.strip().splitlines()[-1])  # fmt: skip
+    assert m, out
+    an = json.loads((variant_run / "analysis.json").read_text())
+    cands, targets = an["first_order"]["candidates"], an["first_order"]["targets"]
+    cols = [cands.index(t) for t in targets]
+    effect, lo, hi = _t(_per_target_gamma(_shifts(run=variant_run, arm="scan-low"), cols)
+                        - _per_target_gamma(_shifts(run=variant_run, arm="random-half"), cols))  # fmt: skip
+    sign = 1 if side == "more" else -1
+    result = "supported" if sign * lo > 0 and sign * hi > 0 else "not supported" if sign * lo < 0 and sign * hi < 0 else "inconclusive"
+    assert float(m["effect"]) == pytest.approx(effect, rel=1e-3, abs=2e-5), out
+    assert float(m["lo"]) == pytest.approx(lo, rel=1e-3, abs=2e-4) and float(m["hi"]) == pytest.approx(hi, rel=1e-3, abs=2e-4), out
+    assert m["result"] == result, out
+
+
 def test_the_scan_auroc_is_the_mann_whitney_statistic_of_the_saved_scores(variant_run):
     an = json.loads((variant_run / "analysis.json").read_text())
     for t in ("owl", "cat"):
