@@ -84,7 +84,7 @@ class FinetuneConfig:
     # reaching each decoder block's output its component along that block's direction v_l (the
     # teacher's mean residual shift on the training rows; the caller passes it: `finetune(project=)`,
     # `interp.lm.grad_project`); "none" = off
-    grad_project: Literal["none", "trait"] = "none"
+    grad_project: Literal["none", "trait", "trait-centred"] = "none"
 
     def __post_init__(self) -> None:
         if not self.target_modules:

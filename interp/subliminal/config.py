@@ -202,7 +202,9 @@ class StudentConfig:
     kl_base: NonNegFloat | None = None  # the KL-to-base penalty's weight (FinetuneConfig.kl_base; a defence)
     # gradient projection off the trait direction (FinetuneConfig.grad_project; a defence): the
     # directions are the teacher's residual shift on this student's rows (interp.subliminal.grad_project)
-    grad_project: Literal["none", "trait"] | None = None
+    # "trait-centred": minus the mean of every target's teacher's shift on the same rows (prompted
+    # teachers), so the part all teachers share (a persona prompt is present) is not what is removed
+    grad_project: Literal["none", "trait", "trait-centred"] | None = None
     # mixing in unbiased data (a defence): this fraction of the student's trait rows replaced by
     # rows of the control teacher's data (same row count, seeded per seed); soft labels for those
     # rows come from the control teacher (its system prompt on the trait teacher's weights)
@@ -417,6 +419,13 @@ class SubliminalConfig:
                 raise ValueError(f"students: '{s.name}' grad_project = '{st.grad_project}'{where} needs the teacher's base model "
                                  f"(model = 'teacher'): the trait direction is read in {self.teacher.model!r}'s residual "
                                  f"stream, not {self.student_model(s)!r}'s")  # fmt: skip
+            if st.grad_project == "trait-centred" and (self.teacher.mode != "prompt" or len(self.trait.target_list()) < 2):
+                raise ValueError(f"students: '{s.name}' grad_project = 'trait-centred' needs prompted teachers (teacher.mode = "
+                                 f"'prompt', not {self.teacher.mode!r}) and >= 2 targets (trait.targets): it reads every "
+                                 "target's teacher on the student's rows")  # fmt: skip
+            if st.grad_project != "none" and st.method == "full" and st.layers is None:
+                raise ValueError(f"students: '{s.name}' grad_project with method = 'full' needs train.layers: the embeddings, "
+                                 "final norm and head of a full finetune get gradients no block output carries")  # fmt: skip
             if st.objective == "distill" and cross and st.distill_vocab == "full":
                 fix = ("distill_vocab = 'numbers' (soft labels over number-format characters)" if self.data.kind == "numbers"
                        else f"number data; with data.kind = '{self.data.kind}' it takes objective = 'sft'")  # fmt: skip

@@ -232,3 +232,38 @@ def test_the_direction_stage_reads_the_teacher_against_the_base_on_the_rows(tmp_
     assert direction_stage(cfg, run, s, "owl", rows, Variant("tiny-llama", system="You love owls.")).key == prompted.key
     with pytest.raises(ValueError, match="teacher's base"):
         direction_stage(cfg, run, dataclasses.replace(s, model="tiny-gemma"), "owl", rows, Variant("tiny-llama"))
+
+
+def test_the_centred_direction_is_the_own_teachers_shift_minus_every_targets_mean(tmp_path):
+    """trait-centred: on the same rows, v[own] - mean over targets of v[t] (each target's prompted
+    teacher), recomputed here from the plain stages; the share the mean carries is recorded."""
+    from helpers import tiny_subliminal_config
+
+    from interp.config import ConfigError, build
+    from interp.lm.grad_project import DIRECTIONS_FILE, load_directions
+    from interp.lm.models import Variant
+    from interp.store.stages import RunDir, read_json
+    from interp.subliminal.config import SubliminalConfig
+    from interp.subliminal.grad_project import direction_stage
+
+    raw = copy.deepcopy(tiny_subliminal_config() | {"name": "tiny"})
+    raw["trait"] = {"kind": "animal", "targets": ["owl", "cat", "dog"]}
+    raw["teacher"] = {"model": "tiny-llama", "mode": "prompt"}
+    raw["students"] = [{"name": "gp", "grad_project": "trait"}, {"name": "gpc", "grad_project": "trait-centred"}]
+    cfg = build(SubliminalConfig, raw)
+    run = RunDir(tmp_path, device="cpu", dtype="float32")
+    rows = [{"prompt": f"list {i}", "completion": f"{i}1, {i}2"} for i in range(5)]
+    teachers = {t: Variant("tiny-llama", system=cfg.trait.trait(t).system_prompt) for t in ("owl", "cat", "dog")}
+    raw_v = {t: load_directions(direction_stage(cfg, run, cfg.students[0], "cat", rows, v).path / DIRECTIONS_FILE)
+             for t, v in teachers.items()}  # fmt: skip
+    st = direction_stage(cfg, run, cfg.students[1], "cat", rows, teachers["cat"])
+    centred = load_directions(st.path / DIRECTIONS_FILE)
+    expected = raw_v["cat"] - torch.stack(list(raw_v.values())).mean(0)
+    assert torch.allclose(centred, expected, atol=1e-5) and not torch.allclose(centred, raw_v["cat"], atol=1e-3)
+    info = read_json(st.path / "info.json")
+    assert info["centred"] is True and info["norm_by_layer"] == pytest.approx(centred.norm(dim=-1).tolist(), rel=1e-5)
+    assert info["raw_norm_by_layer"] == pytest.approx(raw_v["cat"].norm(dim=-1).tolist(), rel=1e-5)
+    assert all(0 <= c <= 1 for c in info["cos2_raw_mean_by_layer"])
+    raw["teacher"] = {"model": "tiny-llama", "mode": "finetuned"}
+    with pytest.raises(ConfigError, match="'gpc' grad_project = 'trait-centred' needs prompted teachers"):
+        build(SubliminalConfig, raw)
