@@ -248,7 +248,9 @@ def render_first_order_ends(doc: ReportDoc, block: dict[str, Any]) -> None:
     doc.para(f"First-order attribution ({', '.join(block['arms'])}): the {N_SHOWN} rows of each target's data whose "
              "own training loss's gradient, at the student's initialisation, moves the target's log-odds most and "
              f"least (-<grad l_row, grad log-odds> over the data's loss positions, log-odds on the '{split}' "
-             "questions, which the run is not scored on; the rows' shares add up to the first step's prediction), of "
+             "questions, which the run is not scored on; the rows' shares add up to the prediction of one plain "
+             "gradient step on the trained weights, a proxy for the LoRA/AdamW steps the students take; summed "
+             "over a row's tokens, so long rows weigh more), of "
              + ", ".join(f"{e['n']} ({t})" for t, e in ts.items()) + " rows. Spearman with the scan's LLR per token, mean "
              f"over targets: {fmt(block['spearman_scan_mean'])} (per target: "
              + ", ".join(f"{t} {fmt(e['spearman_scan'])}" for t, e in ts.items())

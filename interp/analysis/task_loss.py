@@ -17,8 +17,8 @@ KL(reference), per target averaged over the seeds both trained, t-interval over 
 all shows a large cost here.
 
 Cost: per target, one teacher and one base forward over the rows; per student one load and one
-forward (the quickstart-sized causal run: 14 arms x 6 targets x 3 seeds, ~250 student forwards of
-10 rows). Each student's KL is a cached stage.
+forward (runs/transmission-causal.toml: 18 trait arms x 6 targets x 3 seeds, 324 student forwards
+of 10 rows). Each student's KL is a cached stage.
 """
 
 from __future__ import annotations
@@ -88,12 +88,15 @@ def row_kl(student: Any, tok: Any, rows: list[dict], t_logp: list[torch.Tensor],
 # ---------------------------------------------------------------- the statistics (pure)
 
 
-def arm_summary(kl: np.ndarray, base: np.ndarray, ref: np.ndarray | None, ci: float = 0.95) -> dict[str, Any]:
-    """kl [seed, target] of one arm, base [target], ref [seed', target] of the reference arm (its
-    first seeds pair with this arm's; None: the arm is the reference)."""
+def arm_summary(kl: np.ndarray, base: np.ndarray, ref: np.ndarray | None, ci: float = 0.95,
+                seeds: list[int] | None = None, ref_seeds: list[int] | None = None) -> dict[str, Any]:  # fmt: skip
+    """kl [seed, target] of one arm (its seeds `seeds`, default 0..n-1), base [target], ref
+    [seed', target] of the reference arm (its seeds `ref_seeds`; the two pair on the seeds they
+    share; None: the arm is the reference)."""
     kl, base = np.asarray(kl, float), np.asarray(base, float)
     if kl.ndim != 2 or base.shape != kl.shape[1:]:
         raise ValueError(f"kl must be [seed, target] and base [target], got {kl.shape} and {base.shape}")
+    seeds = list(range(len(kl))) if seeds is None else list(seeds)
     out: dict[str, Any] = {
         "kl": t_interval(kl.mean(1), ci).to_dict() | {"over": "seeds"},
         "learned": t_interval((base - kl).mean(1), ci).to_dict() | {"over": "seeds"},
@@ -101,10 +104,15 @@ def arm_summary(kl: np.ndarray, base: np.ndarray, ref: np.ndarray | None, ci: fl
     }
     if ref is not None:
         ref = np.asarray(ref, float)
-        n = min(len(ref), len(kl))
-        out["minus_reference"] = t_interval((kl[:n] - ref[:n]).mean(0), ci).to_dict() | {"over": "targets", "n_seeds": n}
-        gap = float((base - ref[:n]).mean())
-        out["fraction_of_reference_learned"] = float((base - kl[:n]).mean() / gap) if gap else None
+        ref_seeds = list(range(len(ref))) if ref_seeds is None else list(ref_seeds)
+        shared = [sd for sd in seeds if sd in ref_seeds]
+        if not shared:
+            return out
+        a = kl[[seeds.index(sd) for sd in shared]]
+        b = ref[[ref_seeds.index(sd) for sd in shared]]
+        out["minus_reference"] = t_interval((a - b).mean(0), ci).to_dict() | {"over": "targets", "seeds": shared}
+        gap = float((base - b).mean())
+        out["fraction_of_reference_learned"] = float((base - a).mean() / gap) if gap else None
     return out
 
 
@@ -177,7 +185,8 @@ def task_loss(ctx: AnalysisRun) -> dict[str, Any] | None:
         "rows": f"{len(prompts)} held-out number prompts with random answers (matrix_mechanisms.answer_rows)",
         "measure": "mean per answer token of KL(teacher || model), nats", "teachers": what,
         "targets": targets, "base_kl": base_kl.round(6).tolist(), "reference": ref,
-        "arms": {n: arm_summary(kl[n], base_kl, None if n == ref or ref is None else kl[ref], ci) for n in arms},
+        "arms": {n: arm_summary(kl[n], base_kl, None if n == ref or ref is None else kl[ref], ci,
+                                [int(x) for x in seeds[n]], [int(x) for x in seeds[ref]] if ref else None) for n in arms},
     }  # fmt: skip
 
 

@@ -105,7 +105,11 @@ def test_arm_summary_on_known_values():
     ref = np.array([[0.5, 1.5], [2.5, 3.5], [9.0, 9.0]])
     s = arm_summary(kl, base, ref)
     assert s["kl"]["mean"] == pytest.approx(2.5) and s["learned"]["mean"] == pytest.approx(2.5)
-    assert s["minus_reference"]["mean"] == pytest.approx(0.5) and s["minus_reference"]["n_seeds"] == 2
+    assert s["minus_reference"]["mean"] == pytest.approx(0.5) and s["minus_reference"]["seeds"] == [0, 1]
     assert s["fraction_of_reference_learned"] == pytest.approx(2.5 / 3.0)
+    # pairs by seed id, not position: this arm's seeds 1 and 2 against the reference's 1 and 2
+    s = arm_summary(kl, base, ref, seeds=[1, 2], ref_seeds=[0, 1, 2])
+    assert s["minus_reference"]["seeds"] == [1, 2] and s["minus_reference"]["mean"] == pytest.approx(np.mean(kl - ref[1:]))
+    assert "minus_reference" not in arm_summary(kl, base, ref, seeds=[5, 6], ref_seeds=[0, 1, 2])
     with pytest.raises(ValueError, match=r"\[seed, target\]"):
         arm_summary(np.zeros(3), base, None)
