@@ -18,6 +18,7 @@ only through what the rewrite changes, which the record measures (`faithfulness`
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from interp.registry import derived_seed
 from interp.store.stages import RunDir, Stage, read_json, read_jsonl, write_json, write_jsonl
 from interp.subliminal import number_data as nd
 from interp.subliminal.config import SubliminalConfig
+
+log = logging.getLogger("interp")
 
 # the request each row's numbers go in; part of the stage key (a new wording is a new dataset)
 PROMPT = "Rewrite this list of numbers: {numbers}. Reply with the numbers only, separated by commas."
@@ -138,6 +141,9 @@ def paraphrase_stage(cfg: SubliminalConfig, run: RunDir, target: str, data: Stag
     return run.compute(stage_name(target, v), params, write, {"data": data})
 
 
+FAITHFUL = 0.8  # below this mean share of numbers kept in order, the rewrite is flagged in the log
+
+
 def paraphrased_rows(stage: Stage, who: str) -> list[dict]:
     """The kept rows of a paraphrase stage; one line refusing when fewer than half were kept
     (`who` names the student and target)."""
@@ -148,4 +154,8 @@ def paraphrased_rows(stage: Stage, who: str) -> list[dict]:
             f"(rejected {rec['rejected']}), fewer than half; try data.constraint = 'list' or another paraphraser "
             f"(rewrites kept in {stage.path.name})"
         )
+    if rec["faithfulness"] < FAITHFUL:
+        log.warning("%s: the rewrites by %r keep %.0f%% of the original numbers in order: a rewrite, not a paraphrase "
+                    "(the student trains on numbers the paraphraser made up, still labelled by its teacher)",
+                    who, rec["model"], 100 * rec["faithfulness"])  # fmt: skip
     return read_jsonl(stage.path / "dataset.jsonl")

@@ -259,3 +259,20 @@ def test_the_report_table_shows_rows_kept_faithfulness_and_examples():
     assert [r[3] for r in examples[1:]] == ["1, 2, 3", "3, 2, 1", "x (dropped)"]
     assert "removes only what the teacher's own token choices carry" in doc.paras[0]
     assert variant_of(_cfg({"name": "a", "paraphrase": "base"}).students[0]) == "paraphrase base"
+
+
+@pytest.mark.parametrize(("faithful", "warned"), [(0.1, True), (0.95, False)])
+def test_an_unfaithful_rewrite_is_flagged_in_the_log(tmp_path, caplog, faithful, warned):
+    import json
+    import logging
+    from types import SimpleNamespace
+
+    from interp.subliminal.paraphrase import paraphrased_rows
+
+    rec = {"kept": 2, "n_rows": 2, "rejected": {}, "model": "gemma3-270m", "faithfulness": faithful}
+    (tmp_path / "paraphrase.json").write_text(json.dumps(rec))
+    (tmp_path / "dataset.jsonl").write_text('{"prompt": "p", "completion": "1, 2"}\n{"prompt": "q", "completion": "3"}\n')
+    with caplog.at_level(logging.WARNING, logger="interp"):
+        rows = paraphrased_rows(SimpleNamespace(path=tmp_path), "students: 'para' (owl)")
+    assert [r["completion"] for r in rows] == ["1, 2", "3"]
+    assert ("a rewrite, not a paraphrase" in caplog.text) == warned and ("'para'" in caplog.text) == warned
