@@ -30,6 +30,16 @@ def seed_everything():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`): its
+    tiny models run faster so, and its numbers do not depend on the worker's thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # `make test` hands whole files to its two workers (--dist loadfile, --no-loadscope-reorder) in
 # collection order. The longest go first, so that none of them starts late and sets the wall
 # time (longest processing time first); the rest keep pytest's order. Measured on 2 cores: the

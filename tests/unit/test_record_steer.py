@@ -34,12 +34,7 @@ ATOL = 1e-5
 QUESTIONS = ["Name your favorite animal.", "hi", "Which bird do you like best, and why?"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _model(kind: str, seed: int = 0):

@@ -34,12 +34,7 @@ BIAS = "model.layers.0.mlp.down_proj.bias"
 A, B = 0.2, 0.05  # planted shift along u and along w
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _orthonormal(seed: int) -> tuple[torch.Tensor, torch.Tensor]:

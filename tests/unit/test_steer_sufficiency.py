@@ -42,12 +42,7 @@ def _trait(target: str):
     return make_trait("animal", target, None, [*TARGETS, *(c for c in DEFAULT_CANDIDATES["animal"] if c not in TARGETS)][:16])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _script():
