@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, ReportDoc
+from interp.analysis.unit import Analysis, ReportDoc, off
 from interp.extras import backend_module
 from interp.fmt import fmt, fmt_est
 from interp.lm.models import Variant, format_prompt
@@ -208,6 +208,18 @@ def _skip(ctx: AnalysisRun) -> str | None:
         return "the trait matrix needs >= 2 targets (trait.targets)"
     if ctx.art.get("teacher_mode") != "prompt" and "teachers" not in ctx.art:
         return "summary.json does not list each target's teacher; rerun `interp run`"
+    return None
+
+
+def opt_in_skip(ctx: AnalysisRun, flag: str) -> str | None:
+    """Why an opt-in analysis of a finished trait-matrix run (`[analysis] <flag> = true`) does not run."""
+    if not getattr(ctx.a, flag):
+        return off(flag)
+    why = _skip(ctx)
+    if why:
+        return why
+    if not (ctx.summary.get("matrix") or {}).get("candidates"):
+        return "summary.json has no trait matrix; rerun `interp run`"
     return None
 
 

@@ -49,7 +49,7 @@ from torch import Tensor
 
 from interp.analysis import matrix_mechanisms as mm
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, ReportDoc, off
+from interp.analysis.unit import Analysis, ReportDoc
 from interp.extras import backend_module
 from interp.fmt import fmt, fmt_ci, fmt_est
 from interp.lm.models import Variant, load_model
@@ -323,16 +323,10 @@ def render_shift_ablation(doc: ReportDoc, run: str, sa: dict[str, Any]) -> None:
 
 
 def _skip(ctx: AnalysisRun) -> str | None:
-    if not ctx.a.shift_ablation:
-        return off("shift_ablation")
-    why = mm._skip(ctx)
-    if why:
+    why = mm.opt_in_skip(ctx, "shift_ablation")
+    if why or _arms(ctx):
         return why
-    if not (ctx.summary.get("matrix") or {}).get("candidates"):
-        return "summary.json has no trait matrix; rerun `interp run`"
-    if not _arms(ctx):
-        return "no trait arm to ablate (on the teacher's base, or in [analysis] arms)"
-    return None
+    return "no trait arm to ablate (on the teacher's base, or in [analysis] arms)"
 
 
 ANALYSIS = Analysis(

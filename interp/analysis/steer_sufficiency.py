@@ -53,7 +53,7 @@ from torch import Tensor
 from interp.analysis import matrix_mechanisms as mm
 from interp.analysis import shift_ablation as sa
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, ReportDoc, off
+from interp.analysis.unit import Analysis, ReportDoc
 from interp.extras import backend_module
 from interp.fmt import fmt, fmt_est
 from interp.lm.models import Variant, load_model
@@ -287,14 +287,7 @@ def render_steer_sufficiency(doc: ReportDoc, run: str, ss: dict[str, Any]) -> No
 
 
 def _skip(ctx: AnalysisRun) -> str | None:
-    if not ctx.a.steer_sufficiency:
-        return off("steer_sufficiency")
-    why = mm._skip(ctx)
-    if why:
-        return why
-    if not (ctx.summary.get("matrix") or {}).get("candidates"):
-        return "summary.json has no trait matrix; rerun `interp run`"
-    return None
+    return mm.opt_in_skip(ctx, "steer_sufficiency")
 
 
 ANALYSIS = Analysis(

@@ -32,7 +32,7 @@ import torch
 
 from interp.analysis import matrix_mechanisms as mm
 from interp.analysis.reader import AnalysisRun
-from interp.analysis.unit import Analysis, ReportDoc, off
+from interp.analysis.unit import Analysis, ReportDoc
 from interp.fmt import fmt, fmt_est
 from interp.lm.finetune import tokenize_examples
 from interp.lm.loss import Teacher, _kl, completion_logits
@@ -210,14 +210,10 @@ def render_task_loss(doc: ReportDoc, run: str, tl: dict[str, Any]) -> None:
 
 
 def _skip(ctx: AnalysisRun) -> str | None:
-    if not ctx.a.task_loss:
-        return off("task_loss")
-    why = mm._skip(ctx)
-    if why:
+    why = mm.opt_in_skip(ctx, "task_loss")
+    if why or _arms(ctx):
         return why
-    if not _arms(ctx):
-        return "no trait arm on the teacher's base"
-    return None
+    return "no trait arm on the teacher's base"
 
 
 ANALYSIS = Analysis(
