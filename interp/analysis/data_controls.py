@@ -15,6 +15,7 @@ from interp.analysis.unit import Analysis, ReportDoc
 from interp.fmt import fmt, fmt_est
 from interp.stats import t_interval
 from interp.subliminal import matrix as mx
+from interp.subliminal.config import STUDENT_OVERRIDES
 from interp.subliminal.experiment import label
 
 N_SHOWN = 3  # rows shown at each end of the scan's ranking, per target
@@ -28,10 +29,18 @@ def variant_of(s: Any) -> str:
     parts = [f"shuffle {s.shuffle}" if s.shuffle != "none" else "", f"mask {s.mask}" if s.mask != "none" else "",
              f"subset {s.subset}{frac}" if s.subset != "all" else "",
              f"paraphrase {s.paraphrase}" if s.paraphrase else "",
-             f"mix control {s.mix_control:g}" if s.mix_control is not None else "",
-             f"kl_base {s.kl_base:g}" if s.kl_base else "",
-             f"grad_project {s.grad_project}" if s.grad_project not in (None, "none") else ""]  # fmt: skip
+             f"mix control {s.mix_control:g}" if s.mix_control is not None else ""]  # fmt: skip
+    # the student's own overrides of [train] (a recipe arm is no more the unmodified data than a variant)
+    parts += [f"{k} {_word(getattr(s, k))}" for k in RECIPE_OVERRIDES if getattr(s, k) is not None]
     return ", ".join(p for p in parts if p) or "unmodified"
+
+
+# StudentConfig's overrides of [train] that change what a student learns (checkpoint_every does not)
+RECIPE_OVERRIDES = tuple(k for k in STUDENT_OVERRIDES if k != "checkpoint_every")
+
+
+def _word(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _cut(x: str, n: int = SHOWN_CHARS) -> str:

@@ -75,3 +75,15 @@ def test_half_by_score_keeps_the_lowest_half_or_a_random_half():
     assert len(rand) == 2 and rand == sorted(set(rand)) and set(rand) <= set(range(5))
     with pytest.raises(ValueError, match="scan-low"):
         half_by_score(scores, "high", seed=0)
+
+
+def test_every_arm_that_differs_from_the_plain_recipe_is_named_so_none_is_taken_for_the_reference():
+    from interp.analysis.data_controls import variant_of
+    from interp.subliminal.config import StudentConfig
+
+    assert variant_of(StudentConfig("plain")) == variant_of(StudentConfig("ckpt", checkpoint_every=1)) == "unmodified"
+    assert variant_of(StudentConfig("kl", kl_base=10.0)) == "kl_base 10"
+    assert variant_of(StudentConfig("mix", mix_control=0.25)) == "mix control 0.25"
+    assert variant_of(StudentConfig("gp", grad_project="trait-centred")) == "grad_project trait-centred"
+    assert variant_of(StudentConfig("sgd", optimizer="sgd", lr=1.0, layers=[0, 29])) == "lr 1, optimizer sgd, layers 0,29"
+    assert variant_of(StudentConfig("top", subset="scan-top", subset_fraction=0.1, kl_base=1.0)) == "subset scan-top 0.1, kl_base 1"
