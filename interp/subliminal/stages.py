@@ -15,12 +15,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from interp.config import ConfigError
-from interp.lm.generate import SAMPLER, ListAutomaton, allowed_token_ids, sample, sample_sets
-from interp.lm.models import (
-    Variant,
-    chat_format,
-    format_prompt,
-)
+from interp.lm.generate import SAMPLER, sample, sample_sets
+from interp.lm.models import Variant, chat_format, format_prompt
 from interp.lm.record import residual_stream
 from interp.lm.score import loglik_ratio, read_rows
 from interp.registry import derived_seed
@@ -46,7 +42,7 @@ from interp.subliminal.jobs import (  # noqa: F401  (finetune_stage, training_in
     training_inputs,
     trait_identity,
 )
-from interp.subliminal.paraphrase import paraphrase_stage, paraphrased_rows
+from interp.subliminal.paraphrase import constraint_args, paraphrase_stage, paraphrased_rows
 from interp.subliminal.teacher import GENERAL_PROMPTS
 from interp.subliminal.traits import AnyTrait, PairedTrait
 
@@ -97,14 +93,8 @@ def _generate(cfg: SubliminalConfig, teachers: dict[str, Variant], stages: dict[
     first = next(iter(teachers.values()))
     model, tok = first.load(cfg.device, cfg.dtype)  # one set of weights; the prompts carry the rest
     prompts = prompt_rows(d.kind, d.n_prompts, cfg.seed)
-    allowed, grammar = None, None
-    if d.constraint == "tokens":
-        allowed = allowed_token_ids(tok, nd.allowed_answer_chars())
-    elif d.constraint == "list":
-
-        def grammar() -> ListAutomaton:  # one per batch: it keeps per-row state
-            return ListAutomaton(tok, nd.MAX_ANSWER_COUNT, nd.MAX_ANSWER_DIGITS)
-
+    decode = constraint_args(tok, d.constraint)  # the paraphraser decodes under the same constraint
+    allowed = decode.get("allowed_ids")
     whiches = list(teachers)
     texts = [[format_prompt(tok, r["prompt"], teachers[w].system) for r in prompts] for w in whiches]
     amp = torch.autocast(model.device.type, dtype=torch.bfloat16) if d.autocast == "bf16" else contextlib.nullcontext()
@@ -112,7 +102,7 @@ def _generate(cfg: SubliminalConfig, teachers: dict[str, Variant], stages: dict[
         completions = sample_sets(
             model, tok, texts, [cfg.seed + stages[w].params["offset"] for w in whiches],
             max_new_tokens=d.max_new_tokens, temperature=d.temperature, batch_size=d.batch_size,
-            allowed_ids=allowed, processor_factory=grammar, threshold=d.threshold,
+            threshold=d.threshold, **decode,
             desc=f"teacher data ({', '.join(whiches)})",
         )  # fmt: skip
     for w, comps in zip(whiches, completions):
