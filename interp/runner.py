@@ -30,7 +30,29 @@ def open_run(
     root = Path(out_dir) if out_dir else path.parent
     check_out_dir(root / cfg.name, "the run folder")  # a file in the way: one line, before any mkdir
     device, dtype = resolved_names(getattr(cfg, "device", "auto"), getattr(cfg, "dtype", "float32"))
+    resolve_autocasts(cfg, device)
     return exp, cfg, RunDir(root / cfg.name, seed=cfg.seed, device=device, dtype=dtype)
+
+
+def resolve_autocasts(cfg: Any, device: str) -> None:
+    """Every `autocast = "auto"` in the config (`[data]`, `[train]`) set to what this device runs
+    ("bf16" with native bfloat16, else "off"), in place, so stage keys and the printed config hold
+    what was used; an explicit "bf16" on a device that only emulates it gets a warning."""
+    import torch
+
+    from interp.lm.models import native_bf16, resolve_autocast
+
+    dev = torch.device(device)
+    for section in ("data", "train"):
+        sub = getattr(cfg, section, None)
+        value = getattr(sub, "autocast", None)
+        if value == "auto":
+            object.__setattr__(sub, "autocast", resolve_autocast(value, dev))
+            log.info("[%s] autocast = \"auto\" -> \"%s\" on %s", section, sub.autocast, device)
+        elif value == "bf16" and not native_bf16(dev):
+            log.warning("[%s] autocast = \"bf16\" on %s without native bfloat16 (no avx512_bf16 or AMX): "
+                        "emulated, ~6x slower than float32 here; autocast = \"auto\" uses float32 on such a "
+                        "machine", section, device)  # fmt: skip
 
 
 def run_config(

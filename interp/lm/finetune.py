@@ -27,6 +27,7 @@ from interp.lm.delta import Delta, full_delta, lora_factors, parse_param_name
 from interp.lm.generate import encode_prompts
 from interp.lm.grad_project import GradMeter, projected
 from interp.lm.loss import Objective, Teacher
+from interp.lm.models import resolve_autocast
 from interp.lm.optim import make_optimizer
 from interp.lm.settings import Example, FinetuneConfig  # callers import both from here too
 
@@ -150,7 +151,7 @@ def _amp(
 ) -> Callable[[], Any]:
     """The student's forward context: bf16 autocast when asked (or when a full finetune keeps
     float32 master weights of a half-precision model), else nothing."""
-    dtype = torch.bfloat16 if settings.autocast == "bf16" else model_dtype
+    dtype = torch.bfloat16 if resolve_autocast(settings.autocast, device) == "bf16" else model_dtype
     return (
         (lambda: torch.autocast(device.type, dtype=dtype))
         if dtype is not None
@@ -245,7 +246,7 @@ def finetune_group(
     device = next(model.parameters()).device
     _check_layers(model, settings.layers)
     with contextlib.ExitStack() as stack:
-        if settings.autocast == "bf16":
+        if resolve_autocast(settings.autocast, device) == "bf16":
             stack.enter_context(bf16_linears(model))
         return _group(model, tok, members, settings, end, progress, distill, device)
 

@@ -67,6 +67,28 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether this device multiplies bfloat16 natively: CUDA with bf16 support; a CPU with
+    avx512_bf16 or AMX (oneDNN's bf16 paths). Elsewhere torch emulates bf16 matmuls: on an
+    AVX2-only EPYC, a 4096x576 @ 576x1536 matmul took 380 ms under bf16 autocast against 58 ms
+    in float32 (6.5x slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older or non-x86 build: no probe, so no claim
+        return False
+
+
+def resolve_autocast(value: str, device: torch.device) -> str:
+    """`autocast = "auto"` is "bf16" where the device computes it natively, else "off"."""
+    if value != "auto":
+        return value
+    return "bf16" if native_bf16(device) else "off"
+
+
 def resolved_names(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
     """What "auto" resolves to here, as strings for stage keys: ("cpu", "float32"), ..."""
     dev = resolve_device(device)

@@ -64,8 +64,11 @@ class FinetuneConfig:
     # norm and head frozen too)
     layers: list[NonNegInt] | None = None
     # the student's forward and backward under bfloat16 autocast (weights and optimiser stay
-    # float32): ~2x faster on a CPU with avx512_bf16 and on GPUs; "off" computes in the model's dtype
-    autocast: Literal["off", "bf16"] = "off"
+    # float32): ~2x faster on a CPU with avx512_bf16 and on GPUs, ~6x slower on a CPU without it
+    # (emulated); "off" computes in the model's dtype; "auto": bf16 where the device has it natively
+    # (`models.native_bf16`), else off -- resolved when a run opens (`runner.open_run`), so stage
+    # keys and the run's config.toml hold what was used
+    autocast: Literal["off", "bf16", "auto"] = "off"
     # LoRA students of one base that share these settings train together, stacked (one forward
     # for all: `interp.lm.stacked`), with at most this many rows in one forward (micro-batch
     # rows x students; when unset `stack_rows_for` gives 48 on CPU, where activations of

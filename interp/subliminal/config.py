@@ -142,10 +142,10 @@ class DataConfig:
     # writes, tokens whose probability (after temperature and the constraint) is below this are
     # never sampled (transformers' epsilon_cutoff); 0 = off
     threshold: UnitFloat = 0.0
-    # the teachers write under bfloat16 autocast: ~2x faster on a CPU with avx512_bf16; their
-    # sampling distribution moves by bf16 rounding (the soft labels are computed apart, in the
-    # run's dtype)
-    autocast: Literal["off", "bf16"] = "off"
+    # the teachers write under bfloat16 autocast: ~2x faster on a CPU with avx512_bf16 (~6x
+    # slower without it); their sampling distribution moves by bf16 rounding (the soft labels are
+    # computed apart, in the run's dtype); "auto" as in [train] autocast
+    autocast: Literal["off", "bf16", "auto"] = "off"
 
     def __post_init__(self) -> None:
         if self.n_prompts < 1 or self.n_keep < 1:

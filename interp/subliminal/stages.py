@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from interp.config import ConfigError
 from interp.lm.generate import SAMPLER, sample, sample_sets
-from interp.lm.models import Variant, chat_format, format_prompt
+from interp.lm.models import Variant, chat_format, format_prompt, resolve_autocast
 from interp.lm.record import residual_stream
 from interp.lm.score import loglik_ratio, read_rows
 from interp.registry import derived_seed
@@ -97,7 +97,7 @@ def _generate(cfg: SubliminalConfig, teachers: dict[str, Variant], stages: dict[
     allowed = decode.get("allowed_ids")
     whiches = list(teachers)
     texts = [[format_prompt(tok, r["prompt"], teachers[w].system) for r in prompts] for w in whiches]
-    amp = torch.autocast(model.device.type, dtype=torch.bfloat16) if d.autocast == "bf16" else contextlib.nullcontext()
+    amp = torch.autocast(model.device.type, dtype=torch.bfloat16) if resolve_autocast(d.autocast, model.device) == "bf16" else contextlib.nullcontext()
     with amp:
         completions = sample_sets(
             model, tok, texts, [cfg.seed + stages[w].params["offset"] for w in whiches],
