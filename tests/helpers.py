@@ -102,3 +102,17 @@ def walk_list_tables(tok: Any, max_items: int, max_digits: int, width: int, walk
             if nxt in ref.ends:
                 break
     return compared
+
+
+class RecordingDoc:
+    """A report document that keeps what a render function writes (tables and paragraphs)."""
+
+    def __init__(self) -> None:
+        self.tables: list[Any] = []
+        self.paras: list[str] = []
+
+    def table(self, rows: Any, widths: Any = None) -> None:
+        self.tables.append(rows)
+
+    def para(self, s: str, style: str = "body", raw: bool = False) -> None:
+        self.paras.append(s)

@@ -11,7 +11,7 @@ import random
 
 import pytest
 import torch
-from helpers import tiny_subliminal_config
+from helpers import RecordingDoc, tiny_subliminal_config
 
 from interp.config import ConfigError, build
 from interp.subliminal.config import SubliminalConfig
@@ -185,17 +185,7 @@ def test_the_report_shows_the_scans_top_and_bottom_rows_cut_short():
     assert len(ends["top"][0]["completion"]) == SHOWN_CHARS and ends["top"][0]["completion"].endswith("...")
     assert ends["top"][1]["completion"] == "5, 5, 5, 5, 5,"  # short text whole (spaces collapsed)
 
-    class Doc:
-        def __init__(self) -> None:
-            self.tables, self.paras = [], []
-
-        def table(self, rows, widths=None):  # noqa: ANN001, ANN202
-            self.tables.append(rows)
-
-        def para(self, s, style="body", raw=False):  # noqa: ANN001, ANN202
-            self.paras.append(s)
-
-    doc = Doc()
+    doc = RecordingDoc()
     render_scan_ends(doc, {"owl": ends | {"n": 10}})  # type: ignore[arg-type]
     (table,) = doc.tables
     assert [r[:3] for r in table[1:]] == [["owl", "top", "2"], ["owl", "top", "5"], ["owl", "bottom", "4"],

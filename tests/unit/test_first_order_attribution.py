@@ -14,7 +14,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_subliminal_config
+from helpers import RecordingDoc, tiny_subliminal_config
 
 from interp.config import ConfigError, build
 from interp.lm.attribution import first_order_scores, log_odds_gradient, row_inner_products
@@ -258,17 +258,7 @@ def test_the_report_shows_the_first_order_ends_and_the_agreement_with_the_scan()
     assert [r["index"] for r in ends["top"]] == [2, 4] and [r["index"] for r in ends["bottom"]] == [1, 5]
     assert ends["top"][0]["contribution"] == 0.4
 
-    class Doc:
-        def __init__(self) -> None:
-            self.tables, self.paras = [], []
-
-        def table(self, rows, widths=None):  # noqa: ANN001, ANN202
-            self.tables.append(rows)
-
-        def para(self, s, style="body", raw=False):  # noqa: ANN001, ANN202
-            self.paras.append(s)
-
-    doc = Doc()
+    doc = RecordingDoc()
     block = {"arms": ["fo-top", "fo-bottom"], "spearman_scan_mean": 0.25, "spearman_scan_per_position_mean": 0.5,
              "by_target": {"owl": ends | {"n": 6, "split": "dev", "spearman_scan": 0.25}}}  # fmt: skip
     render_first_order_ends(doc, block)  # type: ignore[arg-type]

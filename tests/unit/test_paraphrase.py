@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from helpers import tiny_subliminal_config
+from helpers import RecordingDoc, tiny_subliminal_config
 
 from interp.config import ConfigError, build
 from interp.lm.models import Variant, format_prompt, load_model
@@ -242,17 +242,7 @@ def test_the_report_table_shows_rows_kept_faithfulness_and_examples():
 
     _, _, rec = P.judge_rewrites([{"prompt": "p", "completion": "1, 2, 3"}] * 3, ["1, 2, 3", "3, 2, 1", "x"])
 
-    class Doc:
-        def __init__(self) -> None:
-            self.tables, self.paras = [], []
-
-        def table(self, rows, widths=None):  # noqa: ANN001, ANN202
-            self.tables.append(rows)
-
-        def para(self, s, style="body", raw=False):  # noqa: ANN001, ANN202
-            self.paras.append(s)
-
-    doc = Doc()
+    doc = RecordingDoc()
     render_paraphrases(doc, {"gemma3-270m": {"owl": rec}}, n_examples=3)
     summary, examples = doc.tables
     assert summary[1] == ["gemma3-270m", "owl", "2 of 3", fmt(2 / 3), fmt(0.5), "non_digit_item 1"]
