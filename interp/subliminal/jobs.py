@@ -152,12 +152,16 @@ def run_finetunes(jobs: list[FinetuneJob]) -> None:
 
 def _finetune_groups(jobs: list[FinetuneJob]) -> Iterator[list[FinetuneJob]]:
     """Jobs that can train stacked (one base, equal settings and step counts, one teacher
-    tokenizer), in chunks of at most `stack_rows // micro_batch_size`; the rest alone."""
+    tokenizer, one seed), in chunks of at most `stack_rows // micro_batch_size`; the rest alone.
+
+    Each seed's students form their own groups, so adding seeds to a finished run trains only
+    the new seeds: the finished ones keep their company without being trained again."""
     groups: dict[Any, list[FinetuneJob]] = {}
     for i, j in enumerate(jobs):
         sk = stack_key(j.settings, str(resolve_device(j.device)))
         steps = -(-len(j.rows) // j.settings.batch_size)  # equal step counts stack (row counts may differ)
-        key = (i,) if sk is None else (j.spec, sk, steps, j.teacher.spec if j.teacher else None, j.device, j.dtype)
+        key = (i,) if sk is None else (j.spec, sk, steps, j.teacher.spec if j.teacher else None, j.device, j.dtype,
+                                       j.seed)  # fmt: skip
         groups.setdefault(key, []).append(j)
     for group in groups.values():
         j0 = group[0]
