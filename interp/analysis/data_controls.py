@@ -5,6 +5,7 @@ unmodified data on the seeds both trained.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,8 @@ def _first_order_rows(ctx: AnalysisRun, arms: list[Any]) -> list[dict[str, Any]]
     teachers, control = run_teachers(ctx)
     blocks: dict[tuple, dict[str, Any]] = {}
     for s in fo:
-        stages = {t: student_rows(cfg, ctx.run, s, t, cfg.seeds_of(s)[0], data_stage(ctx, t), teachers[t], control)[2]["first_order"]
+        seed = cfg.seeds_of(s)[0]
+        stages = {t: student_rows(cfg, ctx.run, s, t, seed, data_stage(ctx, t), teachers[t], control)[2]["first_order"]
                   for t in teachers}  # fmt: skip
         key = tuple(st.path.name for st in stages.values())
         if key in blocks:
@@ -121,7 +123,11 @@ def _first_order_rows(ctx: AnalysisRun, arms: list[Any]) -> list[dict[str, Any]]
             fo_rows = read_jsonl(st.path / "scores.jsonl")
             scan = [r["llr_per_token"] for r in read_jsonl(scan_stage(cfg, ctx.run, t, "trait", data, teachers[t]).path / "scores.jsonl")]
             score, per_pos = [r["contribution"] for r in fo_rows], [r["per_position"] for r in fo_rows]
-            by_t[t] = scan_ends(read_jsonl(data.path / "dataset.jsonl"), score, key="contribution") | {
+            # the rows as the stage scored them (paraphrased, shuffled or masked as the arm trains
+            # on them, before its subset is cut), not the teacher's dataset as written
+            scored = student_rows(cfg, ctx.run, replace(s, subset="all", subset_fraction=None, mix_control=None), t, seed, data, teachers[t],
+                                  control)[0]  # fmt: skip
+            by_t[t] = scan_ends(scored, score, key="contribution") | {
                 "n": len(score), "split": read_json(st.path / "info.json")["split"],
                 "spearman_scan": float(stats.spearmanr(scan, score).statistic),
                 "spearman_scan_per_position": float(stats.spearmanr(scan, per_pos).statistic)}  # fmt: skip
