@@ -15,8 +15,8 @@ Verdict: "supported" if the interval lies below 0, "not supported" if above, els
 
 Two arms against each other (`--against ARM`, e.g. `--arm scan-top-10 --against random-10
 --direction more`: "the top 10% of the rows by the scan carry more than a random 10%"): the
-same per-target difference, arm minus ARM, on the seeds both trained; "supported" when its
-interval lies on the `--direction` side of 0 (`more` or `less`, default `less`).
+same per-target difference, arm minus ARM, on the seeds both trained (its interval at the run's
+`eval.ci`, as the section's); "supported" when its interval lies on the `--direction` side of 0 (`more` or `less`, default `less`).
 
 Assumptions: targets are exchangeable units; the two arms see the same data draw and
 evaluation (same run), so their per-target gammas pair up.
@@ -47,7 +47,7 @@ def _against(run: Run, rows: dict, arm: str, other: str, direction: int) -> Verd
     if not shared:
         raise LookupError(f"{run.name}: arms {arm!r} and {other!r} share no seed")
     d = np.mean([np.asarray(a[sd]) - np.asarray(b[sd]) for sd in shared], axis=0)
-    est = t_interval(d)
+    est = t_interval(d, float(((run.config or {}).get("eval") or {}).get("ci", 0.95)))  # the run's level, as the section's
     print(f"{run.name}: {arm} - {other}, per-target gamma on seeds {shared}: {fmt_est(est.to_dict())}")
     return Verdict(HYPOTHESIS, decide(est.lo, est.hi, direction=direction), "gamma_difference", est.mean, est.mean,
                    est.lo, est.hi, None, len(d), f"{arm} - {other}, seeds {shared}, t over {len(d)} targets")  # fmt: skip
