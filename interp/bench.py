@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.lm.finetune import Example, FinetuneConfig, finetune
+from interp.lm.finetune import Example, FinetuneConfig, _amp, finetune
 from interp.lm.generate import (
     IntegerListGrammar,
     ListAutomaton,
@@ -49,7 +49,13 @@ from interp.lm.generate import (
     sample,
     sample_repeated,
 )
-from interp.lm.models import completion_suffix, format_prompt, load_model, resolve_device
+from interp.lm.models import (
+    completion_suffix,
+    format_prompt,
+    load_model,
+    resolve_autocast,
+    resolve_device,
+)
 from interp.store.stages import package_versions
 from interp.subliminal import number_data as nd
 from interp.subliminal.evaluate import candidate_logprobs
@@ -268,7 +274,9 @@ class Bench:
 
     def stacked_step(self, students: list[int], rows: int, profile: bool = False) -> None:
         """One optimiser step of K stacked LoRA students (`interp.lm.stacked`), soft labels over the
-        full vocabulary computed beforehand (as the pipeline does), bf16 autocast: the step the
+        full vocabulary computed beforehand (as the pipeline does), under `autocast = "auto"` as
+        a run resolves it (bf16 where the device multiplies it natively, else float32: an
+        emulated-bf16 CPU would time a path no run takes; the rows say which): the step the
         GPU path spends its time in. FLOPs written out: 4N per trained token (LoRA: the forward,
         2N, and the backward through the activations, 2N; the adapters' own terms are < 1%),
         N = every parameter the forward uses, the head included; the teacher forward that made
@@ -283,12 +291,13 @@ class Bench:
         examples = [Example(format_prompt(self.tok, u), c, format_prompt(self.tok, u, system))
                     for u, c in zip(user, completions)]  # fmt: skip
         examples = [examples[i % len(examples)] for i in range(rows)]
-        settings = FinetuneConfig(objective="distill", autocast="bf16", batch_size=rows, micro_batch_size=rows)
+        autocast = resolve_autocast("auto", self.dev)
+        settings = FinetuneConfig(objective="distill", autocast=autocast, batch_size=rows, micro_batch_size=rows)
         obj = Objective.build(self.tok, settings, Teacher(self.model), self.dev)
         data = obj.label(tokenize_examples(self.tok, examples, completion_suffix(self.tok), 500, Teacher(self.model)))
         n_tok = sum(len(r["input_ids"]) for r in data)
-        amp = lambda: torch.autocast(self.dev.type, dtype=torch.bfloat16)  # noqa: E731
-        self.stack, self.profile = students, profile
+        amp = _amp(settings, self.dev, None)
+        self.stack, self.profile, self.autocast = students, profile, autocast
         for k in students:
             with contextlib.suppress(torch.cuda.OutOfMemoryError):
                 self._stacked_case(k, data, settings, obj, amp, n_tok)
@@ -325,7 +334,7 @@ class Bench:
                 o.zero_grad(set_to_none=True)
 
         case, work = f"soft-label step x{k}", {"train": k * n_tok}
-        extra = lambda _: {"students": k, "rows_per_student": len(data), "tokens": k * n_tok}  # noqa: E731
+        extra = lambda _: {"students": k, "rows_per_student": len(data), "tokens": k * n_tok, "autocast": self.autocast}  # noqa: E731
         for impl, role, fn in ((f"suite: {k} stacked students", "suite", suite),
                                (f"{k} peft students, one after another", "reference", reference)):  # fmt: skip
             if self.dev.type == "cuda":
