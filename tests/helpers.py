@@ -105,11 +105,15 @@ def walk_list_tables(tok: Any, max_items: int, max_digits: int, width: int, walk
 
 
 class RecordingDoc:
-    """A report document that keeps what a render function writes (tables and paragraphs)."""
+    """A report document that keeps what a render function writes (headings, tables, paragraphs)."""
 
     def __init__(self) -> None:
+        self.headings: list[str] = []
         self.tables: list[Any] = []
         self.paras: list[str] = []
+
+    def heading(self, s: str, level: int = 1) -> None:
+        self.headings.append(s)
 
     def table(self, rows: Any, widths: Any = None) -> None:
         self.tables.append(rows)

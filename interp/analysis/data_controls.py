@@ -38,6 +38,14 @@ def variant_of(s: Any) -> str:
 
 # StudentConfig's overrides of [train] that change what a student learns (checkpoint_every does not)
 RECIPE_OVERRIDES = tuple(k for k in STUDENT_OVERRIDES if k != "checkpoint_every")
+# the training-time defences, off at these values: set in [train], every arm (the reference too) has them
+DEFENCES_OFF = {"kl_base": 0.0, "grad_project": "none"}
+
+
+def run_defences(train: Any) -> str:
+    """The defences [train] gives every student, in words ("" when none): `variant_of` names a
+    student's own settings only, so an arm called "unmodified" trains with these as well."""
+    return ", ".join(f"{k} {_word(getattr(train, k))}" for k, off in DEFENCES_OFF.items() if getattr(train, k) != off)
 
 
 def _word(v: Any) -> str:
@@ -180,7 +188,8 @@ def data_controls(ctx: AnalysisRun, incontext: dict[str, Any] | None) -> dict[st
         rows.append({"arm": f"in-context k={k}", "variant": "no finetuning", "model": incontext["model"], "seeds": [],
                      "gamma": r["gamma"], "gamma_ci": r["gamma_ci"], "p_gamma": r["p_gamma"],
                      "own_shift": float(np.mean(r["own_shift"]))})  # fmt: skip
-    return {"rows": rows, "reference": ref.name if ref else None, "scan_ends": _scanned_rows(ctx, trait_arms),
+    return {"rows": rows, "reference": ref.name if ref else None, "every_arm": run_defences(ctx.config.train),
+            "scan_ends": _scanned_rows(ctx, trait_arms),
             "first_order_ends": _first_order_rows(ctx, trait_arms),
             "paraphrases": _paraphrased(ctx, trait_arms),
             "note": ("gamma_ci: t-interval over seeds (n=1: none) for students, bootstrap over questions in "
@@ -206,6 +215,9 @@ def render_data_controls(doc: ReportDoc, run: str, dc: dict[str, Any]) -> None:
              "the units of the permutation test). p: permutation over target labels. Minus "
              f"unmodified: the per-target gamma of the variant minus that of '{dc.get('reference')}' "
              "on the seeds both trained, t-interval over targets.")  # fmt: skip
+    if dc.get("every_arm"):
+        doc.para(f"Every arm, '{dc.get('reference')}' included, trains with {dc['every_arm']} ([train]): a variant "
+                 "above is what an arm adds to that.")  # fmt: skip
     if dc.get("scan_ends"):
         render_scan_ends(doc, dc["scan_ends"])
     for block in dc.get("first_order_ends") or []:

@@ -26,7 +26,7 @@ PINNED = Path(__file__).resolve().parents[1] / "data" / "pinned_two_targets.json
 # paths, stage keys, versions, timings; and the analyses added after the pin (their sections
 # and `missing` entries)
 LEFT_OUT = {"provenance", "config_key", "artifacts", "shift_ablation", "steer_sufficiency", "task_loss", "weight_split",
-            "gamma_per_seed_target"}
+            "gamma_per_seed_target", "every_arm"}
 ANALYSIS = {"enabled": True, "n_prompts": 12, "n_number_prompts": 4, "gradient_batches": 2,
             "gradient_batch_size": 2, "n_boot": 100, "backend": "hf",
             "entanglement": True, "entangle_prompts": 2, "entangle_top_k": 2,

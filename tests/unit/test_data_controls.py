@@ -87,3 +87,19 @@ def test_every_arm_that_differs_from_the_plain_recipe_is_named_so_none_is_taken_
     assert variant_of(StudentConfig("gp", grad_project="trait-centred")) == "grad_project trait-centred"
     assert variant_of(StudentConfig("sgd", optimizer="sgd", lr=1.0, layers=[0, 29])) == "lr 1, optimizer sgd, layers 0,29"
     assert variant_of(StudentConfig("top", subset="scan-top", subset_fraction=0.1, kl_base=1.0)) == "subset scan-top 0.1, kl_base 1"
+
+
+def test_defences_set_in_train_are_named_for_every_arm_and_in_the_report():
+    from helpers import RecordingDoc
+
+    from interp.analysis.data_controls import render_data_controls, run_defences
+    from interp.subliminal.config import TrainConfig
+
+    assert run_defences(TrainConfig()) == ""
+    assert run_defences(TrainConfig(kl_base=10.0)) == "kl_base 10"
+    assert run_defences(TrainConfig(kl_base=1.5, grad_project="trait")) == "kl_base 1.5, grad_project trait"
+    for every, shown in (("kl_base 10", True), ("", False)):
+        doc = RecordingDoc()
+        render_data_controls(doc, "r", {"rows": [], "reference": "same-init", "every_arm": every})  # type: ignore[arg-type]
+        text = " ".join(doc.paras)
+        assert ("trains with kl_base 10 ([train])" in text) == shown, text
