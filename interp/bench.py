@@ -272,12 +272,12 @@ class Bench:
         self.record("training step", "plain PyTorch + peft LoRA step", "reference", plain, **common)
 
 
-    def stacked_step(self, students: list[int], rows: int, profile: bool = False) -> None:
+    def stacked_step(self, students: list[int], rows: int, profile: bool = False, autocast: str = "auto") -> None:
         """One optimiser step of K stacked LoRA students (`interp.lm.stacked`), soft labels over the
-        full vocabulary computed beforehand (as the pipeline does), under `autocast = "auto"` as
-        a run resolves it (bf16 where the device multiplies it natively, else float32: an
-        emulated-bf16 CPU would time a path no run takes; the rows say which): the step the
-        GPU path spends its time in. FLOPs written out: 4N per trained token (LoRA: the forward,
+        full vocabulary computed beforehand (as the pipeline does), under `autocast` as a run's
+        `train.autocast` resolves it (default "auto": bf16 where the device multiplies it
+        natively, else float32; "bf16" times a run that asks for it, emulated on an AVX2 CPU; the
+        rows say which ran): the step the GPU path spends its time in. FLOPs written out: 4N per trained token (LoRA: the forward,
         2N, and the backward through the activations, 2N; the adapters' own terms are < 1%),
         N = every parameter the forward uses, the head included; the teacher forward that made
         the labels (2N per token) is done once per dataset, outside the step, and not counted."""
@@ -291,7 +291,7 @@ class Bench:
         examples = [Example(format_prompt(self.tok, u), c, format_prompt(self.tok, u, system))
                     for u, c in zip(user, completions)]  # fmt: skip
         examples = [examples[i % len(examples)] for i in range(rows)]
-        autocast = resolve_autocast("auto", self.dev)
+        autocast = resolve_autocast(autocast, self.dev)
         settings = FinetuneConfig(objective="distill", autocast=autocast, batch_size=rows, micro_batch_size=rows)
         obj = Objective.build(self.tok, settings, Teacher(self.model), self.dev)
         data = obj.label(tokenize_examples(self.tok, examples, completion_suffix(self.tok), 500, Teacher(self.model)))
@@ -387,7 +387,8 @@ def ratios(results: list[dict[str, Any]]) -> None:
 
 def run_bench(spec: str = "smollm2-135m-instruct", device: str = "auto", repeats: int = 3, compile_ref: bool = False,
               n_prompts: int = 8, new_tokens: int = 40, batch: int = 8, n_questions: int = 2,
-              stack: list[int] | None = None, stack_rows: int = 32, profile: bool = False) -> dict[str, Any]:  # fmt: skip
+              stack: list[int] | None = None, stack_rows: int = 32, profile: bool = False,
+              autocast: str = "auto") -> dict[str, Any]:  # fmt: skip
     t0 = time.time()
     torch.manual_seed(0)
     b = Bench(spec, device, repeats, n_prompts, new_tokens, batch)
@@ -398,7 +399,7 @@ def run_bench(spec: str = "smollm2-135m-instruct", device: str = "auto", repeats
     b.sampled_eval(n_questions=n_questions, k=8, new_tokens=6)
     with contextlib.suppress(torch.cuda.OutOfMemoryError):
         b.train_step(rows=min(4, n_prompts))
-    b.stacked_step(stack or [1, 2], stack_rows, profile)
+    b.stacked_step(stack or [1, 2], stack_rows, profile, autocast)
     if measured:
         for r in b.results:
             if "mfu" in r:

@@ -114,7 +114,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     configure_threads()
     stack = [int(x) for x in args.stack.split(",")] if args.stack else None
     res = run_bench(args.model, args.device, args.repeats, args.compile, args.n_prompts, args.new_tokens, args.batch_size,
-                    args.n_questions, stack, args.stack_rows, args.profile)
+                    args.n_questions, stack, args.stack_rows, args.profile, args.autocast)
     cols = ("case", "impl", "median_s", "ratio_to_best_reference", "prefill_tok_per_s", "decode_tok_per_s",
             "padding_fraction", "pass_rate", "mean_answer_chars", "mfu", "mfu_measured_peak")  # fmt: skip
     print(format_table([{c: r.get(c, "") for c in cols} for r in res["results"]]))
@@ -281,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n-questions", type=int, default=2, choices=range(1, 51), metavar="N")
     b.add_argument("--stack", default=None, help="students per stacked soft-label step, e.g. 1,8,32 (default 1,2)")
     b.add_argument("--stack-rows", type=_positive_int, default=32, help="rows per student in the stacked step")
+    b.add_argument("--autocast", default="auto", choices=("auto", "bf16", "off"),
+                   help="the stacked step's precision, as a run's train.autocast (default auto: bf16 where native)")
     b.add_argument("--profile", action="store_true",
                    help="record the top operators of the largest stacked step (torch.profiler)")
     b.add_argument("--out", default="reports/bench.json")

@@ -103,8 +103,10 @@ def _paraphrased(ctx: AnalysisRun, arms: list[Any]) -> dict[str, Any] | None:
 
 def _first_order_rows(ctx: AnalysisRun, arms: list[Any]) -> list[dict[str, Any]] | None:
     """Per first-order attribution stage (arms whose rows and loss agree share one), per target:
-    the rows at either end of its ranking and the Spearman correlation of its scores with the
-    scan's (computed here when no scan arm did), over the same rows; None without such an arm."""
+    the rows at either end of its ranking, as the stage scored them (a shuffled or masked arm's
+    rows of its first seed, named in `seed`), and the Spearman correlation of its scores with the
+    scan's (computed here when no scan arm did), row by row; the scan reads the rows as written,
+    so for a shuffled arm the two score different texts. None without such an arm."""
     fo = [s for s in arms if s.subset.startswith("first-order-")]
     if not fo:
         return None
@@ -131,12 +133,12 @@ def _first_order_rows(ctx: AnalysisRun, arms: list[Any]) -> list[dict[str, Any]]
             fo_rows = read_jsonl(st.path / "scores.jsonl")
             scan = [r["llr_per_token"] for r in read_jsonl(scan_stage(cfg, ctx.run, t, "trait", data, teachers[t]).path / "scores.jsonl")]
             score, per_pos = [r["contribution"] for r in fo_rows], [r["per_position"] for r in fo_rows]
-            # the rows as the stage scored them (paraphrased, shuffled or masked as the arm trains
-            # on them, before its subset is cut), not the teacher's dataset as written
+            # the rows as the stage scored them (shuffled or masked as the arm trains on them,
+            # before its subset is cut), not the teacher's dataset as written
             scored = student_rows(cfg, ctx.run, replace(s, subset="all", subset_fraction=None, mix_control=None), t, seed, data, teachers[t],
                                   control)[0]  # fmt: skip
             by_t[t] = scan_ends(scored, score, key="contribution") | {
-                "n": len(score), "split": read_json(st.path / "info.json")["split"],
+                "n": len(score), "split": read_json(st.path / "info.json")["split"], "seed": seed,
                 "spearman_scan": float(stats.spearmanr(scan, score).statistic),
                 "spearman_scan_per_position": float(stats.spearmanr(scan, per_pos).statistic)}  # fmt: skip
         blocks[key] = {"arms": [s.name], "by_target": by_t,
@@ -216,8 +218,8 @@ def render_data_controls(doc: ReportDoc, run: str, dc: dict[str, Any]) -> None:
              f"unmodified: the per-target gamma of the variant minus that of '{dc.get('reference')}' "
              "on the seeds both trained, t-interval over targets.")  # fmt: skip
     if dc.get("every_arm"):
-        doc.para(f"Every arm, '{dc.get('reference')}' included, trains with {dc['every_arm']} ([train]): a variant "
-                 "above is what an arm adds to that.")  # fmt: skip
+        doc.para(f"Every student arm without its own setting of these, '{dc.get('reference')}' included, trains "
+                 f"with {dc['every_arm']} ([train]); the in-context rows are not trained.")  # fmt: skip
     if dc.get("scan_ends"):
         render_scan_ends(doc, dc["scan_ends"])
     for block in dc.get("first_order_ends") or []:

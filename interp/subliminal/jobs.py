@@ -152,18 +152,22 @@ def run_finetunes(jobs: list[FinetuneJob]) -> None:
 
 def _finetune_groups(jobs: list[FinetuneJob]) -> Iterator[list[FinetuneJob]]:
     """Jobs that can train stacked (one base, equal settings and step counts, one teacher
-    tokenizer, one seed), in chunks of at most `stack_rows // micro_batch_size`; the rest alone.
+    tokenizer), in chunks of at most `stack_rows // micro_batch_size`; the rest alone.
 
-    Each seed's students form their own groups, so adding seeds to a finished run trains only
-    the new seeds: the finished ones keep their company without being trained again."""
+    Chunks are cut seed by seed (a stable sort: the planned order within a seed), so adding
+    seeds to a finished run leaves its full chunks as they were and trains again at most its
+    last, partly filled chunk per group; chunks still fill across seeds (a GPU stacks them all).
+    Since session 18; a multi-seed run trained before keeps its results (grouping enters no
+    key), but a stage of it recomputed now trains in other company: equal to tolerance, not
+    to the bit in bf16."""
     groups: dict[Any, list[FinetuneJob]] = {}
     for i, j in enumerate(jobs):
         sk = stack_key(j.settings, str(resolve_device(j.device)))
         steps = -(-len(j.rows) // j.settings.batch_size)  # equal step counts stack (row counts may differ)
-        key = (i,) if sk is None else (j.spec, sk, steps, j.teacher.spec if j.teacher else None, j.device, j.dtype,
-                                       j.seed)  # fmt: skip
+        key = (i,) if sk is None else (j.spec, sk, steps, j.teacher.spec if j.teacher else None, j.device, j.dtype)
         groups.setdefault(key, []).append(j)
     for group in groups.values():
+        group.sort(key=lambda j: j.seed)
         j0 = group[0]
         size = max(1, stack_rows_for(j0.settings, str(resolve_device(j0.device))) // j0.settings.micro_batch_size)
         for a in range(0, len(group), size):

@@ -12,8 +12,10 @@ from helpers import tiny_subliminal_config, write_config
 from pypdf import PdfReader
 from scipy import stats
 
+from interp.analysis.data_controls import _cut
 from interp.cli import main
 from interp.store.stages import read_jsonl
+from interp.subliminal.data_controls import shuffle_numbers
 
 
 def test_first_order_arms_train_on_their_ends_and_the_report_shows_them(tmp_path):
@@ -58,10 +60,11 @@ def test_first_order_arms_train_on_their_ends_and_the_report_shows_them(tmp_path
     assert shuffled["arms"] == ["fo-shuffled"]
     for t, e in shuffled["by_target"].items():
         (data_dir,) = (run / "stages").glob(f"filter__trait__{t}-*")
-        written = read_jsonl(data_dir / "dataset.jsonl")
+        written = [r["completion"] for r in read_jsonl(data_dir / "dataset.jsonl")]
+        trained = shuffle_numbers(written, "within", seed=cfg["seed"] * 1_000_003 + e["seed"])  # as stages.student_rows
         shown = e["top"] + e["bottom"]
-        assert all(sorted(r["completion"]) == sorted(written[r["index"]]["completion"]) for r in shown)
-        assert any(r["completion"] != written[r["index"]]["completion"] for r in shown)
+        assert all(r["completion"] == _cut(trained[r["index"]]) for r in shown)
+        assert any(r["completion"] != _cut(written[r["index"]]) for r in shown)
     assert block["spearman_scan_mean"] == np.mean([e["spearman_scan"] for e in block["by_target"].values()])
     # the report renders the section: the rows and the agreement with the scan
     assert main(["report", str(run), "-o", str(tmp_path / "r.pdf")]) == 0

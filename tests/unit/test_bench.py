@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from interp.cli import main
 
 
@@ -24,11 +22,11 @@ def test_bench_reports_every_case_with_its_ratio(tmp_path):
     ops = stacked["profile"]  # the largest stacked step, profiled: named operators with their time
     assert len(ops) >= 5 and all(o["self_ms"] >= 0 and o["calls"] >= 1 for o in ops)
     assert any("mm" in o["op"] for o in ops) and ops[0]["self_ms"] >= ops[-1]["self_ms"]
-    from interp.lm.models import native_bf16
+    from interp.lm.models import native_bf16, resolve_device
 
-    # the stacked step runs as a run's autocast = "auto" would here: no emulated bf16 timed
+    # the stacked step runs as a run's autocast = "auto" would on the device the bench picked
     assert {r["autocast"] for r in rows if r["case"].startswith("soft-label")} == {
-        "bf16" if native_bf16(torch.device("cpu")) else "off"}
+        "bf16" if native_bf16(resolve_device("auto")) else "off"}
     assert "profile" not in next(r for r in rows if r["impl"] == "suite: 1 stacked students")
     assert stacked["students"] == 2 and stacked["tokens"] == 2 * next(
         r for r in rows if r["impl"] == "suite: 1 stacked students")["tokens"]  # fmt: skip

@@ -24,15 +24,17 @@ def _names(groups):
     return [[j.stage.name for j in g] for g in groups]
 
 
-def test_adding_seeds_leaves_the_first_seeds_groups_as_they_were():
+def test_adding_seeds_leaves_the_first_seeds_full_chunks_as_they_were():
     alone = _names(_finetune_groups(_jobs([0])))
     more = _names(_finetune_groups(_jobs([0, 1, 2])))
-    assert alone == [g for g in more if g[0].endswith("seed0")]
-    assert all(len({n.rsplit("/", 1)[1] for n in g}) == 1 for g in more)  # one seed per group
-    assert [len(g) for g in alone] == [12]  # 48 rows / 4 per micro-batch: twelve students a group
+    assert [len(g) for g in alone] == [12]  # 48 rows / 4 per micro-batch: twelve students a chunk
+    assert more[0] == alone[0]
+    assert [n.rsplit("seed", 1)[1] for g in more for n in g] == ["0"] * 12 + ["1"] * 12 + ["2"] * 12
 
 
-def test_students_of_one_seed_still_stack_across_arms_and_targets():
+def test_chunks_fill_across_seeds_so_a_fresh_run_stacks_as_many_as_before():
     groups = _names(_finetune_groups(_jobs([0, 1], targets=("a", "b", "c", "d", "e", "f", "g"))))
-    assert sorted(len(g) for g in groups) == [2, 2, 12, 12]
-    assert sum(len(g) for g in groups) == 28
+    assert [len(g) for g in groups] == [12, 12, 4]  # 28 students: no chunk cut short at a seed
+    assert {n.rsplit("seed", 1)[1] for n in groups[1]} == {"0", "1"}
+    # within a seed, the planned order (arm, then target)
+    assert groups[0][:8] == [f"student/same-init/{t}/seed0" for t in "abcdefg"] + ["student/mix/a/seed0"]
