@@ -120,3 +120,13 @@ class RecordingDoc:
 
     def para(self, s: str, style: str = "body", raw: bool = False) -> None:
         self.paras.append(s)
+
+
+def load_script(name: str) -> Any:
+    """The hypothesis script analyses/<name>.py as a module (its functions, without running main)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_script", Path(__file__).resolve().parents[1] / "analyses" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

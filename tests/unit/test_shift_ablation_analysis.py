@@ -12,29 +12,22 @@ leave most of gamma in place.
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_script
 from scipy import stats
 
 from interp.analysis import shift_ablation as sa
 from interp.subliminal import matrix as mx
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("shift_ablation_script", ROOT / "analyses" / "shift_ablation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("shift_ablation")
 
 
 # ---------------------------------------------------------------- the plan

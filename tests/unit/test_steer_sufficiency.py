@@ -13,15 +13,13 @@ effect) must move target i's log-odds far less.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_subliminal_config, write_config
+from helpers import load_script, tiny_subliminal_config, write_config
 from scipy import stats
 
 from interp.analysis import shift_ablation as sa
@@ -30,7 +28,6 @@ from interp.config import ConfigError
 from interp.fmt import fmt, fmt_est
 from interp.registry import load_experiment
 
-ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ["owl", "cat", "dog", "fox"]
 ALPHA = 0.02  # small enough that the first-order term dominates on the tiny model (|grad| ~ 16-19)
 
@@ -46,10 +43,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("steer_sufficiency_script", ROOT / "analyses" / "steer_sufficiency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("steer_sufficiency")
 
 
 # ---------------------------------------------------------------- the plan

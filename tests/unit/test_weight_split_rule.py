@@ -3,23 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 from interp.analysis.weight_split import _gamma, _skip, paired_contrast
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location("weight_split_script", ROOT / "analyses" / "weight_split.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("weight_split")
 
 
 def _ctx(on=True, mode="finetuned", targets=("owl", "cat"), rank=8):
