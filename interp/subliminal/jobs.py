@@ -154,9 +154,10 @@ def _finetune_groups(jobs: list[FinetuneJob]) -> Iterator[list[FinetuneJob]]:
     """Jobs that can train stacked (one base, equal settings and step counts, one teacher
     tokenizer), in chunks of at most `stack_rows // micro_batch_size`; the rest alone.
 
-    Chunks are cut seed by seed (a stable sort: the planned order within a seed), so adding
-    seeds to a finished run leaves its full chunks as they were and trains again at most its
-    last, partly filled chunk per group; chunks still fill across seeds (a GPU stacks them all).
+    Chunks are cut seed by seed (a stable sort: the planned order within a seed), so seeds
+    added after a finished run's last seed leave its full chunks as they were and train again at
+    most its last, partly filled chunk per group (arms added to a multi-seed run still shift the
+    later seeds' chunks); chunks still fill across seeds (a GPU stacks them all).
     Since session 18; a multi-seed run trained before keeps its results (grouping enters no
     key), but a stage of it recomputed now trains in other company: equal to tolerance, not
     to the bit in bf16."""
