@@ -297,7 +297,7 @@ class Bench:
         data = obj.label(tokenize_examples(self.tok, examples, completion_suffix(self.tok), 500, Teacher(self.model)))
         n_tok = sum(len(r["input_ids"]) for r in data)
         amp = _amp(settings, self.dev, None)
-        self.stack, self.profile, self.autocast = students, profile, autocast
+        self.stack, self.profile = students, profile
         for k in students:
             with contextlib.suppress(torch.cuda.OutOfMemoryError):
                 self._stacked_case(k, data, settings, obj, amp, n_tok)
@@ -334,7 +334,7 @@ class Bench:
                 o.zero_grad(set_to_none=True)
 
         case, work = f"soft-label step x{k}", {"train": k * n_tok}
-        extra = lambda _: {"students": k, "rows_per_student": len(data), "tokens": k * n_tok, "autocast": self.autocast}  # noqa: E731
+        extra = lambda _: {"students": k, "rows_per_student": len(data), "tokens": k * n_tok, "autocast": settings.autocast}  # noqa: E731
         for impl, role, fn in ((f"suite: {k} stacked students", "suite", suite),
                                (f"{k} peft students, one after another", "reference", reference)):  # fmt: skip
             if self.dev.type == "cuda":
