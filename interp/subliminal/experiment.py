@@ -132,7 +132,8 @@ def _students(cfg: SubliminalConfig, run: RunDir, plan: Plan) -> None:
         variant = Variant(cfg.student_model(s), delta_path=job.stage.path / "delta.safetensors")
         trait = cfg.trait.trait(targets[0] if t == "control" else t)
         lab = label(s.name, t, targets[0], seed)
-        evals.append(eval_job(run, lab, variant, trait, cfg.eval, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype))
+        evals.append(eval_job(run, lab, variant, trait, cfg.eval, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype,
+                              student_seed=seed))
     t0 = time.time()
     run_evals(evals)
     plan.phases_s["student evals"] = round(time.time() - t0, 2)

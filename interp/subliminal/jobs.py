@@ -232,6 +232,7 @@ class EvalJob:
     seed: int
     device: str
     dtype: str
+    student_seed: int = 0  # the training seed of the student evaluated (orders stacked chunks, enters no key)
 
 
 def trait_identity(trait: AnyTrait) -> dict[str, Any]:
@@ -241,16 +242,35 @@ def trait_identity(trait: AnyTrait) -> dict[str, Any]:
 
 
 def eval_job(run: RunDir, label: str, variant: Variant, trait: AnyTrait, settings: EvalConfig, *, seed: int,
-             device: str, dtype: str) -> EvalJob:  # fmt: skip
+             device: str, dtype: str, student_seed: int = 0) -> EvalJob:  # fmt: skip
     params = {"model": variant.identity(), "trait": trait_identity(trait),
               "eval": settings.key(), "seed": seed, "dtype": dtype, "device": device}  # fmt: skip
     st = run.stage("eval/" + label.replace("/", "-").replace(":", "-"), params)  # one folder level
-    return EvalJob(st, label, variant, trait, settings, seed, device, dtype)
+    return EvalJob(st, label, variant, trait, settings, seed, device, dtype, student_seed)
 
 
 def run_evals(jobs: list[EvalJob]) -> None:
     """Compute every evaluation whose stage is missing; LoRA students of one base stacked."""
-    groups: dict[Any, list[tuple[EvalJob, Delta]]] = {}
+    for chunk in _eval_groups(jobs):
+        if all(j.stage.done for j, _ in chunk):
+            continue
+        if len(chunk) == 1:
+            _eval_alone(chunk[0][0])
+        else:
+            _eval_stacked(chunk)
+
+
+def _eval_groups(jobs: list[EvalJob]) -> Iterator[list[tuple[EvalJob, Delta | None]]]:
+    """Evaluations that can run stacked (LoRA students of one base, equal settings, eval seed and
+    candidates), in chunks of at most `EvalConfig.stack`, each with its loaded delta; the rest alone.
+
+    Formed over all `jobs`, finished or not, as for finetunes: a recomputed one keeps its company
+    (a stacked sampling draws for the whole chunk). Chunks are cut in the order of the students'
+    training seeds (stable), so seeds added after a finished run's last seed leave its full chunks
+    as they were and evaluate again at most its last, partly filled chunk per group. Since session
+    19; an evaluation of a multi-seed run recomputed now may sit in other company than it first
+    did: its log-probs equal to tolerance, its sampled answers drawn anew."""
+    groups: dict[Any, list[tuple[EvalJob, Delta | None]]] = {}
     for i, j in enumerate(jobs):  # all of them, as for finetunes: a recomputed one keeps its company
         key: Any = (i,)
         delta = None
@@ -265,15 +285,10 @@ def run_evals(jobs: list[EvalJob]) -> None:
                        tuple(j.trait.candidates))  # fmt: skip
         groups.setdefault(key, []).append((j, delta))
     for group in groups.values():
+        group.sort(key=lambda jd: jd[0].student_seed)
         size = group[0][0].settings.stack
         for a in range(0, len(group), size):
-            chunk = group[a : a + size]
-            if all(j.stage.done for j, _ in chunk):
-                continue
-            if len(chunk) == 1:
-                _eval_alone(chunk[0][0])
-            else:
-                _eval_stacked(chunk)
+            yield group[a : a + size]
 
 
 def _info(j: EvalJob, tok: Any) -> dict[str, Any]:
