@@ -14,15 +14,22 @@ any data), with
 - p_control: the one-sided paired t-test over targets of own minus random per-target gamma > 0
   at the same layer and alpha.
 
+With several seeds (`[analysis] sufficiency_seeds`: replicates with their own rows for the
+directions, random control and sampling), both p come from the shifts averaged over seeds, and
+each cell also has own minus random per seed with its t-interval over seeds (the run's [eval] ci).
+
 Verdict, with the family-wise level 0.05 split over the m cells (Bonferroni; for "at least one
 cell", Holm's first step is the same):
-- "supported" if some cell has p_gamma < 0.05 / m and p_control < 0.05 / m;
+- "supported" if some cell has p_gamma < 0.05 / m and p_control < 0.05 / m and, with several
+  seeds, the interval over seeds of its own minus random lies above 0 (the cell's result does not
+  hang on one draw of the rows the direction is estimated on);
 - "not supported" if at every cell the own gamma's t-interval over targets (the run's [eval] ci)
   lies below 0 or the interval of own minus random lies below 0 (every cell shows steering
   lowering gamma or doing less than the control; an intersection-union test, no correction);
 - "inconclusive" otherwise (also when an undefined p counts as 1: a t-test over targets whose
   differences have no spread); "not testable" without the section.
-The printed cell is the one with the smallest max(p_gamma, p_control) (the first on ties). The
+The printed cell is the passing cell with the smallest max(p_gamma, p_control) when the claim
+is supported, else the cell with the smallest (the first on ties). The
 permutation p cannot go below 1/k!: with k = 4 targets it is 0.042, above 0.05 / 9, so fewer
 than 5 targets cannot support the claim at the default 3 layers x 3 scales (the reason says so).
 
@@ -52,6 +59,15 @@ def _worst(c: dict[str, Any]) -> float:
     return max(_p(c.get("p_gamma")), _p(c["vs_random"].get("p")))
 
 
+def _seeds_agree(c: dict[str, Any]) -> bool:
+    """True without seeds; else the interval over seeds of own minus random lies above 0."""
+    vs = (c.get("over_seeds") or {}).get("vs_random")
+    if vs is None:
+        return True
+    lo = vs.get("lo")
+    return lo is not None and math.isfinite(lo) and lo > 0
+
+
 def _below(est: dict[str, Any]) -> bool:
     hi = est.get("hi")
     return hi is not None and math.isfinite(hi) and hi < 0
@@ -64,8 +80,9 @@ def decide_cells(cells: list[dict[str, Any]], alpha: float = ALPHA) -> tuple[str
         raise LookupError("the section has no own-direction cell with its random control")
     level = alpha / len(own)
     best = min(own, key=_worst)
-    if _worst(best) < level:
-        return "supported", best, level
+    passing = [c for c in own if _worst(c) < level and _seeds_agree(c)]
+    if passing:
+        return "supported", min(passing, key=_worst), level
     if all(_below(c["gamma_ci"]) or _below(c["vs_random"]) for c in own):
         return "not supported", best, level
     return "inconclusive", best, level
@@ -77,6 +94,11 @@ def _line(c: dict[str, Any]) -> str:
            f"gamma {fmt_est(c['gamma_ci'])} p={fmt(c['p_gamma'])}; rate shift {rate}")  # fmt: skip
     if "vs_random" in c:
         out += f"; own - random {fmt_est(c['vs_random'])} p={fmt(c['vs_random'].get('p'))}"
+    o = c.get("over_seeds")
+    if o:
+        out += f"; over {o['seeds']} seeds: gamma {fmt_est(o['gamma_ci'])}"
+        if o.get("vs_random"):
+            out += f", own - random {fmt_est(o['vs_random'])} p={fmt(o['vs_random'].get('p'))}"
     return out
 
 

@@ -25,6 +25,14 @@ stage. Per (source, layer, alpha):
 - own cells only: own minus random per-target gamma at the same layer and alpha, paired over
   targets, with its t-interval and one-sided p (own > random).
 
+Seeds (`sufficiency_seeds`, default the run's seed alone): each seed is a replicate of the whole
+measurement, with its own draw of the held-out number rows v_l is estimated on, its own random
+control and its own sampling seed (the steered base has no student, so no training seed enters).
+With several, the cells above are computed on the shifts averaged over seeds (per-target gamma is
+linear in them), and each cell adds `over_seeds`: its gamma per seed with a t-interval over seeds,
+and for own cells own minus random per seed, its t-interval and one-sided paired t p over seeds
+(how far the estimate of the direction, not the choice of targets, moves the result).
+
 So that the reader can judge alpha, each layer records |v_l[t]| and the base's typical residual
 norm there (median over the rows of |resid_post averaged over answer tokens|), and each cell
 alpha |v_l| / |h_l|.
@@ -133,14 +141,33 @@ def rate_shift(steered: Float[np.ndarray, " target"], base: Float[np.ndarray, " 
     return t_interval(d, ci).to_dict() | {"over": "targets", "per_target": d.round(6).tolist()}
 
 
-def versus_control(own: np.ndarray, control: np.ndarray, ci: float = 0.95) -> dict[str, Any]:
-    """Own minus control per-target gamma, paired over targets: t-interval and the one-sided
-    t-test p of own > control (None when the differences have no spread)."""
+def versus_control(own: np.ndarray, control: np.ndarray, ci: float = 0.95, over: str = "targets") -> dict[str, Any]:
+    """Own minus control gamma, paired over `over` (targets, or seeds): t-interval and the
+    one-sided t-test p of own > control (None when the differences have no spread)."""
     d = np.asarray(own, dtype=float) - np.asarray(control, dtype=float)
     p = None
     if d.size >= 2 and d.std(ddof=1) > 0:
         p = float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
-    return t_interval(d, ci).to_dict() | {"over": "targets", "p": p, "test": "paired t, one-sided (own > random)"}
+    return t_interval(d, ci).to_dict() | {"over": over, "p": p, "test": "paired t, one-sided (own > random)"}
+
+
+def over_seeds(per_seed: list[list[dict[str, Any]]], ci: float = 0.95) -> list[dict[str, Any]]:
+    """Per cell (in plan order), from each seed's `summarise_cells`: gamma per seed with its
+    t-interval over seeds, and for own cells own minus the random cell at the same layer and
+    alpha per seed, paired over seeds."""
+    if len({len(cells) for cells in per_seed}) != 1:
+        raise ValueError("every seed needs the same cells")
+    out = []
+    for j, c in enumerate(per_seed[0]):
+        g = np.array([cells[j]["gamma"] for cells in per_seed])
+        rec: dict[str, Any] = {"seeds": len(per_seed), "gamma_per_seed": g.round(6).tolist(),
+                               "gamma_ci": t_interval(g, ci).to_dict() | {"over": "seeds"}}  # fmt: skip
+        k = next((i for i, r in enumerate(per_seed[0])
+                  if r["source"] == "random" and (r["layer"], r["alpha"]) == (c["layer"], c["alpha"])), None)  # fmt: skip
+        if c["source"] == "own" and k is not None:
+            rec["vs_random"] = versus_control(g, np.array([cells[k]["gamma"] for cells in per_seed]), ci, "seeds")
+        out.append(rec)
+    return out
 
 
 def summarise_cells(
@@ -196,11 +223,12 @@ def _cells_of(i: int, plan: list[Cell], own: Tensor, rnd: Tensor) -> dict[str, t
     return {UNSTEERED: None} | {cell_name(c): (c[1], vectors[c[0]][i, c[1]], c[2]) for c in plan}
 
 
-def _score_targets(ctx: AnalysisRun, spec: str, plan: list[Cell], own: Tensor, rnd: Tensor) -> list[dict[str, Any]]:
-    """Per target (in order): its cells' scores, a cached stage each; the base loads once, if needed."""
+def _score_targets(ctx: AnalysisRun, spec: str, plan: list[Cell], own: Tensor, rnd: Tensor, seed: int,
+                   base: Any) -> list[dict[str, Any]]:  # fmt: skip
+    """Per target (in order): its cells' scores with sampling `seed`, a cached stage each; `base()`
+    loads the base (once, if any stage is missing)."""
     targets, settings = ctx.summary["trait"]["targets"], ctx.config.eval
-    rate, seed = bool(ctx.a.sufficiency_rate), ctx.cfg["seed"]
-    base = functools.cache(lambda: load_model(spec, ctx.device, ctx.dtype))
+    rate = bool(ctx.a.sufficiency_rate)
     out = []
     for i, t in enumerate(targets):
         if list(ctx.trait_for(t).candidates) != ctx.summary["matrix"]["candidates"]:  # the matrix's columns
@@ -218,40 +246,62 @@ def _score_targets(ctx: AnalysisRun, spec: str, plan: list[Cell], own: Tensor, r
 
         res = ctx.run.compute_json(f"analysis/steer-sufficiency/{t}", params, make, filename="scores.json")
         out.append(res["scores"])
-    base.cache_clear()
-    gc.collect()
     return out
 
 
-def steer_sufficiency(ctx: AnalysisRun) -> dict[str, Any] | None:
-    """gamma and the trait-rate shift of the base steered along each target's direction, per
-    (source, layer, alpha)."""
-    rows = mm.answer_rows(ctx.a.n_answer_rows, ctx.cfg["seed"])
-    targets = ctx.summary["trait"]["targets"]
-    cands = ctx.summary["matrix"]["candidates"]
-    cols = [cands.index(t) for t in targets]
-    spec = ctx.teacher_spec
+def _replicate(ctx: AnalysisRun, spec: str, seed: int, base: Any) -> dict[str, Any]:
+    """One seed's measurement: the directions on its rows, its random control, every target's
+    scores. Arrays: base_lo [target, candidate], steered [cell, target, candidate], rates or None."""
+    rows = mm.answer_rows(ctx.a.n_answer_rows, seed)
     refs = sa._refs(ctx, spec, rows)
     own = refs["own"]
     layers = sa.spread_layers(own.shape[1], ctx.a.sufficiency_layers)
     plan = plan_cells(layers, list(ctx.a.sufficiency_scales))
-    unit = covariance_directions(refs["base"], derived_seed(ctx.cfg["seed"], "steer-sufficiency"), n_draws=len(targets))
-    rnd = matched_random(own, unit)
-    scores = _score_targets(ctx, spec, plan, own, rnd)
-    base_lo = np.array([s[UNSTEERED]["log_odds"] for s in scores])
-    steered = np.array([[s[cell_name(c)]["log_odds"] for s in scores] for c in plan])
+    unit = covariance_directions(refs["base"], derived_seed(seed, "steer-sufficiency"), n_draws=own.shape[0])
+    scores = _score_targets(ctx, spec, plan, own, matched_random(own, unit), seed, base)
     rate = bool(ctx.a.sufficiency_rate)
-    base_rate = np.array([s[UNSTEERED]["rate"] for s in scores]) if rate else None
-    steered_rate = np.array([[s[cell_name(c)]["rate"] for s in scores] for c in plan]) if rate else None
-    reference = scale_reference(own, refs["base"], layers)
-    cells = summarise_cells(plan, base_lo, steered, cols, base_rate, steered_rate, reference,
-                            ctx.config.eval.ci, ctx.cfg["seed"])  # fmt: skip
+    return {
+        "refs": refs, "rows": rows, "layers": layers, "plan": plan,
+        "base_lo": np.array([s[UNSTEERED]["log_odds"] for s in scores]),
+        "steered": np.array([[s[cell_name(c)]["log_odds"] for s in scores] for c in plan]),
+        "base_rate": np.array([s[UNSTEERED]["rate"] for s in scores]) if rate else None,
+        "steered_rate": np.array([[s[cell_name(c)]["rate"] for s in scores] for c in plan]) if rate else None,
+        "reference": scale_reference(own, refs["base"], layers),
+    }  # fmt: skip
+
+
+def _mean(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+    return None if arrays[0] is None else np.mean(np.stack(arrays), axis=0)
+
+
+def steer_sufficiency(ctx: AnalysisRun) -> dict[str, Any] | None:
+    """gamma and the trait-rate shift of the base steered along each target's direction, per
+    (source, layer, alpha), over the seeds `sufficiency_seeds` (module docstring)."""
+    targets = ctx.summary["trait"]["targets"]
+    cands = ctx.summary["matrix"]["candidates"]
+    cols = [cands.index(t) for t in targets]
+    spec, ci = ctx.teacher_spec, ctx.config.eval.ci
+    seeds = [int(x) for x in (ctx.a.sufficiency_seeds or [ctx.cfg["seed"]])]
+    base = functools.cache(lambda: load_model(spec, ctx.device, ctx.dtype))
+    reps = [_replicate(ctx, spec, sd, base) for sd in seeds]
+    base.cache_clear()
+    gc.collect()
+    r0, plan = reps[0], reps[0]["plan"]
+    pooled = {k: _mean([r[k] for r in reps]) for k in ("base_lo", "steered", "base_rate", "steered_rate")}
+    cells = summarise_cells(plan, pooled["base_lo"], pooled["steered"], cols, pooled["base_rate"],
+                            pooled["steered_rate"], r0["reference"], ci, seeds[0])  # fmt: skip
+    if len(seeds) > 1:
+        per_seed = [summarise_cells(plan, r["base_lo"], r["steered"], cols, ci=ci, seed=sd) for r, sd in zip(reps, seeds)]
+        for c, o in zip(cells, over_seeds(per_seed, ci)):
+            c["over_seeds"] = o
+    base_rate = pooled["base_rate"]
     return {
         "direction": "teacher minus base, resid_post averaged over the answer tokens of held-out number rows",
-        "model": spec, "teachers": refs["teachers"], "targets": targets, "n_rows": len(rows[0]),
-        "n_layers": int(own.shape[1]), "layers": layers, "scales": [float(a) for a in ctx.a.sufficiency_scales],
-        "rate": rate, "base_rate": None if base_rate is None else base_rate.round(6).tolist(),
-        "scale_reference": reference, "n_scorings": len(targets) * (len(plan) + 1), "cells": cells,
+        "model": spec, "teachers": r0["refs"]["teachers"], "targets": targets, "n_rows": len(r0["rows"][0]),
+        "n_layers": int(r0["refs"]["own"].shape[1]), "layers": r0["layers"],
+        "scales": [float(a) for a in ctx.a.sufficiency_scales], "seeds": seeds,
+        "rate": bool(ctx.a.sufficiency_rate), "base_rate": None if base_rate is None else base_rate.round(6).tolist(),
+        "scale_reference": r0["reference"], "n_scorings": len(seeds) * len(targets) * (len(plan) + 1), "cells": cells,
     }  # fmt: skip
 
 
@@ -284,6 +334,21 @@ def render_steer_sufficiency(doc: ReportDoc, run: str, ss: dict[str, Any]) -> No
              "one-sided paired t p over targets; rate shift: "
              "steered minus unsteered sampled rate of each target, mean and CI over targets. "
              f"{ss.get('n_scorings')} scorings of the base.")  # fmt: skip
+    seeds = ss.get("seeds") or []
+    if len(seeds) < 2 or not any(c.get("over_seeds") for c in ss.get("cells") or []):
+        return
+    rows = [["direction", "layer", "alpha", "gamma per seed", "gamma [CI over seeds]", "own - random [CI over seeds], p"]]
+    for c in ss["cells"]:
+        o = c.get("over_seeds") or {}
+        vs = o.get("vs_random")
+        rows.append([c["source"], str(c["layer"]), fmt(c["alpha"]), ", ".join(fmt(g) for g in o.get("gamma_per_seed") or []),
+                     fmt_est(o.get("gamma_ci")), f"{fmt_est(vs)}, {fmt(vs.get('p'))}" if vs else ""])  # fmt: skip
+    doc.table(rows, [1.0, 0.75, 0.8, 2.4, 2.0, 2.4])
+    doc.para(f"Seeds {', '.join(str(x) for x in seeds)}: each a replicate of the whole measurement, with its own "
+             "draw of the held-out number rows the directions are estimated on, its own random control and its "
+             "own sampling seed. The table above averages the shifts over these seeds before taking gamma and "
+             "its interval over targets; this one gives each seed's gamma and the intervals over seeds "
+             "(own - random: paired by seed, one-sided t p).")  # fmt: skip
 
 
 def _skip(ctx: AnalysisRun) -> str | None:

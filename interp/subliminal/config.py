@@ -332,6 +332,10 @@ class AnalysisConfig:
     sufficiency_layers: PosInt = 3
     sufficiency_scales: list[Annotated[float, Range(-1000, 1000)]] = field(default_factory=lambda: [1.0, 4.0, 16.0])
     sufficiency_rate: bool = True
+    # replicates of that measurement, each with its own draw of the held-out number rows the
+    # directions are estimated on, its own random control and its own sampling seed (none: the
+    # run's seed alone); with >= 2, each cell adds its gamma per seed and intervals over seeds
+    sufficiency_seeds: list[NonNegInt] | None = None
     # each trait student's update split along its finetuned teacher's top-`subspace_rank` singular
     # subspace, each part scored alone (interp.analysis.weight_split; ~6 scorings per student)
     weight_split: bool = False
@@ -351,6 +355,9 @@ class AnalysisConfig:
         scales = self.sufficiency_scales
         if not scales or len(set(scales)) != len(scales):
             raise ValueError(f"analysis.sufficiency_scales: need one or more distinct scales, got {scales}")
+        sd = self.sufficiency_seeds
+        if sd is not None and (not sd or len(set(sd)) != len(sd)):
+            raise ValueError(f"analysis.sufficiency_seeds: need one or more distinct seeds, got {sd}")
 
 
 @dataclass

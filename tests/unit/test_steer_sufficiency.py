@@ -145,6 +145,25 @@ def test_each_own_cell_is_compared_with_the_random_cell_at_its_layer_and_scale()
         ss.summarise_cells(plan, base, steered[:3], cols)
 
 
+def test_over_seeds_pairs_each_own_cell_with_its_random_cell_seed_by_seed():
+    plan = ss.plan_cells([0], [1.0, 2.0])  # own x1, own x2, random x1, random x2
+    gammas = [[0.3, 0.1, 0.1, 0.2], [0.5, 0.0, 0.2, 0.3], [0.4, 0.2, 0.0, 0.1]]  # [seed][cell]
+    per_seed = [[{"source": c[0], "layer": c[1], "alpha": c[2], "gamma": g} for c, g in zip(plan, gs)] for gs in gammas]
+    out = ss.over_seeds(per_seed)
+    assert [o["gamma_per_seed"] for o in out] == [[0.3, 0.5, 0.4], [0.1, 0.0, 0.2], [0.1, 0.2, 0.0], [0.2, 0.3, 0.1]]
+    lo, hi = stats.t.interval(0.95, 2, loc=0.4, scale=stats.sem([0.3, 0.5, 0.4]))
+    g = out[0]["gamma_ci"]
+    assert (g["mean"], g["lo"], g["hi"], g["n"], g["over"]) == pytest.approx((0.4, lo, hi, 3, "seeds"))
+    d = np.array([0.2, 0.3, 0.4])  # own x1 minus random x1, seed by seed (not random x2's 0.2, 0.3, 0.1)
+    vs = out[0]["vs_random"]
+    assert vs["mean"] == pytest.approx(0.3) and vs["over"] == "seeds"
+    assert vs["p"] == pytest.approx(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
+    assert out[1]["vs_random"]["mean"] == pytest.approx(np.mean([0.1 - 0.2, 0.0 - 0.3, 0.2 - 0.1]))
+    assert "vs_random" not in out[2] and "vs_random" not in out[3]
+    with pytest.raises(ValueError, match="same cells"):
+        ss.over_seeds([per_seed[0], per_seed[1][:2]])
+
+
 # ---------------------------------------------------------------- the hypothesis script's rule
 
 
@@ -170,6 +189,23 @@ def test_the_scripts_decision(cells, result):
     assert _script().decide_cells(cells)[0] == result
 
 
+def _seeded(cell, lo):
+    return cell | {"over_seeds": {"seeds": 3, "gamma_per_seed": [0.1, 0.1, 0.1], "gamma_ci": {"mean": 0.1, "lo": 0.0, "hi": 0.2, "n": 3},
+                                  "vs_random": {"mean": 0.1, "lo": lo, "hi": 0.2, "n": 3, "p": 0.01}}}  # fmt: skip
+
+
+def test_with_seeds_a_supported_cell_also_needs_own_above_random_over_seeds():
+    script = _script()
+    assert script.decide_cells([_seeded(_cell(0.001, 0.3, 0.004, 0.3), 0.01)])[0] == "supported"
+    assert script.decide_cells([_seeded(_cell(0.001, 0.3, 0.004, 0.3), -0.01)])[0] == "inconclusive"
+    assert script.decide_cells([_seeded(_cell(0.001, 0.3, 0.004, 0.3), float("nan"))])[0] == "inconclusive"
+    # the cell that passes is printed, not a cell with smaller p whose seeds disagree
+    cells = [_seeded(_cell(0.001, 0.3, 0.001, 0.3, layer=0), -0.01), _seeded(_cell(0.002, 0.3, 0.002, 0.3, layer=1), 0.05)]
+    result, best, _ = script.decide_cells(cells)
+    assert (result, best["layer"]) == ("supported", 1)
+    assert "over 3 seeds: gamma" in script._line(cells[0]) and "own - random" in script._line(cells[0]).split("over 3 seeds")[1]
+
+
 def test_the_script_prints_the_cell_closest_to_both_tests_and_needs_a_control():
     script = _script()
     cells = [_cell(0.04, 0.3, 0.5, 0.3, layer=0), _cell(0.03, 0.3, 0.04, 0.3, layer=1), _cell(0.01, 0.3, 0.2, 0.3, layer=2)]
@@ -193,12 +229,14 @@ def test_the_config_fields_and_their_defaults(tmp_path):
     assert (a.steer_sufficiency, a.sufficiency_layers, a.sufficiency_scales, a.sufficiency_rate) == (False, 3, [1.0, 4.0, 16.0], True)
     a = _load(tmp_path, steer_sufficiency=True, sufficiency_layers=1, sufficiency_scales=[-2, 0.5], sufficiency_rate=False)
     assert (a.steer_sufficiency, a.sufficiency_layers, a.sufficiency_scales, a.sufficiency_rate) == (True, 1, [-2.0, 0.5], False)
+    assert a.sufficiency_seeds is None and _load(tmp_path, sufficiency_seeds=[3, 0]).sufficiency_seeds == [3, 0]
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
     [("sufficiency_scales", []), ("sufficiency_scales", [4.0, 4]), ("sufficiency_scales", [2000.0]),
-     ("sufficiency_scales", 4.0), ("sufficiency_layers", 0), ("sufficiency_rate", "yes"), ("steer_sufficiency", 1)],
+     ("sufficiency_scales", 4.0), ("sufficiency_layers", 0), ("sufficiency_rate", "yes"), ("steer_sufficiency", 1),
+     ("sufficiency_seeds", []), ("sufficiency_seeds", [1, 1]), ("sufficiency_seeds", [-1]), ("sufficiency_seeds", 2)],
 )  # fmt: skip
 def test_a_bad_value_is_one_line_naming_the_field(tmp_path, field, value):
     with pytest.raises(ConfigError) as e:
@@ -295,7 +333,8 @@ def test_the_whole_unit_on_a_fake_run(planted, monkeypatch):
 
     trait = _trait(TARGETS[0])
     ctx = SimpleNamespace(
-        a=SimpleNamespace(n_answer_rows=10, sufficiency_layers=1, sufficiency_scales=[ALPHA, 4.0], sufficiency_rate=True),
+        a=SimpleNamespace(n_answer_rows=10, sufficiency_layers=1, sufficiency_scales=[ALPHA, 4.0], sufficiency_rate=True,
+                          sufficiency_seeds=None),  # fmt: skip
         cfg={"seed": 0, "trait": {"kind": "animal", "targets": TARGETS}}, teacher_spec="tiny-llama", device="cpu",
         dtype="float32", summary={"trait": {"targets": TARGETS}, "matrix": {"candidates": list(trait.candidates)}},
         config=SimpleNamespace(eval=p.settings), trait_for=_trait,
@@ -306,7 +345,8 @@ def test_the_whole_unit_on_a_fake_run(planted, monkeypatch):
     keys = stages["analysis/steer-sufficiency/cat"]["cells"]
     assert list(keys) == ["none", "own:L0:x0.02", "own:L0:x4.0", "random:L0:x0.02", "random:L0:x4.0"]
     assert keys["own:L0:x0.02"]["vector"] != stages["analysis/steer-sufficiency/owl"]["cells"]["own:L0:x0.02"]["vector"]
-    assert sec["layers"] == [0] and sec["scales"] == [ALPHA, 4.0] and sec["n_scorings"] == 4 * 5
+    assert sec["layers"] == [0] and sec["scales"] == [ALPHA, 4.0] and sec["n_scorings"] == 4 * 5 and sec["seeds"] == [0]
+    assert not any("over_seeds" in c for c in sec["cells"])
     assert sec["rate"] is True and len(sec["base_rate"]) == 4 and all(0 <= r <= 1 for r in sec["base_rate"])
     ref = sec["scale_reference"]["0"]
     assert ref["direction_norm"] == pytest.approx(1.0) and ref["base_resid_norm"] == pytest.approx(
@@ -331,3 +371,61 @@ def test_the_whole_unit_on_a_fake_run(planted, monkeypatch):
     ss.render_steer_sufficiency(doc, "fake", sec)
     assert len(rows) == 1 + 4 and rows[1][:3] == ["own", "0", fmt(ALPHA)] and rows[1][-1] == fmt_est(by[("own", ALPHA)]["rate_shift"])
     assert rows[1][-2].startswith(fmt_est(by[("own", ALPHA)]["vs_random"])) and rows[3][-2] == ""  # a random row
+
+
+def test_seeds_are_replicates_with_their_own_rows_control_and_sampling(planted, monkeypatch):
+    """With `sufficiency_seeds`, each seed records its own rows, draws its own random control and
+    samples with its own seed (a stage per target and seed); the cells average the seeds' shifts
+    and add their intervals over seeds, and the report adds a table of them."""
+    p = planted
+    own = torch.stack([p.u, p.u], dim=1)
+    rows_seen = []
+
+    def refs(ctx, spec, rows):
+        rows_seen.append(rows)
+        return {"own": own, "base": p.acts, "teachers": "planted"}
+
+    monkeypatch.setattr(sa, "_refs", refs)
+    loads = []
+    monkeypatch.setattr(ss, "load_model", lambda spec, device, dtype: loads.append(spec) or (copy.deepcopy(p.base), p.tok))
+    stages = []
+
+    def compute_json(name, params, make, filename="result.json"):
+        stages.append((name, params))
+        return make()
+
+    trait = _trait(TARGETS[0])
+
+    def ctx(seeds):
+        return SimpleNamespace(
+            a=SimpleNamespace(n_answer_rows=10, sufficiency_layers=1, sufficiency_scales=[ALPHA], sufficiency_rate=True,
+                              sufficiency_seeds=seeds),
+            cfg={"seed": 0, "trait": {"kind": "animal", "targets": TARGETS}}, teacher_spec="tiny-llama", device="cpu",
+            dtype="float32", summary={"trait": {"targets": TARGETS}, "matrix": {"candidates": list(trait.candidates)}},
+            config=SimpleNamespace(eval=p.settings), trait_for=_trait, run=SimpleNamespace(compute_json=compute_json),
+        )  # fmt: skip
+
+    one = {sd: ss.steer_sufficiency(ctx([sd])) for sd in (0, 5)}
+    stages.clear()
+    rows_seen.clear()
+    sec = ss.steer_sufficiency(ctx([0, 5]))
+    assert loads.count("tiny-llama") == 3  # the base loads once per call
+    assert len(rows_seen) == 2 and rows_seen[0] != rows_seen[1]  # each seed its own rows
+    assert [(n, prm["seed"]) for n, prm in stages] == [(f"analysis/steer-sufficiency/{t}", sd) for sd in (0, 5) for t in TARGETS]
+    rnd = [prm["cells"][f"random:L0:x{ALPHA!r}"]["vector"] for n, prm in stages if n.endswith("/owl")]
+    assert rnd[0] != rnd[1]  # each seed its own random control
+    assert sec["seeds"] == [0, 5] and sec["n_scorings"] == 2 * 4 * 3
+    for j, c in enumerate(sec["cells"]):
+        per = [one[sd]["cells"][j]["gamma"] for sd in (0, 5)]
+        assert c["over_seeds"]["gamma_per_seed"] == pytest.approx(per, abs=1e-6)
+        assert c["gamma"] == pytest.approx(np.mean(per), abs=1e-6)  # gamma of the mean shifts: the mean gamma
+        assert c["gamma_ci"]["over"] == "targets" and c["over_seeds"]["gamma_ci"]["n"] == 2
+    vs = sec["cells"][0]["over_seeds"]["vs_random"]
+    assert vs["mean"] == pytest.approx(np.mean([one[sd]["cells"][0]["gamma"] - one[sd]["cells"][1]["gamma"] for sd in (0, 5)]), abs=1e-6)
+    tables = []
+    doc = SimpleNamespace(heading=lambda *a, **k: None, para=lambda *a, **k: None, table=lambda r, w=None: tables.append(r))
+    ss.render_steer_sufficiency(doc, "fake", sec)
+    assert len(tables) == 2 and tables[1][0][3] == "gamma per seed" and len(tables[1]) == 1 + 2
+    assert tables[1][1][3] == ", ".join(fmt(g) for g in sec["cells"][0]["over_seeds"]["gamma_per_seed"])
+    script = _script()
+    assert "over 2 seeds" in script._line(sec["cells"][0])
