@@ -43,16 +43,25 @@ def resolve_autocasts(cfg: Any, device: str) -> None:
     from interp.lm.models import native_bf16, resolve_autocast
 
     dev = torch.device(device)
+    for section in set_autocasts(cfg, resolve_autocast("auto", dev)):
+        log.info("[%s] autocast = \"auto\" -> \"%s\" on %s", section, getattr(cfg, section).autocast, device)
     for section in ("data", "train"):
-        sub = getattr(cfg, section, None)
-        value = getattr(sub, "autocast", None)
-        if value == "auto":
-            object.__setattr__(sub, "autocast", resolve_autocast(value, dev))
-            log.info("[%s] autocast = \"auto\" -> \"%s\" on %s", section, sub.autocast, device)
-        elif value == "bf16" and not native_bf16(dev):
+        if getattr(getattr(cfg, section, None), "autocast", None) == "bf16" and not native_bf16(dev):
             log.warning("[%s] autocast = \"bf16\" on %s without native bfloat16 (no avx512_bf16 or AMX): "
                         "emulated, ~6x slower than float32 here; autocast = \"auto\" uses float32 on such a "
                         "machine", section, device)  # fmt: skip
+
+
+def set_autocasts(cfg: Any, value: str) -> list[str]:
+    """Every `autocast = "auto"` in the config (`[data]`, `[train]`) set to `value`, in place;
+    the sections changed."""
+    changed = []
+    for section in ("data", "train"):
+        sub = getattr(cfg, section, None)
+        if getattr(sub, "autocast", None) == "auto":
+            object.__setattr__(sub, "autocast", value)
+            changed.append(section)
+    return changed
 
 
 def run_config(

@@ -15,6 +15,7 @@ same stage, by key; the data tasks only put the shared stages first.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from interp.config import dumps_toml, to_dict
 from interp.store.runfolder import config_key
 from interp.store.stages import read_json, stable_hash
 from interp.sweep.spec import Sweep
@@ -70,9 +72,24 @@ def run_is_current(root: Path, sweep: Sweep, point: str) -> bool:
     """Whether the point's summary was made from exactly this point's config."""
     f = Path(root) / "points" / point / "summary.json"
     try:
-        return read_json(f).get("config_key") == config_key(sweep.resolved_toml(point))
+        return read_json(f).get("config_key") in point_keys(sweep, point)
     except (OSError, ValueError):
         return False
+
+
+def point_keys(sweep: Sweep, point: str) -> set[str]:
+    """The config keys a finished run of `point` can record: a run writes its config with every
+    `autocast = "auto"` resolved (`runner.resolve_autocasts`), to "bf16" where it ran with native
+    bfloat16 and "off" elsewhere, and the machine that ran it need not be this one (a cluster's
+    workers); either counts."""
+    from interp.runner import set_autocasts
+
+    keys = set()
+    for value in ("bf16", "off"):
+        cfg = copy.deepcopy(sweep.configs[point][1])
+        set_autocasts(cfg, value)
+        keys.add(config_key(dumps_toml(to_dict(cfg))))
+    return keys
 
 
 def task_payload(sweep: Sweep, root: Path, task: Task, worker: bool = True) -> dict[str, Any]:
