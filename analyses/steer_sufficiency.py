@@ -121,6 +121,11 @@ def test(runs: list[Run]) -> Verdict:
                   f"per-cell level {fmt(level)} (0.05 over {round(ALPHA / level)} cells)")  # fmt: skip
         if floor >= level:
             reason += f"; the smallest permutation p with {g['n']} targets is {fmt(floor)}, not below the level"
+        o = best.get("over_seeds") or {}
+        if o.get("vs_random"):
+            reason += (f"; over {o['seeds']} seeds own - random {fmt_est(o['vs_random'])}"
+                       + ("" if _seeds_agree(best) else ", not above 0")
+                       + (" (2 seeds: one degree of freedom)" if o["seeds"] == 2 else ""))  # fmt: skip
         return Verdict(HYPOTHESIS, result, "gamma", best["gamma"], g["mean"], g["lo"], g["hi"], best["p_gamma"], g["n"], reason)
     return Verdict(HYPOTHESIS, "not testable", reason="no run with a steer_sufficiency section ([analysis] steer_sufficiency = true)")
 

@@ -28,19 +28,24 @@ stage. Per (source, layer, alpha):
 Seeds (`sufficiency_seeds`, default the run's seed alone): each seed is a replicate of the whole
 measurement, with its own draw of the held-out number rows v_l is estimated on, its own random
 control and its own sampling seed (the steered base has no student, so no training seed enters).
-With several, the cells above are computed on the shifts averaged over seeds (per-target gamma is
-linear in them), and each cell adds `over_seeds`: its gamma per seed with a t-interval over seeds,
-and for own cells own minus random per seed, its t-interval and one-sided paired t p over seeds
-(how far the estimate of the direction, not the choice of targets, moves the result).
+The run's own seed uses the rows `matrix_mechanisms` records; any other seed s draws its rows with
+`derived_seed(run seed, "sufficiency-rows", s)`, never a stream the run's data, the notebook's
+'numbers' set or the entanglement prompts use. With several seeds, the cells above are computed
+on the shifts averaged over seeds (per-target gamma is linear in them), and each cell adds
+`over_seeds`: its gamma per seed with a t-interval over seeds, and for own cells own minus random
+per seed, its t-interval and one-sided paired t p over seeds (how far the estimate of the
+direction, not the choice of targets, moves the result). Two seeds leave one degree of freedom
+(t quantile 12.7 at 95%): use three or more. The scale reference, the rows' count and the
+teachers' description are the first seed's.
 
 So that the reader can judge alpha, each layer records |v_l[t]| and the base's typical residual
 norm there (median over the rows of |resid_post averaged over answer tokens|), and each cell
 alpha |v_l| / |h_l|.
 
-Cost: targets x (1 + 2 x sufficiency_layers x len(sufficiency_scales)) scorings of the base, each a
-log-prob score plus (with `sufficiency_rate`) a sampling of samples_per_question answers per
-question; one base load; the recordings of the base and each teacher on `n_answer_rows` rows
-(shared with `matrix_mechanisms`). Each target's scores are a cached stage. The quickstart's 6
+Cost: seeds x targets x (1 + 2 x sufficiency_layers x len(sufficiency_scales)) scorings of the
+base, each a log-prob score plus (with `sufficiency_rate`) a sampling of samples_per_question
+answers per question; one base load; per seed, the recordings of the base and each teacher on
+`n_answer_rows` rows (the run's seed shares them with `matrix_mechanisms`). Each target's scores are a cached stage. The quickstart's 6
 targets with the defaults (3 layers, 3 scales): 6 x 19 = 114 log-prob scorings and 114 samplings of
 25 questions x 4 answers on SmolLM2-135M.
 """
@@ -155,7 +160,7 @@ def over_seeds(per_seed: list[list[dict[str, Any]]], ci: float = 0.95) -> list[d
     """Per cell (in plan order), from each seed's `summarise_cells`: gamma per seed with its
     t-interval over seeds, and for own cells own minus the random cell at the same layer and
     alpha per seed, paired over seeds."""
-    if len({len(cells) for cells in per_seed}) != 1:
+    if len({tuple((c["source"], c["layer"], c["alpha"]) for c in cells) for cells in per_seed}) != 1:
         raise ValueError("every seed needs the same cells")
     out = []
     for j, c in enumerate(per_seed[0]):
@@ -249,24 +254,34 @@ def _score_targets(ctx: AnalysisRun, spec: str, plan: list[Cell], own: Tensor, r
     return out
 
 
-def _replicate(ctx: AnalysisRun, spec: str, seed: int, base: Any) -> dict[str, Any]:
-    """One seed's measurement: the directions on its rows, its random control, every target's
-    scores. Arrays: base_lo [target, candidate], steered [cell, target, candidate], rates or None."""
-    rows = mm.answer_rows(ctx.a.n_answer_rows, seed)
+def rows_seed(run_seed: int, seed: int) -> int:
+    """The seed of replicate `seed`'s held-out rows (`mm.answer_rows`): the run's own for the run's
+    seed (the rows `matrix_mechanisms` records), else one derived from both."""
+    return run_seed if seed == run_seed else derived_seed(run_seed, "sufficiency-rows", seed)
+
+
+def _directions(ctx: AnalysisRun, spec: str, seed: int) -> dict[str, Any]:
+    """One seed's rows, recordings, directions [target, layer, d], cells and random control."""
+    rows = mm.answer_rows(ctx.a.n_answer_rows, rows_seed(ctx.cfg["seed"], seed))
     refs = sa._refs(ctx, spec, rows)
     own = refs["own"]
     layers = sa.spread_layers(own.shape[1], ctx.a.sufficiency_layers)
-    plan = plan_cells(layers, list(ctx.a.sufficiency_scales))
     unit = covariance_directions(refs["base"], derived_seed(seed, "steer-sufficiency"), n_draws=own.shape[0])
-    scores = _score_targets(ctx, spec, plan, own, matched_random(own, unit), seed, base)
+    return {"refs": refs, "rows": rows, "layers": layers, "plan": plan_cells(layers, list(ctx.a.sufficiency_scales)),
+            "random": matched_random(own, unit), "reference": scale_reference(own, refs["base"], layers)}  # fmt: skip
+
+
+def _replicate(ctx: AnalysisRun, spec: str, seed: int, d: dict[str, Any], base: Any) -> dict[str, Any]:
+    """One seed's scores with its directions `d`. Arrays: base_lo [target, candidate], steered
+    [cell, target, candidate], rates or None."""
+    plan = d["plan"]
+    scores = _score_targets(ctx, spec, plan, d["refs"]["own"], d["random"], seed, base)
     rate = bool(ctx.a.sufficiency_rate)
-    return {
-        "refs": refs, "rows": rows, "layers": layers, "plan": plan,
+    return d | {
         "base_lo": np.array([s[UNSTEERED]["log_odds"] for s in scores]),
         "steered": np.array([[s[cell_name(c)]["log_odds"] for s in scores] for c in plan]),
         "base_rate": np.array([s[UNSTEERED]["rate"] for s in scores]) if rate else None,
         "steered_rate": np.array([[s[cell_name(c)]["rate"] for s in scores] for c in plan]) if rate else None,
-        "reference": scale_reference(own, refs["base"], layers),
     }  # fmt: skip
 
 
@@ -283,7 +298,8 @@ def steer_sufficiency(ctx: AnalysisRun) -> dict[str, Any] | None:
     spec, ci = ctx.teacher_spec, ctx.config.eval.ci
     seeds = [int(x) for x in (ctx.a.sufficiency_seeds or [ctx.cfg["seed"]])]
     base = functools.cache(lambda: load_model(spec, ctx.device, ctx.dtype))
-    reps = [_replicate(ctx, spec, sd, base) for sd in seeds]
+    dirs = [_directions(ctx, spec, sd) for sd in seeds]  # every recording before the base loads to score
+    reps = [_replicate(ctx, spec, sd, d, base) for sd, d in zip(seeds, dirs)]
     base.cache_clear()
     gc.collect()
     r0, plan = reps[0], reps[0]["plan"]

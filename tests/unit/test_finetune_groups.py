@@ -79,7 +79,10 @@ def test_adding_seeds_leaves_the_first_seeds_evaluation_chunks_as_they_were(lora
 def test_evaluation_chunks_fill_across_seeds_and_keep_each_delta(lora_deltas):
     chunks = list(_eval_groups(_evals([0, 1], targets=("a", "b", "c", "d", "e", "f", "g"))))
     assert [len(c) for c in chunks] == [12, 12, 4]
-    assert {j.stage.name.rsplit("seed", 1)[1] for j, _ in chunks[1]} == {"0", "1"}
+    # seed 0 first, in the planned order (arm, then target); seed 1 fills the second chunk's end
+    assert [j.stage.name for j, _ in chunks[0]] == [f"eval/same-init-{t}-seed0" for t in "abcdefg"] + [
+        f"eval/mix-{t}-seed0" for t in "abcde"]  # fmt: skip
+    assert [j.stage.name.rsplit("seed", 1)[1] for j, _ in chunks[1]] == ["0", "0"] + ["1"] * 10
     assert all(d == j.variant.delta_path for c in chunks for j, d in c)
 
 

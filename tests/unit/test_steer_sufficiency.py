@@ -429,3 +429,44 @@ def test_seeds_are_replicates_with_their_own_rows_control_and_sampling(planted, 
     assert tables[1][1][3] == ", ".join(fmt(g) for g in sec["cells"][0]["over_seeds"]["gamma_per_seed"])
     script = _script()
     assert "over 2 seeds" in script._line(sec["cells"][0])
+
+
+def test_the_run_seeds_replicate_keeps_its_stages_and_other_seeds_draw_other_rows(planted, monkeypatch):
+    """On a run of seed 7: `sufficiency_seeds` unset, [7] and the seed-7 replicate of [0, 7] score
+    with the same stage parameters (a cached stage is reused) on the rows `matrix_mechanisms`
+    records; seed 0's rows are drawn from neither the run's seed stream nor seed 0's own."""
+    from interp.analysis import matrix_mechanisms as mm
+    from interp.registry import derived_seed
+
+    p = planted
+    own = torch.stack([p.u, p.u], dim=1)
+    rows_seen = []
+    monkeypatch.setattr(sa, "_refs", lambda ctx, spec, rows: rows_seen.append(rows) or {"own": own, "base": p.acts, "teachers": "x"})
+    monkeypatch.setattr(ss, "load_model", lambda spec, device, dtype: (copy.deepcopy(p.base), p.tok))
+    monkeypatch.setattr(ss, "steered_scores", lambda model, tok, trait, settings, cells, rate, seed: {
+        k: {"log_odds": [float(seed)] * 16, "rate": None} for k in cells})  # the scores do not matter here
+    stages = []
+    trait = _trait(TARGETS[0])
+
+    def run(seeds):
+        stages.clear()
+        rows_seen.clear()
+        ctx = SimpleNamespace(
+            a=SimpleNamespace(n_answer_rows=10, sufficiency_layers=1, sufficiency_scales=[1.0], sufficiency_rate=False,
+                              sufficiency_seeds=seeds),
+            cfg={"seed": 7, "trait": {"kind": "animal", "targets": TARGETS}}, teacher_spec="tiny-llama", device="cpu",
+            dtype="float32", summary={"trait": {"targets": TARGETS}, "matrix": {"candidates": list(trait.candidates)}},
+            config=SimpleNamespace(eval=p.settings), trait_for=_trait,
+            run=SimpleNamespace(compute_json=lambda name, params, make, filename="": stages.append(params) or make()),
+        )  # fmt: skip
+        sec = ss.steer_sufficiency(ctx)
+        return sec, list(stages), list(rows_seen)
+
+    unset, s_unset, r_unset = run(None)
+    _, s_seven, r_seven = run([7])
+    both, s_both, r_both = run([0, 7])
+    assert unset["seeds"] == [7] and both["seeds"] == [0, 7]
+    assert s_unset == s_seven == s_both[len(TARGETS):] and all(prm["seed"] == 7 for prm in s_unset)
+    assert r_unset == r_seven == [mm.answer_rows(10, 7)] and r_both[1] == r_unset[0]
+    assert r_both[0] == mm.answer_rows(10, derived_seed(7, "sufficiency-rows", 0))
+    assert r_both[0] not in (mm.answer_rows(10, 0), mm.answer_rows(10, 7)) and ss.rows_seed(7, 7) == 7
