@@ -14,7 +14,7 @@ from interp.analysis.detection import data_side, data_stage, run_teachers
 from interp.analysis.reader import AnalysisRun
 from interp.analysis.unit import Analysis, ReportDoc
 from interp.fmt import fmt
-from interp.lm.models import load_model
+from interp.lm.models import load_tokenizer
 from interp.store.stages import read_jsonl
 from interp.subliminal.stages import divergence_stage
 
@@ -23,7 +23,7 @@ def divergence(ctx: AnalysisRun) -> dict[str, Any]:
     """Per target: the share of completion positions where the trait teacher's argmax differs
     from the control teacher's, and the most frequent (written -> trait argmax) pairs there."""
     teachers, control = run_teachers(ctx)
-    _, tok = load_model(ctx.teacher_spec, ctx.device, ctx.dtype)
+    tok = load_tokenizer(ctx.teacher_spec)
     out = {}
     for t, teacher in teachers.items():
         st = divergence_stage(ctx.config, ctx.run, t, data_stage(ctx, t), teacher, control)

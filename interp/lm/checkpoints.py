@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -110,15 +111,38 @@ def embedded_checkpoint(name: str) -> Path:
         return _convert_embedded(name, emb, target)
 
 
+def embedded_tokenizer(name: str) -> Any:
+    """An embedded model's tokenizer without its weights: from its converted checkpoint when the
+    cache holds a valid one, else read from the GGUF as the conversion reads it (nothing is
+    converted or written)."""
+    from transformers import AutoTokenizer
+
+    target = cache_dir() / "models" / name
+    if target.is_dir() and _verify_cache(target) is None and _gguf_changed(name, target) is None:
+        return AutoTokenizer.from_pretrained(target)
+    return _gguf_tokenizer(name)
+
+
+def _gguf_tokenizer(name: str) -> Any:
+    """The tokenizer the conversion writes, read from the GGUF."""
+    from transformers import AutoTokenizer
+
+    gguf = _gguf_path(name, EMBEDDED[name])
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if name == "gemma3-270m":
+        tok.add_bos_token = True
+    return tok
+
+
 def _convert_embedded(name: str, emb: Embedded, target: Path) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from interp.store.stages import checksums, file_sizes, write_json
 
     gguf = _gguf_path(name, emb)
     log.info("converting %s from %s (one-off, cached in %s)", name, gguf.name, target)
     t0 = time.time()
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = _gguf_tokenizer(name)
     q = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # GGUF loading flags the model as quantized, which blocks save_pretrained: rebuild plain.
     config = q.config
@@ -134,8 +158,6 @@ def _convert_embedded(name: str, emb: Embedded, target: Path) -> Path:
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     plain.save_pretrained(tmp)
-    if name == "gemma3-270m":
-        tok.add_bos_token = True
     tok.save_pretrained(tmp)
     # the same manifest as a stage's: every later use checks the files against it
     write_json(tmp / "manifest.json", {"model": name, "gguf": emb.gguf_file, "gguf_sha256": gguf_sha256(name),

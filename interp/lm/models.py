@@ -219,6 +219,32 @@ def _load_fresh(spec: str, dev: torch.device, dt: torch.dtype, seed: int) -> tup
     return model, tok
 
 
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer `load_model(spec)` returns (a pad token, left padding), without reading the
+    weights: an embedded model not yet converted gives it from its GGUF, unconverted."""
+    from transformers import AutoTokenizer
+
+    from interp.lm.checkpoints import embedded_tokenizer
+
+    check_spec(spec)
+    if spec in TINY:
+        return load_model(spec)[1]  # built with its model, which costs nothing
+    if spec in EMBEDDED:
+        tok = embedded_tokenizer(spec)
+    else:
+        opts: dict[str, Any] = {"trust_remote_code": trusts_remote_code(spec)}
+        if not Path(spec).exists():
+            opts["revision"] = hub_revision(spec)
+        try:
+            tok = AutoTokenizer.from_pretrained(spec, **opts)
+        except OSError as e:
+            raise ModelError(f"model '{spec}' could not be loaded: {str(e).splitlines()[0]}") from e
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
 def clear_model_cache() -> None:
     """Forget the pristine copies kept by `load_model` (frees their memory)."""
     _LOADED.clear()

@@ -41,8 +41,26 @@ def test_list_automaton_tables_agree_with_the_grammar_on_real_tokenizers(spec):
     from helpers import walk_list_tables
 
     from interp.lm.generate import IntegerListGrammar
-    from interp.lm.models import load_model
+    from interp.lm.models import load_tokenizer
 
-    _, tok = load_model(spec)
+    tok = load_tokenizer(spec)  # no weights: a cold cache reads it from the GGUF, unconverted
     assert any(len(p) > 1 for _, p in IntegerListGrammar(tok).cands)  # multi-character pieces exist here
     assert walk_list_tables(tok, 10, 3, width=len(tok), walks=6, steps=14) >= 12  # >= 2 states per walk
+
+
+def test_load_tokenizer_reads_no_weights_and_an_unconverted_gguf_gives_the_converted_tokenizer(tmp_path, monkeypatch):
+    """`load_tokenizer` of an embedded model: from the converted checkpoint when cached, else from
+    the GGUF with nothing converted; both encode as `load_model`'s tokenizer does."""
+    from interp.lm import models
+
+    spec = "smollm2-135m-instruct"
+    _, ref = models.load_model(spec)  # converted (and cached) if it was not
+    loads = dict(models.LOADS)
+    warm = models.load_tokenizer(spec)
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))  # an empty cache: no converted checkpoint
+    cold = models.load_tokenizer(spec)
+    assert models.LOADS == loads and not (tmp_path / "models").exists()  # no weights read, nothing converted
+    texts = [models.format_prompt(ref, "List 10 numbers.", "You love owls."), "123, 456, 789", " 7 , 8\n"]
+    for tok in (warm, cold):
+        assert [tok(t)["input_ids"] for t in texts] == [ref(t)["input_ids"] for t in texts]
+        assert (tok.padding_side, tok.pad_token, tok.chat_template) == ("left", ref.pad_token, ref.chat_template)

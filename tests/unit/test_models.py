@@ -30,6 +30,14 @@ def test_load_model_places_and_casts():
     assert tok.padding_side == "left" and tok.pad_token is not None
 
 
+def test_load_tokenizer_is_load_models_tokenizer_and_names_a_bad_spec():
+    tok = models.load_tokenizer("tiny-llama")
+    _, ref = load_model("tiny-llama")
+    assert tok.padding_side == "left" and tok.pad_token == ref.pad_token and tok.get_vocab() == ref.get_vocab()
+    with pytest.raises(ModelError, match="unknown model 'no-such-model'"):
+        models.load_tokenizer("no-such-model")
+
+
 def test_fallback_format_for_models_without_chat_template():
     _, tok = models.tiny_model("tiny-gemma")
     assert not tok.chat_template
