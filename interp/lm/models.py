@@ -207,16 +207,36 @@ def _load_fresh(spec: str, dev: torch.device, dt: torch.dtype, seed: int) -> tup
         model, tok = tiny_model(spec, seed=seed)
         return model.to(dtype=dt), tok
     path = embedded_checkpoint(spec) if spec in EMBEDDED else spec
-    # never a repository's own code unless the config trusts it; a Hub id at the commit its key names
+    opts = _pretrained_opts(spec)
+    with _load_errors(spec):
+        tok = AutoTokenizer.from_pretrained(path, **opts)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **opts)
+    return model, tok
+
+
+def _pretrained_opts(spec: str) -> dict[str, Any]:
+    """`from_pretrained` options: never a repository's own code unless the config trusts it; a
+    Hub id at the commit its key names."""
     opts: dict[str, Any] = {"trust_remote_code": trusts_remote_code(spec)}
     if spec not in EMBEDDED and not Path(spec).exists():
         opts["revision"] = hub_revision(spec)
+    return opts
+
+
+@contextmanager
+def _load_errors(spec: str) -> Iterator[None]:
+    """A loader's OSError as one line naming the model."""
     try:
-        tok = AutoTokenizer.from_pretrained(path, **opts)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dt, **opts)
+        yield
     except OSError as e:
         raise ModelError(f"model '{spec}' could not be loaded: {str(e).splitlines()[0]}") from e
-    return model, tok
+
+
+def _with_pad_token(tok: Any) -> Any:
+    """`tok`, given its end-of-sequence token as pad token if it has none."""
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def load_tokenizer(spec: str) -> Any:
@@ -232,15 +252,9 @@ def load_tokenizer(spec: str) -> Any:
     if spec in EMBEDDED:
         tok = embedded_tokenizer(spec)
     else:
-        opts: dict[str, Any] = {"trust_remote_code": trusts_remote_code(spec)}
-        if not Path(spec).exists():
-            opts["revision"] = hub_revision(spec)
-        try:
-            tok = AutoTokenizer.from_pretrained(spec, **opts)
-        except OSError as e:
-            raise ModelError(f"model '{spec}' could not be loaded: {str(e).splitlines()[0]}") from e
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+        with _load_errors(spec):
+            tok = AutoTokenizer.from_pretrained(spec, **_pretrained_opts(spec))
+    tok = _with_pad_token(tok)
     tok.padding_side = "left"
     return tok
 
@@ -262,9 +276,7 @@ def load_model(spec: str, device: str = "cpu", dtype: str = "auto", seed: int = 
     key = (spec, str(dev), str(dt), seed)
     if key not in _LOADED:
         model, tok = _load_fresh(spec, dev, dt, seed)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        _LOADED[key] = (model.to(dev).eval(), tok)
+        _LOADED[key] = (model.to(dev).eval(), _with_pad_token(tok))
     model, tok = _LOADED[key]
     tok = copy.deepcopy(tok)
     tok.padding_side = "left"
